@@ -1,0 +1,26 @@
+# The front door: `make demo` and `make test` do all set-up on a fresh Debian machine (as root).
+PY := .venv/bin/python
+PYTEST := .venv/bin/pytest
+
+.PHONY: setup test test-fast lint demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+# Every test tier. Tiers needing root or real daemons fail loudly when they are missing.
+test: setup
+	$(PY) -m ruff check calico tests benchmarks
+	$(PYTEST) -q tests
+
+# The unit tier only: no root, no daemons. Run before every commit.
+test-fast: setup
+	$(PYTEST) -q tests/unit
+
+lint: setup
+	$(PY) -m ruff check calico tests benchmarks
+
+demo: setup
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

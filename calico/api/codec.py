@@ -1,0 +1,117 @@
+"""Reading and writing manifests: YAML or JSON, multi-document, `List` kinds.
+
+The YAML loader is PyYAML's safe loader minus two YAML 1.1 resolvers that Calico's (Go) decoder
+does not have and that would silently corrupt manifests: sexagesimal numbers (`80:90`, a port
+range, would load as the integer 4890) and timestamps (`creationTimestamp` must stay a string).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from .base import ValidationError, render_value, validate
+
+_INT = re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X)
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                           "tag:yaml.org,2002:timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+class ManifestError(ValueError):
+    """The text is not valid YAML/JSON, or a document is not a resource object."""
+
+
+def parse_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
+    """Raw documents from YAML or JSON text, with `List` / `<Kind>List` expanded into items.
+    Empty documents are dropped. Raises ManifestError on a syntax error."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ManifestError(f"{source}: invalid YAML/JSON{where}: {problem}") from None
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        out.extend(_expand(doc, source))
+    return out
+
+
+def _expand(doc: Any, source: str) -> list[dict[str, Any]]:
+    if isinstance(doc, list):
+        return [d for item in doc for d in _expand(item, source)]
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{source}: {render_value(doc)} is not a resource object")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
+        items = doc.get("items") or []
+        if not isinstance(items, list):
+            raise ManifestError(f"{source}: {kind}.items is not a list")
+        item_kind = kind[: -len("List")]
+        expanded = []
+        for item in items:
+            if isinstance(item, dict) and item_kind and "kind" not in item:
+                item = {"kind": item_kind, **item}
+            if isinstance(item, dict) and "apiVersion" not in item and "apiVersion" in doc:
+                item = {"apiVersion": doc["apiVersion"], **item}
+            expanded.extend(_expand(item, source))
+        return expanded
+    return [doc]
+
+
+def load(text: str, source: str = "input") -> list:
+    """Validated resources from YAML or JSON text (multi-document, List kinds).
+    Raises ManifestError or ValidationError for the first bad document."""
+    return [validate(doc) for doc in parse_documents(text, source)]
+
+
+def dump_yaml(resources: list, list_kind: bool | None = None) -> str:
+    """YAML as calicoctl prints it: one document, or a `<Kind>List` for several."""
+    dicts = [r.to_dict() if hasattr(r, "to_dict") else r for r in resources]
+    if list_kind is None:
+        list_kind = len(dicts) != 1
+    body: Any = dicts[0] if not list_kind else _as_list(dicts)
+    return yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+
+
+def dump_json(resources: list, list_kind: bool | None = None) -> str:
+    dicts = [r.to_dict() if hasattr(r, "to_dict") else r for r in resources]
+    if list_kind is None:
+        list_kind = len(dicts) != 1
+    body: Any = dicts[0] if not list_kind else _as_list(dicts)
+    return json.dumps(body, indent=2) + "\n"
+
+
+def _as_list(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    kinds = {d.get("kind") for d in dicts}
+    kind = f"{kinds.pop()}List" if len(kinds) == 1 else "List"
+    return {"apiVersion": "projectcalico.org/v3", "kind": kind, "items": dicts,
+            "metadata": {"resourceVersion": ""}}
+
+
+__all__ = ["ManifestError", "ValidationError", "dump_json", "dump_yaml", "load",
+           "parse_documents"]

@@ -1,0 +1,1 @@
+"""Imports every module that defines resource kinds, so that they register in `KINDS`."""

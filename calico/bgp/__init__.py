@@ -1,0 +1,1 @@
+"""BIRD 2 configuration renderer and status."""

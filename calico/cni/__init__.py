@@ -1,0 +1,1 @@
+"""The CNI plugins `calico` and `calico-ipam`."""

@@ -1,0 +1,1 @@
+"""Felix, the per-host agent: syncer -> calculation graph -> dataplane -> kernel."""

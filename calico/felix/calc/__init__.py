@@ -1,0 +1,1 @@
+"""The pure, single-threaded calculation graph: datastore updates in, dataplane messages out."""

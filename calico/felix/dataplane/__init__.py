@@ -1,0 +1,1 @@
+"""The Linux dataplane: routes, interfaces, sysctls and nftables, applied incrementally."""

@@ -1,0 +1,1 @@
+"""IP address management: pools, blocks with host affinity, borrowing and handles."""

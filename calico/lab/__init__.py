@@ -1,0 +1,1 @@
+"""A multi-host virtual cluster on one machine, built from network namespaces."""

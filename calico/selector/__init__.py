@@ -1,0 +1,1 @@
+"""Calico's selector language: tokenizer, parser, evaluation and canonical form."""
