@@ -70,6 +70,9 @@ class WatchEvent:
     key: str
     value: str | None  # None for DELETE
     revision: int  # the revision of this change
+    # The key's create revision after a PUT (== revision when the PUT created the key); 0 for
+    # DELETE. Lets a watcher tell "added" from "modified" without keeping a cache.
+    create_revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)
