@@ -5,3 +5,4 @@ from . import policy  # noqa: F401,E402  (NetworkPolicy, GlobalNetworkPolicy, St
 from . import profile  # noqa: F401,E402  (Profile)
 from . import networkset  # noqa: F401,E402  (NetworkSet, GlobalNetworkSet)
 from . import endpoints  # noqa: F401,E402  (WorkloadEndpoint, HostEndpoint)
+from . import felixconfig  # noqa: F401,E402  (FelixConfiguration)
