@@ -80,8 +80,7 @@ INVALID_WEPS = [
     (_wep(pod=None), "spec.pod", "must be set: a WorkloadEndpoint's name is "
                                  "<node>-<orchestrator>-<pod>-<endpoint>"),
     (_wep(node=None), "spec.node", "must be set"),
-    (_wep(pod="-web", name="node--1-k8s---web-eth0"), "spec.pod",
-     "must not start or end with '-'"),
+    (_wep(pod="-web", name="node--1-k8s---web-eth0"), "spec.pod", "is not a valid name"),
     (_wep(interfaceName=None), "spec.interfaceName", "is required"),
     (_wep(interfaceName="a-very-long-interface"), "spec.interfaceName",
      "is not a valid interface name"),
