@@ -1,0 +1,491 @@
+"""`IPAM`: allocate and release workload addresses for one host.
+
+Auto-assignment for a host, per IP version, in Calico's order (libcalico-go/lib/ipam/ipam.go):
+
+1. **Affine blocks.** Addresses come from blocks affine to this host first (its affinities,
+   `/calico/ipam/v2/host/<host>/...`, are a hint; the block's own `affinity` field decides).
+2. **Claim.** When they are full, the host claims a new block of a usable pool (the first free
+   block in its own walk of the pool, see pools.py) — unless `autoAllocateBlocks` is off or the
+   host already holds `maxBlocksPerHost` blocks.
+3. **Borrow.** When no block can be claimed, single addresses are borrowed from other hosts'
+   blocks with free space — unless `strictAffinity` is set: then the request fails with
+   `StrictAffinityError`.
+
+A request is all or nothing: if it cannot be met in full, what was taken is released again and
+`PoolExhaustedError` names the pools that were tried. Each allocation carries a handle id (the
+workload's id) and attributes (Calico's `secondary` map: `node`, `namespace`, `pod`, ...); the
+handle record counts its addresses per block, written in the same transaction as the block.
+
+Every block write is compare-and-swap on the block's mod revision (and the handle's), retried
+with jitter (store.py). The block text and revision last seen are cached per block: a stale
+cache costs one failed CAS and a re-read, never a wrong answer.
+
+Public API (all return data; nothing prints):
+
+    ipam = IPAM(backend, "node-1")
+    v4, v6 = ipam.auto_assign(1, 1, "wl-1", {"node": "node-1", "namespace": "ns", "pod": "p"})
+    ipam.assign_ip("10.65.3.7", "port-1", attrs)      # a given address (fixed IPs)
+    ipam.release_ips(["10.65.3.7"])                      # -> addresses that were not allocated
+    ipam.release_by_handle("wl-1")                       # -> addresses released
+    ipam.release_host_affinities("node-2")               # -> block CIDRs released
+    ipam.get_assignment("10.65.0.1")                     # -> Assignment | None
+    ipam.usage(), ipam.blocks(), ipam.check(), ipam.fix(report)   (see report.py)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from calico.datastore.kv import Backend
+
+from . import report as _report
+from .block import AllocationBlock, IPAddress, IPNetwork
+from .errors import (
+    AddressInUseError,
+    IPAMError,
+    NoPoolsError,
+    NotInPoolError,
+    PoolExhaustedError,
+    StrictAffinityError,
+)
+from .model import STATE_CONFIRMED, IPAMConfig, IPAMHandle
+from .pools import Pool, node_labels, pool_for, read_pools
+from .store import MAX_RETRIES, BlockClaimConflict, HandleState, IPAMStore
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """A block as this process last read or wrote it."""
+
+    text: str
+    rev: int
+    host: str | None
+    free: int
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Who holds an address: `get_assignment(ip)`."""
+
+    ip: str
+    block: str
+    block_affinity: str | None
+    handle_id: str | None
+    attrs: dict[str, str]
+    sequence: int
+
+
+class IPAM:
+    def __init__(self, backend: Backend, hostname: str, *, max_retries: int = MAX_RETRIES,
+                 rng: random.Random | None = None) -> None:
+        self.backend = backend
+        self.hostname = hostname
+        self.rng = rng or random.Random()
+        self.store = IPAMStore(backend, max_retries=max_retries, rng=self.rng)
+        self._cache: dict[IPNetwork, _Cached] = {}
+
+    # ---- configuration and pools ------------------------------------------------------------
+
+    def get_config(self) -> IPAMConfig:
+        return self.store.get_config()
+
+    def set_config(self, config: IPAMConfig) -> None:
+        self.store.set_config(config)
+
+    def pools(self, version: int, names: Iterable[str] | None = None,
+              use: str = "Workload") -> list[Pool]:
+        """The pools this host may allocate from for `use`, in name order. With `names`
+        (pool names or CIDRs), only those, and each must exist and be usable."""
+        all_pools = [p for p in read_pools(self.backend) if p.version == version]
+        labels = node_labels(self.backend, self.hostname) or {}
+        if names is None:
+            usable = [p for p in all_pools if p.usable(labels, use)]
+            if not usable:
+                raise NoPoolsError(f"no enabled IPv{version} IP pool may be used by host "
+                                   f"{self.hostname} for {use} addresses")
+            return usable
+        chosen = []
+        for name in names:
+            match = [p for p in all_pools if name in (p.name, str(p.cidr))]
+            if not match:
+                if _version_of(name) not in (None, version):
+                    continue
+                raise NoPoolsError(f"IP pool {name} does not exist")
+            pool = match[0]
+            if pool.disabled:
+                raise NoPoolsError(f"IP pool {pool} is disabled")
+            if use not in pool.allowed_uses:
+                raise NoPoolsError(f"IP pool {pool} does not allow {use} addresses")
+            if not pool.selects(labels):
+                raise NoPoolsError(f"IP pool {pool} nodeSelector {pool.node_selector!r} "
+                                   f"does not select host {self.hostname}")
+            chosen.append(pool)
+        if not chosen:
+            raise NoPoolsError(f"none of the IP pools {', '.join(names)} is IPv{version}")
+        return chosen
+
+    # ---- assignment -------------------------------------------------------------------------
+
+    def auto_assign(self, num_v4: int, num_v6: int, handle_id: str,
+                    attrs: dict[str, str] | None = None, pools: Iterable[str] | None = None,
+                    use: str = "Workload") -> tuple[list[str], list[str]]:
+        """Allocate `num_v4` IPv4 and `num_v6` IPv6 addresses for `handle_id`; all or none."""
+        attrs = dict(attrs or {})
+        pools = list(pools) if pools is not None else None
+        handle = HandleState(handle_id, _empty_handle(), 0, known=False)
+        v4: list[str] = []
+        try:
+            if num_v4:
+                v4 = self._auto_assign(4, num_v4, handle, attrs, pools, use)
+            v6 = self._auto_assign(6, num_v6, handle, attrs, pools, use) if num_v6 else []
+        except IPAMError:
+            if v4:
+                self.release_ips(v4)
+            raise
+        return v4, v6
+
+    def _auto_assign(self, version: int, num: int, handle: HandleState, attrs: dict[str, str],
+                     names: list[str] | None, use: str) -> list[str]:
+        pools = self.pools(version, names, use)
+        config = self.store.get_config()
+        ips: list[str] = []
+        # Blocks this process already knows to be ours and free: no need to list affinities.
+        for cidr in [c for c, e in self._cache.items() if e.free and e.host == self.hostname
+                     and c.version == version and pool_for(pools, c.network_address)]:
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+            if len(ips) == num:
+                return ips
+        affine = self._affine_blocks(version, pools)
+        for cidr in affine:
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+            if len(ips) == num:
+                return ips
+        claims = len(affine)
+        while len(ips) < num and config.auto_allocate_blocks and (
+                not config.max_blocks_per_host or claims < config.max_blocks_per_host):
+            cidr = self._claim_new_block(pools)
+            if cidr is None:
+                break
+            claims += 1
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+        if len(ips) < num and not config.strict_affinity:
+            ips += self._borrow(version, pools, num - len(ips), handle, attrs)
+        if len(ips) < num:
+            if ips:
+                self.release_ips(ips)
+            names_text = ", ".join(str(p) for p in pools)
+            msg = (f"cannot assign {num} IPv{version} address(es) to host {self.hostname}: "
+                   f"only {len(ips)} free in IP pool(s) {names_text}")
+            if config.strict_affinity:
+                raise StrictAffinityError(msg + " for this host's blocks, and strict affinity "
+                                          "forbids borrowing from other hosts' blocks",
+                                          [p.name for p in pools])
+            raise PoolExhaustedError(msg, [p.name for p in pools])
+        return ips
+
+    def _affine_blocks(self, version: int, pools: list[Pool]) -> list[IPNetwork]:
+        out = []
+        for _host, cidr, aff, rev in self.store.list_affinities(self.hostname, version):
+            if pool_for(pools, cidr.network_address) is None:
+                continue
+            if aff.state != STATE_CONFIRMED:
+                # A claim that crashed (or is in flight in another process): adopt the block if
+                # it is already ours, otherwise leave it to the claimer / check().
+                got = self._block(cidr)
+                if got is None or got[0].host != self.hostname:
+                    continue
+                self.store.confirm_affinity(self.hostname, cidr, rev)
+            out.append(cidr)
+        return out
+
+    def _block(self, cidr: IPNetwork, fresh: bool = False) -> tuple[AllocationBlock, int] | None:
+        cached = None if fresh else self._cache.get(cidr)
+        if cached is not None:
+            return AllocationBlock.from_json(cached.text), cached.rev
+        got = self.store.get_block(cidr)
+        if got is None:
+            self._cache.pop(cidr, None)
+            return None
+        self._remember(got[0], got[1])
+        return got
+
+    def _remember(self, block: AllocationBlock, rev: int) -> None:
+        self._cache[block.cidr] = _Cached(block.to_json(), rev, block.host, block.num_free)
+
+    def _assign_from(self, cidr: IPNetwork, num: int, handle: HandleState,
+                     attrs: dict[str, str], *, affine_only: bool) -> list[str]:
+        """Up to `num` addresses from one block, CAS-retried; [] if it has none for us.
+        The first attempt trusts the cache (block and handle); after a conflict both are
+        re-read."""
+        attempts = [0]
+
+        def attempt() -> list[str]:
+            fresh = attempts[0] > 0
+            attempts[0] += 1
+            cached = self._cache.get(cidr)
+            if not fresh and cached is not None and (
+                    not cached.free or (cached.host == self.hostname) != affine_only):
+                return []  # known full, or not the kind of block we are looking for
+            got = self._block(cidr, fresh=fresh)
+            if got is None:
+                return []
+            block, rev = got
+            if (block.host == self.hostname) != affine_only or not block.num_free:
+                return []
+            if fresh and not handle.known:
+                self._reload_handle(handle)
+            ips = block.auto_assign(num, handle.handle_id, attrs)
+            return self._commit_assignment(block, rev, handle, len(ips), ips)
+
+        return self.store.retry(attempt, f"assigning from block {cidr}")
+
+    def _reload_handle(self, handle: HandleState) -> None:
+        fresh = self.store.get_handle(handle.handle_id)
+        handle.value, handle.rev, handle.known = fresh.value, fresh.rev, True
+
+    def _commit_assignment(self, block: AllocationBlock, rev: int, handle: HandleState,
+                           count: int, ips: list[str]) -> list[str]:
+        before = dict(handle.value.block)
+        handle.value.add(str(block.cidr), count)
+        try:
+            new_rev = self.store.commit(block, rev, [handle])
+        except Exception:
+            handle.value.block = before
+            self._cache.pop(block.cidr, None)
+            handle.known = False  # re-read it with the block on the next attempt
+            raise
+        handle.rev, handle.known = new_rev, True
+        self._remember(block, new_rev)
+        return ips
+
+    def _claim_new_block(self, pools: list[Pool]) -> IPNetwork | None:
+        """Claim a block no host holds yet; None when every block of the pools exists."""
+        for _ in range(self.store.max_retries):
+            existing = {b.cidr for b, _ in self.store.list_blocks(pools[0].version)}
+            cidr = next((c for p in pools for c in _free_blocks(p, self.hostname, existing)),
+                        None)
+            if cidr is None:
+                return None
+            try:
+                block, rev = self.store.claim_block(self.hostname, cidr)
+            except BlockClaimConflict:
+                continue
+            self._remember(block, rev)
+            return cidr
+        return None
+
+    def _borrow(self, version: int, pools: list[Pool], num: int, handle: HandleState,
+                attrs: dict[str, str]) -> list[str]:
+        candidates = [b.cidr for b, _ in self.store.list_blocks(version)
+                      if b.num_free and b.host != self.hostname
+                      and pool_for(pools, b.cidr.network_address) is not None]
+        self.rng.shuffle(candidates)  # spread borrowers over the blocks
+        ips: list[str] = []
+        for cidr in candidates:
+            self._cache.pop(cidr, None)
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=False)
+            if len(ips) == num:
+                break
+        return ips
+
+    def assign_ip(self, ip: str, handle_id: str, attrs: dict[str, str] | None = None) -> None:
+        """Allocate exactly `ip` (fixed IPs, explicit CNI addresses). Raises NotInPoolError if
+        it is outside every enabled pool, AddressInUseError if it is taken."""
+        addr = ipaddress.ip_address(ip)
+        pools = [p for p in read_pools(self.backend) if not p.disabled]
+        pool = pool_for(pools, addr)
+        if pool is None:
+            raise NotInPoolError(f"address {addr} is not in any enabled IP pool")
+        cidr = self._block_cidr(addr, pool)
+        handle = HandleState(handle_id, _empty_handle(), 0, known=False)
+        attrs = dict(attrs or {})
+        config = self.store.get_config()
+
+        def attempt() -> None:
+            got = self.store.get_block(cidr)
+            if got is None:
+                if not config.auto_allocate_blocks:
+                    raise NotInPoolError(f"address {addr}: block {cidr} does not exist and "
+                                         "autoAllocateBlocks is off")
+                try:
+                    got = self.store.claim_block(self.hostname, cidr)
+                except BlockClaimConflict:
+                    got = self.store.get_block(cidr)
+                    if got is None:
+                        raise
+            block, rev = got
+            if config.strict_affinity and block.host != self.hostname:
+                raise StrictAffinityError(
+                    f"address {addr} is in block {cidr} of {block.affinity or 'no host'}: "
+                    f"strict affinity forbids host {self.hostname} to use it", [pool.name])
+            if not handle.known:
+                self._reload_handle(handle)
+            block.assign(addr, handle_id, attrs)
+            self._commit_assignment(block, rev, handle, 1, [str(addr)])
+
+        self.store.retry(attempt, f"assigning {addr}")
+
+    # ---- release ----------------------------------------------------------------------------
+
+    def _block_cidr(self, addr: IPAddress, pool: Pool | None = None) -> IPNetwork:
+        """The block that holds (or would hold) `addr`: by its pool's block size if that block
+        exists, else by searching the stored blocks (pools can change; blocks stay)."""
+        if pool is not None:
+            cidr = pool.block_for(addr)
+            if self.store.get_block(cidr) is not None:
+                return cidr
+        for block, _ in self.store.list_blocks(addr.version):
+            if addr in block.cidr:
+                return block.cidr
+        if pool is None:
+            raise NotInPoolError(f"address {addr} is not in any IPAM block")
+        return pool.block_for(addr)
+
+    def release_ips(self, ips: Iterable[str],
+                    expect: dict[str, tuple[str | None, int]] | None = None) -> list[str]:
+        """Release addresses; returns those that were not allocated. With `expect`
+        (ip -> (handle_id, sequence)), an address reallocated since then is left alone and
+        also returned."""
+        by_block: dict[IPNetwork, list[str]] = {}
+        skipped: list[str] = []
+        pools = read_pools(self.backend)
+        for ip in ips:
+            addr = ipaddress.ip_address(ip)
+            try:
+                cidr = self._block_cidr(addr, pool_for(pools, addr))
+            except NotInPoolError:
+                skipped.append(str(addr))
+                continue
+            by_block.setdefault(cidr, []).append(str(addr))
+        for cidr, members in by_block.items():
+            skipped += self._release_from(cidr, members, expect)
+        return skipped
+
+    def _release_from(self, cidr: IPNetwork, ips: list[str],
+                      expect: dict[str, tuple[str | None, int]] | None) -> list[str]:
+        def attempt() -> list[str]:
+            got = self.store.get_block(cidr)
+            if got is None:
+                return list(ips)
+            block, rev = got
+            result = block.release(ips, expect)
+            if result.released:
+                handles = [self.store.get_handle(h) for h in result.by_handle]
+                for h in handles:
+                    h.value.add(str(cidr), -result.by_handle[h.handle_id])
+                new_rev = self.store.commit(block, rev, handles)
+                self._remember(block, new_rev)
+            return result.not_allocated + result.changed
+
+        return self.store.retry(attempt, f"releasing from block {cidr}")
+
+    def release_by_handle(self, handle_id: str) -> list[str]:
+        """Release every address held by `handle_id` (and delete the handle)."""
+        handle = self.store.get_handle(handle_id)
+        released: list[str] = []
+        for cidr_text in list(handle.value.block):
+            cidr = ipaddress.ip_network(cidr_text)
+
+            def attempt(cidr: IPNetwork = cidr) -> list[str]:
+                got = self.store.get_block(cidr)
+                h = self.store.get_handle(handle_id)
+                if got is None:  # the handle outlived its block: forget the block
+                    if h.value.block.pop(str(cidr), None) is not None:
+                        self.store.write_handle(h)
+                    return []
+                block, rev = got
+                result = block.release_by_handle(handle_id)
+                h.value.add(str(cidr), -result.by_handle.get(handle_id, 0))
+                h.value.block.pop(str(cidr), None)  # whatever the count said, none are left
+                new_rev = self.store.commit(block, rev, [h] if h.rev else [])
+                self._remember(block, new_rev)
+                return result.released
+
+            released += self.store.retry(attempt, f"releasing handle {handle_id}")
+        return released
+
+    def release_affinity(self, cidr: str | IPNetwork, host: str | None = None,
+                         require_empty: bool = False) -> bool:
+        """Release one block affinity of `host` (default: this host)."""
+        net = ipaddress.ip_network(cidr)
+        host = host or self.hostname
+        self._cache.pop(net, None)
+        return self.store.retry(
+            lambda: self.store.release_affinity(host, net, require_empty=require_empty),
+            f"releasing affinity of {host} for {net}")
+
+    def release_host_affinities(self, host: str | None = None,
+                                require_empty: bool = False) -> list[str]:
+        """Release every block affinity of `host` (default: this host): empty blocks are
+        deleted, the others lose their affinity (their addresses stay allocated). With
+        `require_empty`, non-empty blocks are skipped. Returns the CIDRs released."""
+        host = host or self.hostname
+        released = []
+        for _h, cidr, _aff, _rev in self.store.list_affinities(host):
+            try:
+                if self.release_affinity(cidr, host, require_empty):
+                    released.append(str(cidr))
+            except IPAMError:
+                if not require_empty:
+                    raise
+        return released
+
+    # ---- queries and maintenance ------------------------------------------------------------
+
+    def get_assignment(self, ip: str) -> Assignment | None:
+        addr = ipaddress.ip_address(ip)
+        pool = pool_for(read_pools(self.backend), addr)
+        try:
+            got = self.store.get_block(self._block_cidr(addr, pool))
+        except NotInPoolError:
+            return None
+        if got is None:
+            return None
+        alloc = got[0].allocation(addr)
+        if alloc is None:
+            return None
+        return Assignment(alloc.ip, str(got[0].cidr), got[0].affinity, alloc.handle_id,
+                          alloc.attrs, alloc.sequence)
+
+    def get_assignment_attributes(self, ip: str) -> tuple[dict[str, str], str | None]:
+        """Calico's GetAssignmentAttributes: (attributes, handle id) of an allocated address.
+        Raises IPAMError if it is not allocated."""
+        a = self.get_assignment(ip)
+        if a is None:
+            raise IPAMError(f"address {ip} is not assigned")
+        return a.attrs, a.handle_id
+
+    def usage(self) -> list[_report.PoolUsage]:
+        return _report.usage(self.backend)
+
+    def blocks(self) -> list[_report.BlockInfo]:
+        return _report.blocks(self.backend)
+
+    def check(self) -> _report.CheckReport:
+        return _report.check(self.backend)
+
+    def fix(self, report: _report.CheckReport) -> _report.FixResult:
+        return _report.fix(self, report)
+
+    def assert_address_free(self, ip: str) -> None:
+        a = self.get_assignment(ip)
+        if a is not None:
+            raise AddressInUseError(ip, a.handle_id)
+
+
+def _empty_handle() -> IPAMHandle:
+    return IPAMHandle()
+
+
+def _free_blocks(pool: Pool, host: str, existing: set[IPNetwork]) -> Iterator[IPNetwork]:
+    return (c for c in pool.blocks_from(host) if c not in existing)
+
+
+def _version_of(text: str) -> int | None:
+    try:
+        return ipaddress.ip_network(text, strict=False).version
+    except ValueError:
+        return None

@@ -1,0 +1,134 @@
+"""Which IP pools a host may allocate from, and how a pool divides into blocks.
+
+IPPool resources are read from the datastore (`/calico/resources/v3/projectcalico.org/ippools/`)
+and validated with `calico.api.validate`, which also fills Calico's defaults (blockSize 26 / 122,
+nodeSelector `all()`, allowedUses [Workload, Tunnel]). A stored pool that fails validation is
+skipped with a warning: a bad pool must not stop allocation from the good ones.
+
+A pool is usable by a host for a use when it is not disabled, its `allowedUses` include the
+use, and its `nodeSelector` matches the labels of the host's Node resource (a host with no Node
+resource has no labels, so only `all()`-like selectors match it).
+
+Block order: each host walks a pool's blocks from its own starting block (a hash of the host
+name, as Calico seeds its random block generator with one), wrapping round, so hosts that claim
+at the same moment mostly pick different blocks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import random
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from calico.datastore.kv import Backend
+
+from .block import IPAddress, IPNetwork
+
+log = logging.getLogger(__name__)
+
+POOLS_PREFIX = "/calico/resources/v3/projectcalico.org/ippools/"
+NODES_PREFIX = "/calico/resources/v3/projectcalico.org/nodes/"
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    cidr: IPNetwork
+    block_size: int
+    node_selector: str = "all()"
+    disabled: bool = False
+    allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cidr})"
+
+    @property
+    def version(self) -> int:
+        return self.cidr.version
+
+    @property
+    def num_blocks(self) -> int:
+        return 1 << (self.block_size - self.cidr.prefixlen)
+
+    @property
+    def block_addresses(self) -> int:
+        return 1 << (self.cidr.max_prefixlen - self.block_size)
+
+    def selects(self, node_labels: dict[str, str]) -> bool:
+        """True if this pool's nodeSelector matches a Node with these labels."""
+        if self.node_selector.strip() in ("", "all()"):
+            return True
+        from calico.selector import parse
+
+        return parse(self.node_selector).evaluate(node_labels)
+
+    def usable(self, node_labels: dict[str, str], use: str) -> bool:
+        return not self.disabled and use in self.allowed_uses and self.selects(node_labels)
+
+    def block_at(self, index: int) -> IPNetwork:
+        base = int(self.cidr.network_address) + index * self.block_addresses
+        return ipaddress.ip_network((base, self.block_size))
+
+    def block_for(self, ip: IPAddress) -> IPNetwork:
+        """The block CIDR (of this pool's block size) that holds `ip`."""
+        return ipaddress.ip_network((ip, self.block_size), strict=False)
+
+    def blocks_from(self, host: str) -> Iterator[IPNetwork]:
+        """Every block of the pool once, starting at `host`'s own starting block."""
+        n = self.num_blocks
+        if self.block_size == self.cidr.max_prefixlen:
+            start = random.randrange(n)  # one-address blocks: no point in a per-host order
+        else:
+            start = zlib.crc32(host.encode()) % n
+        for i in range(n):
+            yield self.block_at((start + i) % n)
+
+    @classmethod
+    def from_resource(cls, doc: dict) -> Pool:
+        """From an IPPool resource document. Raises ValueError (calico.api.ValidationError)."""
+        from calico.api import validate
+
+        res = validate(doc)
+        spec = res.spec  # type: ignore[attr-defined]
+        return cls(name=res.name, cidr=ipaddress.ip_network(spec.cidr),
+                   block_size=int(spec.blockSize), node_selector=spec.nodeSelector or "all()",
+                   disabled=bool(spec.disabled),
+                   allowed_uses=tuple(spec.allowedUses or ("Workload", "Tunnel")))
+
+
+def read_pools(backend: Backend) -> list[Pool]:
+    """Every valid IPPool in the datastore (enabled or not), by name."""
+    kvs, _ = backend.list(POOLS_PREFIX)
+    pools = []
+    for kv in kvs:
+        try:
+            pools.append(Pool.from_resource(json.loads(kv.value)))
+        except ValueError as err:
+            log.warning("ignoring IP pool at %s: %s", kv.key, err)
+    return sorted(pools, key=lambda p: p.name)
+
+
+def node_labels(backend: Backend, host: str) -> dict[str, str] | None:
+    """The labels of the Node resource named `host`; None if there is no such Node."""
+    kv = backend.get(NODES_PREFIX + host)
+    if kv is None:
+        return None
+    try:
+        return dict((json.loads(kv.value).get("metadata") or {}).get("labels") or {})
+    except (ValueError, AttributeError):
+        return {}
+
+
+def node_exists(backend: Backend, host: str) -> bool:
+    return backend.get(NODES_PREFIX + host) is not None
+
+
+def pool_for(pools: list[Pool], ip: IPAddress) -> Pool | None:
+    for p in pools:
+        if ip in p.cidr:
+            return p
+    return None
