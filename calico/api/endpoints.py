@@ -221,7 +221,8 @@ class WorkloadEndpointSpec(CalicoModel):
 
 def workload_endpoint_name(spec: WorkloadEndpointSpec | dict[str, Any]) -> str:
     """The name Calico derives from a WorkloadEndpoint spec. Raises FieldError (with a
-    `spec.<field>` path) if a needed identifier is missing or starts/ends with '-'."""
+    `spec.<field>` path) if a needed identifier is missing. (The identifiers' own name checks
+    already keep a '-' from starting or ending one, which would make the name ambiguous.)"""
     if isinstance(spec, dict):
         spec = WorkloadEndpointSpec.model_validate(spec)
     orchestrator = spec.orchestrator or ""
@@ -235,9 +236,6 @@ def workload_endpoint_name(spec: WorkloadEndpointSpec | dict[str, Any]) -> str:
             shape = "-".join(f"<{f}>" for f in fields)
             raise FieldError(f"must be set: a WorkloadEndpoint's name is {shape}",
                              field=("spec", field), value=None)
-        if value.startswith("-") or value.endswith("-"):
-            raise FieldError("must not start or end with '-' (it is part of the endpoint's "
-                             "name)", field=("spec", field), value=value)
         parts.append(value.replace("-", "--"))
     return "-".join(parts)
 

@@ -167,7 +167,7 @@ def check_action(value: Any) -> str:
 
 
 def check_ip_version(value: Any) -> int:
-    if isinstance(value, bool) or value not in (4, 6):
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (4, 6):
         raise ValueError("is not a valid ipVersion (4 or 6)")
     return value
 

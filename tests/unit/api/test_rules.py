@@ -127,6 +127,7 @@ INVALID_RULES = [
     ({"action": "allow"}, "action", '"allow" is not a valid action (Allow, Deny, Log, Pass)'),
     ({"action": "Allow", "ipVersion": 5}, "ipVersion", "5 is not a valid ipVersion (4 or 6)"),
     ({"action": "Allow", "ipVersion": "4"}, "ipVersion", "is not a valid ipVersion"),
+    ({"action": "Allow", "ipVersion": 4.0}, "ipVersion", "is not a valid ipVersion"),
     ({"action": "Allow", "protocol": "tcp"}, "protocol", '"tcp" is not a valid protocol'),
     ({"action": "Allow", "protocol": 0}, "protocol", "0 is not a valid protocol"),
     ({"action": "Allow", "notProtocol": 256}, "notProtocol", "256 is not a valid protocol"),
