@@ -88,6 +88,8 @@ class BGPPeerSpec(CalicoModel):
 
     @model_validator(mode="after")
     def _rules(self) -> BGPPeerSpec:
+        if self.keepOriginalNextHop is False:
+            self.keepOriginalNextHop = None  # a non-pointer Go bool: false is never stored
         def clash(field: str, value: Any, other: str) -> FieldError:
             return FieldError(f"must be empty when {other} is set", field=(field,), value=value)
 

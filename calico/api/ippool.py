@@ -5,7 +5,7 @@ An IPPool arrives as a manifest and leaves as what Calico would store: the valid
 `cidr` to its canonical text and fills the server-side defaults of libcalico-go's
 `clientv3/ippool.go` (blockSize 26 / 122, ipipMode and vxlanMode "Never", nodeSelector "all()",
 allowedUses [Workload, Tunnel], assignmentMode "Automatic"). `natOutgoing`, `disabled` and
-`disableBGPExport` stay unset when not given: Go omits a false bool, so unset means false.
+`disableBGPExport` are stored only when true: Go omits a false bool, so unset means false.
 
 Checks that need one pool only are model validators, in Calico's order (CIDR, block size, pool
 size, encapsulation, LoadBalancer rules). Overlap needs the other pools: the datastore client
@@ -105,6 +105,10 @@ class IPPoolSpec(CalicoModel):
     def _defaults_and_rules(self) -> IPPoolSpec:
         net = parse_cidr(self.cidr)
         version = net.version
+        # Go omits a false non-pointer bool: false and unset are the same stored value.
+        for flag in ("natOutgoing", "disabled", "disableBGPExport"):
+            if getattr(self, flag) is False:
+                setattr(self, flag, None)
         # Defaults, as clientv3 fills them before it validates.
         if not self.blockSize:
             self.blockSize = DEFAULT_BLOCK_SIZE[version]
