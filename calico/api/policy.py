@@ -33,6 +33,9 @@ with a namespace in global policy), no http match in egress rules, no `global()`
 rule's namespaceSelector, unique `types` and `performanceHints`, and for global policy:
 preDNAT and doNotTrack are exclusive, both need applyOnForward: true, and a preDNAT policy has
 no egress rules and no Egress type.
+
+`status` (which newer Calico API servers report on policies) is accepted and carried as an
+opaque object so that `calicoctl get -o yaml` output applies back unchanged.
 """
 
 from __future__ import annotations
