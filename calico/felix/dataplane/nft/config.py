@@ -1,0 +1,71 @@
+"""The Felix parameters the nftables dataplane reads, parsed from `ConfigUpdate.config`.
+
+Names and defaults are Calico's: InterfacePrefix (`cali`; comma-separated, e.g. `cali,tap`),
+DefaultEndpointToHostAction (`Drop` | `Return` | `Accept`), FailsafeInboundHostPorts and
+FailsafeOutboundHostPorts (`proto:port` or `proto:cidr:port`, comma-separated, or `none`),
+LogPrefix (`calico-packet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoPort:
+    protocol: int
+    port: int
+    net: str = ""  # source (inbound) / destination (outbound) restriction
+
+
+@dataclass(frozen=True, slots=True)
+class NftConfig:
+    interface_prefixes: tuple[str, ...] = ("cali",)
+    endpoint_to_host_action: str = "drop"  # drop | return | accept
+    failsafe_inbound: tuple[ProtoPort, ...] = ()
+    failsafe_outbound: tuple[ProtoPort, ...] = ()
+    log_prefix: str = "calico-packet"
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, str] | None = None) -> NftConfig:
+        c = dict(config or {})
+        prefixes = tuple(p.strip() for p in c.get("InterfacePrefix", "cali").split(",")
+                         if p.strip())
+        action = c.get("DefaultEndpointToHostAction", "Drop").strip().lower()
+        if action not in ("drop", "return", "accept"):
+            raise ValueError(f"FelixConfiguration DefaultEndpointToHostAction: {action!r} "
+                             "is not one of Drop, Return, Accept")
+        return cls(
+            interface_prefixes=prefixes or ("cali",),
+            endpoint_to_host_action=action,
+            failsafe_inbound=parse_ports("FailsafeInboundHostPorts",
+                                         c.get("FailsafeInboundHostPorts", DEFAULT_FAILSAFE_IN)),
+            failsafe_outbound=parse_ports("FailsafeOutboundHostPorts",
+                                          c.get("FailsafeOutboundHostPorts", DEFAULT_FAILSAFE_OUT)),
+            log_prefix=c.get("LogPrefix", "calico-packet"),
+        )
+
+
+def parse_ports(field: str, text: str) -> tuple[ProtoPort, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    out = []
+    for item in text.split(","):
+        parts = [p.strip() for p in item.strip().split(":")]
+        proto, net = "tcp", ""  # Calico: protocol defaults to tcp
+        if len(parts) == 2:
+            proto, port = parts
+        elif len(parts) >= 3:  # proto:cidr:port (an IPv6 cidr contains colons)
+            proto, net, port = parts[0], ":".join(parts[1:-1]), parts[-1]
+        else:
+            port = parts[0]
+        if proto.lower() not in PROTOCOLS or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"FelixConfiguration {field}: bad entry {item.strip()!r} "
+                             "(want proto:port or proto:cidr:port, proto tcp|udp|sctp)")
+        out.append(ProtoPort(PROTOCOLS[proto.lower()], int(port), net))
+    return tuple(out)

@@ -1,0 +1,155 @@
+"""Pure rendering of the dispatch skeleton (base chains, verdict maps) and endpoint chains.
+
+Layout of table `inet calico` (one table: inet-family nat and raw-priority chains need
+kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
+
+  raw-prerouting  filter/prerouting/-300  failsafe-in → return; iifname vmap @hep-untracked-from
+  raw-output      filter/output/-300      failsafe-out → return; oifname vmap @hep-untracked-to
+  prednat         filter/prerouting/-110  failsafe-in → return; iifname vmap @hep-prednat-from
+  filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host; failsafe-in
+                                          accept; iifname vmap @hep-from
+  filter-forward  filter/forward/0        ct; iifname "<prefix>*" jump wl-from-dispatch;
+                                          oifname "<prefix>*" jump wl-to-dispatch;
+                                          iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to
+  filter-output   filter/output/0         ct; oifname "<prefix>*" accept (host → local
+                                          workloads is always allowed, as in Calico);
+                                          failsafe-out accept; oifname vmap @hep-to
+  nat-postrouting nat/postrouting/100     natOutgoing (managers.NatManager)
+
+Dispatch is a verdict-map lookup per packet (constant time); `wl-*-dispatch` end in `drop`,
+so an interface with a workload prefix but no endpoint is dropped. Their map entries are
+`goto fw-<if>` so the endpoint chain's `return` goes back to the base chain.
+
+Endpoint chains, and marks (rules.Marks): a policy chain sets ACCEPT and returns on Allow,
+drops on Deny, sets PASS and returns on Pass, logs and continues on Log. The endpoint chain
+clears the marks, (from a workload) checks the source address, then per tier:
+`jump <policy>` (skipped once PASS is set), `return` if ACCEPT is set, and `drop` at the end
+of a tier unless PASS is set; then the profiles likewise, then `drop`. The base chain only
+reaches its end (policy accept) for packets every endpoint chain on their path returned.
+Untracked and pre-DNAT chains have no default drop (unmatched traffic continues to normal
+policy); an untracked Allow also does `notrack`, and the filter chains accept an untracked
+packet carrying ACCEPT straight away. Established/related are accepted and invalid dropped
+first in every filter base chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from calico.felix.dataplane.nft.config import NftConfig
+from calico.felix.dataplane.nft.rules import Marks, canonical_net, net_family
+from calico.felix.dataplane.nft.table import BaseHook, Chain, SetSpec
+
+IFACE_MAP = SetSpec(("ifname",), map_to="verdict")
+PROTO_PORT = SetSpec(("inet_proto", "inet_service"))
+MAPS = ("wl-from", "wl-to", "hep-from", "hep-to", "hep-fwd-from", "hep-fwd-to",
+        "hep-untracked-from", "hep-untracked-to", "hep-prednat-from")
+FAILSAFE_IN, FAILSAFE_OUT = "failsafe-in", "failsafe-out"
+
+
+@dataclass(frozen=True, slots=True)
+class TierChains:
+    """One tier's policy chains for one direction, in order."""
+
+    name: str
+    chains: tuple[str, ...]
+
+
+def _ct(marks: Marks) -> list[str]:
+    return [f"ct state untracked {marks.is_set(marks.accept)} accept",
+            "ct state established,related accept", "ct state invalid drop",
+            marks.clear(marks.accept | marks.pass_ | marks.scratch)]
+
+
+def _failsafe(cfg_ports, direction: str, verdict: str) -> list[str]:
+    setname = FAILSAFE_IN if direction == "in" else FAILSAFE_OUT
+    rules = [f"meta l4proto . th dport @{setname} {verdict}"]
+    for p in cfg_ports:
+        if p.net:
+            fam = net_family(p.net)
+            addr = "saddr" if direction == "in" else "daddr"
+            rules.append(f"{'ip' if fam == 4 else 'ip6'} {addr} {canonical_net(p.net)} "
+                         f"meta l4proto {p.protocol} th dport {p.port} {verdict}")
+    return rules
+
+
+def failsafe_elements(cfg_ports) -> list[str]:
+    return sorted({f"{p.protocol} . {p.port}" for p in cfg_ports if not p.net})
+
+
+def static_chains(cfg: NftConfig, marks: Marks) -> dict[str, Chain]:
+    wl_in = [f'iifname "{p}*"' for p in cfg.interface_prefixes]
+    wl_out = [f'oifname "{p}*"' for p in cfg.interface_prefixes]
+    untracked_ok = f"ct state untracked {marks.is_set(marks.accept)} return"
+    clear = marks.clear(marks.accept | marks.pass_ | marks.scratch)
+    return {
+        "raw-prerouting": Chain((clear, *_failsafe(cfg.failsafe_inbound, "in", "return"),
+                                 "iifname vmap @hep-untracked-from"),
+                                BaseHook("filter", "prerouting", -300)),
+        "raw-output": Chain((clear, *_failsafe(cfg.failsafe_outbound, "out", "return"),
+                             "oifname vmap @hep-untracked-to"),
+                            BaseHook("filter", "output", -300)),
+        "prednat": Chain((untracked_ok, clear, *_failsafe(cfg.failsafe_inbound, "in", "return"),
+                          "iifname vmap @hep-prednat-from"),
+                         BaseHook("filter", "prerouting", -110)),
+        "filter-input": Chain((*_ct(marks), *(f"{m} goto wl-to-host" for m in wl_in),
+                               *_failsafe(cfg.failsafe_inbound, "in", "accept"),
+                               "iifname vmap @hep-from"),
+                              BaseHook("filter", "input", 0)),
+        "filter-forward": Chain((*_ct(marks), *(f"{m} jump wl-from-dispatch" for m in wl_in),
+                                 *(f"{m} jump wl-to-dispatch" for m in wl_out),
+                                 "iifname vmap @hep-fwd-from", "oifname vmap @hep-fwd-to"),
+                                BaseHook("filter", "forward", 0)),
+        "filter-output": Chain((*_ct(marks), *(f"{m} accept" for m in wl_out),
+                                *_failsafe(cfg.failsafe_outbound, "out", "accept"),
+                                "oifname vmap @hep-to"),
+                               BaseHook("filter", "output", 0)),
+        "wl-to-host": Chain((
+            "meta nfproto ipv4 udp sport 68 udp dport 67 accept",  # DHCP
+            "meta nfproto ipv6 udp sport 546 udp dport 547 accept",  # DHCPv6
+            "icmpv6 type 130-133 accept",  # MLD, router solicitation
+            "icmpv6 type 135-136 accept",  # neighbour solicitation / advertisement
+            "jump wl-from-dispatch",
+            cfg.endpoint_to_host_action)),
+        "wl-from-dispatch": Chain(("iifname vmap @wl-from", "drop")),
+        "wl-to-dispatch": Chain(("oifname vmap @wl-to", "drop")),
+    }
+
+
+def anti_spoof_rules(nets: list[str], marks: Marks) -> list[str]:
+    """Drop packets whose source is none of `nets` (per IP version)."""
+    rules = []
+    for fam, l3 in ((4, "ip"), (6, "ip6")):
+        allowed = sorted({canonical_net(n) for n in nets if net_family(n) == fam})
+        if not allowed:
+            rules.append(f"meta nfproto ipv{fam} drop")
+        elif len(allowed) == 1:
+            rules.append(f"{l3} saddr != {allowed[0]} drop")
+        else:
+            rules += [f"{l3} saddr {n} {marks.set(marks.scratch)}" for n in allowed]
+            rules.append(f"meta nfproto ipv{fam} {marks.is_clear(marks.scratch)} drop")
+    return rules
+
+
+def endpoint_chain(tiers: list[TierChains], profiles: list[str], marks: Marks, *,
+                   pre: list[str] = (), tier_drop: bool = True, end_drop: bool = True) -> Chain:
+    rules = [marks.clear(marks.accept | marks.pass_ | marks.scratch), *pre]
+    accepted = f"{marks.is_set(marks.accept)} return"
+    first = True
+    for tier in tiers:
+        if not tier.chains:
+            continue
+        if not first:
+            rules.append(marks.clear(marks.pass_))
+        first = False
+        for i, chain in enumerate(tier.chains):
+            rules.append(f"jump {chain}" if i == 0 else
+                         f"{marks.is_clear(marks.pass_)} jump {chain}")
+            rules.append(accepted)
+        if tier_drop:
+            rules.append(f"{marks.is_clear(marks.pass_)} drop")
+    for chain in profiles:
+        rules += [f"jump {chain}", accepted]
+    if end_drop:
+        rules.append("drop")
+    return Chain(tuple(rules))

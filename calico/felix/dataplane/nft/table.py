@@ -1,0 +1,227 @@
+"""The desired state of Felix's nftables table, what the kernel holds, and the difference.
+
+Managers write *desired* objects into a `Table` (chains as lists of rule texts, sets and
+verdict maps as element dicts) and the table remembers which names are dirty. `transaction()`
+compares the dirty objects with what it believes the kernel holds and renders ONE `nft -f`
+script that changes only those: set elements added or removed, a chain created, rewritten
+(`flush chain` + its rules) or deleted, a set or map created or deleted. After the runner
+succeeds, `commit()` records the new kernel state; after a failure the caller resyncs.
+
+Comparison. nft prints rules in its own normalised syntax, so rule text cannot be compared
+with what we rendered. Instead every rule carries `comment "<hash of its rendered text>"`;
+the read-back (readback.py) yields each chain as its tuple of comment hashes, so a chain
+flushed, edited or reordered by hand compares unequal and is rewritten. Set and map elements
+are kept in the canonical text nft prints (`10.0.0.1`, `10.1.0.0/16`, `10.0.0.1 . 6 . 80`,
+`"cali1"` → `jump fw-cali1`), so they compare directly.
+
+Transaction order: create sets/maps → delete then add set elements → create chains → flush
+chains that are going away → rewrite dirty chains → update map elements → delete chains →
+delete sets. Every reference is created before it is used and dropped before its target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class SetSpec:
+    """A named set (map_to is None) or map (map_to "verdict")."""
+
+    type: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    map_to: str | None = None
+
+    def render(self) -> str:
+        kind = " . ".join(self.type)
+        body = f"type {kind} : {self.map_to};" if self.map_to else f"type {kind};"
+        if self.flags:
+            body += f" flags {', '.join(self.flags)};"
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class BaseHook:
+    type: str  # filter | nat
+    hook: str  # prerouting | input | forward | output | postrouting
+    priority: int
+    policy: str = "accept"
+
+    def render(self) -> str:
+        return (f"type {self.type} hook {self.hook} priority {self.priority}; "
+                f"policy {self.policy};")
+
+
+def rule_hash(rule: str) -> str:
+    return hashlib.blake2b(rule.encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    rules: tuple[str, ...] = ()
+    base: BaseHook | None = None
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return tuple(rule_hash(r) for r in self.rules)
+
+
+@dataclass(slots=True)
+class SetState:
+    spec: SetSpec
+    elements: dict[str, str | None] = field(default_factory=dict)  # key -> map value
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    """A chain as the kernel holds it: its hook and its rules' hashes."""
+
+    base: BaseHook | None
+    hashes: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class KernelState:
+    sets: dict[str, SetState] = field(default_factory=dict)
+    chains: dict[str, ChainState] = field(default_factory=dict)
+    exists: bool = False
+
+
+class Table:
+    """Desired state + believed kernel state + dirty names for one nft table."""
+
+    def __init__(self, family: str, name: str) -> None:
+        self.family, self.name = family, name
+        self.chains: dict[str, Chain] = {}
+        self.sets: dict[str, SetState] = {}
+        self.kernel = KernelState()
+        self._dirty_chains: set[str] = set()
+        self._dirty_sets: set[str] = set()
+
+    # ---- desired state ----------------------------------------------------------------
+
+    def put_chain(self, name: str, chain: Chain) -> None:
+        if self.chains.get(name) != chain:
+            self.chains[name] = chain
+            self._dirty_chains.add(name)
+
+    def remove_chain(self, name: str) -> None:
+        if self.chains.pop(name, None) is not None or name in self.kernel.chains:
+            self._dirty_chains.add(name)
+
+    def put_set(self, name: str, spec: SetSpec,
+                elements: Mapping[str, str | None] | Iterable[str]) -> None:
+        """Replace a set's (or map's) whole content."""
+        elems = dict(elements) if isinstance(elements, Mapping) else dict.fromkeys(elements)
+        cur = self.sets.get(name)
+        if cur is None or cur.spec != spec or cur.elements != elems:
+            self.sets[name] = SetState(spec, elems)
+            self._dirty_sets.add(name)
+
+    def update_elements(self, name: str, added: Mapping[str, str | None] | Iterable[str] = (),
+                        removed: Iterable[str] = ()) -> None:
+        elems = self.sets[name].elements
+        for key in removed:
+            elems.pop(key, None)
+        elems.update(added if isinstance(added, Mapping) else dict.fromkeys(added))
+        self._dirty_sets.add(name)
+
+    def remove_set(self, name: str) -> None:
+        if self.sets.pop(name, None) is not None or name in self.kernel.sets:
+            self._dirty_sets.add(name)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty_chains or self._dirty_sets or not self.kernel.exists)
+
+    def load_kernel(self, kernel: KernelState) -> None:
+        """Adopt a read-back of the kernel; everything either side holds becomes dirty."""
+        self.kernel = kernel
+        self._dirty_chains |= set(kernel.chains) | set(self.chains)
+        self._dirty_sets |= set(kernel.sets) | set(self.sets)
+
+    # ---- the transaction ----------------------------------------------------------------
+
+    def transaction(self) -> str:
+        """The script that moves the kernel to the desired state ("" if nothing to do)."""
+        t = f"{self.family} {self.name}"
+        k = self.kernel
+        out: list[str] = [] if k.exists else [f"add table {t}"]
+        new_sets, del_sets, elem_del, elem_add, map_del, map_add = [], [], [], [], [], []
+        for name in sorted(self._dirty_sets):
+            want, have = self.sets.get(name), k.sets.get(name)
+            if want is None:
+                if have is not None:
+                    del_sets.append(f"delete {_kind(have.spec)} {t} {name}")
+                continue
+            if have is not None and have.spec != want.spec:
+                out.append(f"delete {_kind(have.spec)} {t} {name}")
+                have = None
+            if have is None:
+                new_sets.append(f"add {_kind(want.spec)} {t} {name} {{ {want.spec.render()} }}")
+                have = SetState(want.spec)
+            gone = [key for key, val in have.elements.items()
+                    if key not in want.elements or want.elements[key] != val]
+            new = [(key, val) for key, val in want.elements.items()
+                   if key not in have.elements or have.elements[key] != val]
+            dels, adds = (map_del, map_add) if want.spec.map_to else (elem_del, elem_add)
+            if gone:
+                dels.extend(_chunks(f"delete element {t} {name}", gone))
+            if new:
+                adds.extend(_chunks(f"add element {t} {name}",
+                                    [f"{key} : {val}" if val else key for key, val in new]))
+        new_chains, flushes, rewrites, del_chains = [], [], [], []
+        for name in sorted(self._dirty_chains):
+            want_c, have_c = self.chains.get(name), k.chains.get(name)
+            if want_c is None:
+                if have_c is not None:
+                    if have_c.hashes:
+                        flushes.append(f"flush chain {t} {name}")
+                    del_chains.append(f"delete chain {t} {name}")
+                continue
+            if have_c is not None and have_c.base != want_c.base:
+                out += [f"flush chain {t} {name}", f"delete chain {t} {name}"]
+                have_c = None
+            if have_c is None:
+                spec = f" {{ {want_c.base.render()} }}" if want_c.base else ""
+                new_chains.append(f"add chain {t} {name}{spec}")
+            elif have_c.hashes == want_c.hashes:
+                continue
+            elif have_c.hashes:
+                rewrites.append(f"flush chain {t} {name}")
+            rewrites.extend(f'add rule {t} {name} {rule} comment "{h}"'
+                            for rule, h in zip(want_c.rules, want_c.hashes, strict=True))
+        out += new_sets + elem_del + elem_add + new_chains + flushes + rewrites
+        out += map_del + map_add + del_chains + del_sets
+        if k.exists and not out:
+            return ""
+        return "\n".join(out) + "\n"
+
+    def commit(self) -> None:
+        """The last transaction succeeded: the kernel now holds the desired dirty objects."""
+        k = self.kernel
+        k.exists = True
+        for name in self._dirty_sets:
+            want = self.sets.get(name)
+            if want is None:
+                k.sets.pop(name, None)
+            else:
+                k.sets[name] = SetState(want.spec, dict(want.elements))
+        for name in self._dirty_chains:
+            want_c = self.chains.get(name)
+            if want_c is None:
+                k.chains.pop(name, None)
+            else:
+                k.chains[name] = ChainState(want_c.base, want_c.hashes)
+        self._dirty_sets.clear()
+        self._dirty_chains.clear()
+
+
+def _kind(spec: SetSpec) -> str:
+    return "map" if spec.map_to else "set"
+
+
+def _chunks(head: str, items: list[str], size: int = 2000) -> list[str]:
+    return [f"{head} {{ {', '.join(items[i:i + size])} }}" for i in range(0, len(items), size)]
