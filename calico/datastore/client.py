@@ -1,0 +1,331 @@
+"""The typed resource client: projectcalico.org/v3 resources over any `kv.Backend`.
+
+Every kind in `calico.api.KINDS` is stored as its JSON at
+`/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`, as libcalico-go's
+etcdv3 backend stores it, so a store written by Calico's tools reads back here and vice versa.
+
+Metadata, as Calico keeps it:
+- `uid` (a uuid4) and `creationTimestamp` (RFC 3339, UTC) are set on create and kept on every
+  update, whatever the caller sent;
+- `resourceVersion` is the key's mod revision as a string. It is never stored in the value;
+  reads fill it in. Create refuses one (as libcalico-go does). Update with a resourceVersion
+  is compare-and-swap on it; without one it replaces whatever is current (calicoctl replace
+  does the same by reading it first). `apply` = create, or update of the current version,
+  retried when it races with another writer.
+
+Every write is validated with `calico.api.validate` (which fills Calico's defaults); IPPools
+are also checked against the other pools with `calico.api.ippool.check_pool_overlap` (that
+check reads then writes, so two pools created at the same instant can still overlap — as in
+Calico). Errors are `calico.datastore.errors` (subclasses of the KV errors) and
+`calico.api.ValidationError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from calico.api import KINDS, Resource, ValidationError, validate
+from calico.api.base import API_GROUP
+
+from .errors import (
+    CorruptResource,
+    ResourceAlreadyExists,
+    ResourceConflict,
+    ResourceNotFound,
+)
+from .kv import KV, Backend, EventType, KeyExists, KeyNotFound, RevisionConflict, Watcher
+
+log = logging.getLogger(__name__)
+
+RESOURCE_PREFIX = f"/calico/resources/v3/{API_GROUP}/"
+APPLY_ATTEMPTS = 10
+
+
+def kind_class(kind: str) -> type[Resource]:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValidationError("resource", None, "kind",
+                              f'"{kind}" is not a known projectcalico.org/v3 kind') from None
+
+
+def kind_prefix(kind: str, namespace: str | None = None) -> str:
+    """The key prefix holding every resource of `kind` (in `namespace`, if namespaced)."""
+    cls = kind_class(kind)
+    prefix = f"{RESOURCE_PREFIX}{cls.PLURAL}/"
+    return f"{prefix}{namespace}/" if cls.NAMESPACED and namespace else prefix
+
+
+def parse_key(key: str) -> tuple[str, str | None, str] | None:
+    """(kind, namespace, name) of a resource key; None if `key` is not one."""
+    if not key.startswith(RESOURCE_PREFIX):
+        return None
+    plural, _, rest = key[len(RESOURCE_PREFIX):].partition("/")
+    for kind, cls in KINDS.items():
+        if cls.PLURAL == plural:
+            if cls.NAMESPACED:
+                namespace, _, name = rest.partition("/")
+                return (kind, namespace, name) if namespace and name else None
+            return (kind, None, rest) if rest and "/" not in rest else None
+    return None
+
+
+def encode(resource: Resource) -> str:
+    """The stored JSON: Calico's form without resourceVersion."""
+    data = resource.to_dict()
+    data.get("metadata", {}).pop("resourceVersion", None)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode(key: str, value: str, mod_revision: int) -> Resource:
+    """The validated resource stored at `key`, with resourceVersion filled in.
+    Raises CorruptResource if it is not JSON, not valid, or not the resource its key names."""
+    try:
+        res = validate(json.loads(value))
+    except (ValueError, ValidationError) as err:
+        raise CorruptResource(key, str(err)) from None
+    if res.key() != key:
+        raise CorruptResource(key, f"it holds {res.KIND} {res.namespace or ''}/{res.name}")
+    return _with_version(res, str(mod_revision))
+
+
+def _with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
+    return res.model_copy(update={"metadata": res.metadata.model_copy(
+        update={"resourceVersion": version, **meta})})
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ResourceList:
+    items: list[Resource]
+    revision: int  # watch(kind, revision=this) continues after this list
+
+
+@dataclass(frozen=True)
+class ResourceEvent:
+    type: str  # "ADDED", "MODIFIED" or "DELETED"
+    kind: str
+    namespace: str | None
+    name: str
+    resource: Resource | None  # None for DELETED
+    revision: int
+
+
+class ResourceWatch:
+    """Changes to one kind; `events(timeout)` as `kv.Watcher.events`, or iterate."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+
+    def events(self, timeout: float | None = None) -> list[ResourceEvent]:
+        out = []
+        for e in self._watcher.events(timeout):
+            parsed = parse_key(e.key)
+            if parsed is None:
+                continue
+            kind, namespace, name = parsed
+            resource = None
+            if e.type is EventType.PUT:
+                try:
+                    resource = decode(e.key, e.value or "", e.revision)
+                except CorruptResource as err:
+                    log.warning("treating an invalid value as deleted: %s", err)
+            if resource is None:
+                out.append(ResourceEvent("DELETED", kind, namespace, name, None, e.revision))
+            else:
+                added = e.create_revision == e.revision
+                out.append(ResourceEvent("ADDED" if added else "MODIFIED", kind, namespace,
+                                         name, resource, e.revision))
+        return out
+
+    def __iter__(self) -> Iterator[ResourceEvent]:
+        while True:
+            yield from self.events()
+
+    def close(self) -> None:
+        self._watcher.close()
+
+    def __enter__(self) -> ResourceWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ResourceClient:
+    def __init__(self, backend: Backend, *, now: Callable[[], str] = _now,
+                 new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
+        self.backend = backend
+        self._now = now
+        self._new_uid = new_uid
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Resource:
+        key, namespace = self._key(kind, name, namespace)
+        kv = self.backend.get(key)
+        if kv is None:
+            raise ResourceNotFound(kind, name, namespace, key)
+        return decode(key, kv.value, kv.mod_revision)
+
+    def list(self, kind: str, namespace: str | None = None) -> ResourceList:
+        """Every resource of `kind` (in `namespace`; all namespaces when None), sorted by key.
+        Invalid stored values are logged and left out."""
+        items, revision = self.backend.list(kind_prefix(kind, namespace))
+        return ResourceList(self._decode_all(items), revision)
+
+    def _decode_all(self, items: list[KV]) -> list[Resource]:
+        out = []
+        for kv in items:
+            try:
+                out.append(decode(kv.key, kv.value, kv.mod_revision))
+            except CorruptResource as err:
+                log.warning("skipping %s", err)
+        return out
+
+    def watch(self, kind: str, namespace: str | None = None,
+              revision: int | None = None) -> ResourceWatch:
+        """Changes after `revision` (a ResourceList's revision; None: from now)."""
+        prefix = kind_prefix(kind, namespace)
+        start = (self.backend.revision() if revision is None else revision) + 1
+        return ResourceWatch(self.backend.watch(prefix, start))
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def create(self, resource: Resource | dict[str, Any]) -> Resource:
+        res = self._validated(resource)
+        if res.metadata.resourceVersion:
+            raise ValidationError(res.KIND, res.name, "metadata.resourceVersion",
+                                  f'"{res.metadata.resourceVersion}" must not be set on create')
+        res = _with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
+        self._check_against_others(res)
+        key = res.key()
+        try:
+            revision = self.backend.create(key, encode(res))
+        except KeyExists:
+            raise ResourceAlreadyExists(res.KIND, res.name, res.namespace, key) from None
+        return _with_version(res, str(revision))
+
+    def update(self, resource: Resource | dict[str, Any]) -> Resource:
+        res = self._validated(resource)
+        key = res.key()
+        expected = self._parse_version(res)
+        current = self.backend.get(key)
+        if current is None:
+            raise ResourceNotFound(res.KIND, res.name, res.namespace, key)
+        if expected is None:
+            expected = current.mod_revision
+        elif expected != current.mod_revision:
+            raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
+                                   current.mod_revision)
+        try:
+            old = decode(key, current.value, current.mod_revision)
+            uid, created = old.metadata.uid, old.metadata.creationTimestamp
+        except CorruptResource as err:
+            log.warning("replacing %s", err)
+            uid = created = None
+        res = _with_version(res, None, uid=uid or self._new_uid(),
+                            creationTimestamp=created or self._now())
+        self._check_against_others(res)
+        try:
+            revision = self.backend.update(key, encode(res), expected)
+        except KeyNotFound:
+            raise ResourceNotFound(res.KIND, res.name, res.namespace, key) from None
+        except RevisionConflict as err:
+            raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
+                                   err.actual) from None
+        return _with_version(res, str(revision))
+
+    def apply(self, resource: Resource | dict[str, Any]) -> Resource:
+        """Create, or update the current version. With a resourceVersion: update (CAS)."""
+        res = self._validated(resource)
+        if res.metadata.resourceVersion:
+            return self.update(res)
+        last: Exception | None = None
+        for _ in range(APPLY_ATTEMPTS):
+            try:
+                return self.create(res)
+            except ResourceAlreadyExists:
+                pass
+            try:
+                return self.update(res)
+            except (ResourceConflict, ResourceNotFound) as err:
+                last = err  # raced with another writer: go round again
+        assert last is not None
+        raise last
+
+    def delete(self, kind: str, name: str, namespace: str | None = None, *,
+               resource_version: str | None = None) -> Resource | None:
+        """Delete and return the deleted resource (CAS when `resource_version` is given);
+        None if the stored value was not a valid resource (deleting it is how one repairs it)."""
+        key, namespace = self._key(kind, name, namespace)
+        expected = self._parse_version_text(kind, name, resource_version)
+        for _ in range(APPLY_ATTEMPTS):
+            current = self.backend.get(key)
+            if current is None:
+                raise ResourceNotFound(kind, name, namespace, key)
+            if expected is not None and expected != current.mod_revision:
+                raise ResourceConflict(kind, name, namespace, key, expected,
+                                       current.mod_revision)
+            try:
+                self.backend.delete(key, mod_revision=current.mod_revision)
+            except KeyNotFound:
+                raise ResourceNotFound(kind, name, namespace, key) from None
+            except RevisionConflict as err:
+                if expected is not None:
+                    raise ResourceConflict(kind, name, namespace, key, expected,
+                                           err.actual) from None
+                continue
+            try:
+                return decode(key, current.value, current.mod_revision)
+            except CorruptResource:
+                return None
+        raise ResourceConflict(kind, name, namespace, key, 0, None)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(kind: str, name: str, namespace: str | None) -> tuple[str, str | None]:
+        cls = kind_class(kind)
+        namespace = (namespace or "default") if cls.NAMESPACED else None
+        return kind_prefix(kind, namespace) + name, namespace
+
+    @staticmethod
+    def _validated(resource: Resource | dict[str, Any]) -> Resource:
+        data = resource.to_dict() if isinstance(resource, Resource) else resource
+        return validate(data)
+
+    @classmethod
+    def _parse_version(cls, res: Resource) -> int | None:
+        return cls._parse_version_text(res.KIND, res.name, res.metadata.resourceVersion)
+
+    @staticmethod
+    def _parse_version_text(kind: str, name: str, version: str | None) -> int | None:
+        if not version:
+            return None
+        try:
+            return int(version)
+        except ValueError:
+            raise ValidationError(kind, name, "metadata.resourceVersion",
+                                  f'"{version}" is not a valid resourceVersion') from None
+
+    def _check_against_others(self, res: Resource) -> None:
+        """Cross-resource rules (today: IPPools must not overlap)."""
+        if res.KIND != "IPPool":
+            return
+        try:
+            from calico.api import ippool
+        except ImportError:
+            return
+        check = getattr(ippool, "check_pool_overlap", None)
+        if check is not None:
+            check(res, self.list("IPPool").items)
