@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import StrictBool, StrictInt, model_validator
 
 from .base import CalicoModel, FieldError, Resource, check_dns1123_subdomain, checked, render_value
 from .ippool import Selector
@@ -57,7 +57,7 @@ def _check_strict_net(value: Any) -> str:
 class SecretKeySelector(CalicoModel):
     name: str | None = None
     key: str
-    optional: bool | None = None
+    optional: StrictBool | None = None
 
 
 class BGPPassword(CalicoModel):
@@ -74,14 +74,14 @@ class BGPPeerSpec(CalicoModel):
     localASNumber: ASNumber = None
     peerSelector: Selector = None
     localWorkloadSelector: Selector = None
-    keepOriginalNextHop: bool | None = None
+    keepOriginalNextHop: StrictBool | None = None
     nextHopMode: Literal["Auto", "Self", "Keep"] | None = None
     password: BGPPassword | None = None
     sourceAddress: Literal["UseNodeIP", "None"] | None = None
     maxRestartTime: Duration = None
     keepaliveTime: Duration = None
-    numAllowedLocalASNumbers: int | None = None
-    ttlSecurity: int | None = None
+    numAllowedLocalASNumbers: StrictInt | None = None
+    ttlSecurity: StrictInt | None = None
     filters: list[checked(str, check_dns1123_subdomain)] | None = None
     reachableBy: checked(str | None, _check_ip) = None
     reversePeering: Literal["Auto", "Manual"] | None = None
@@ -196,7 +196,7 @@ def _check_ipv(version: int) -> Any:
 
 class BGPConfigurationSpec(CalicoModel):
     logSeverityScreen: Literal["Trace", "Debug", "Info", "Warning", "Error", "Fatal"] | None = None
-    nodeToNodeMeshEnabled: bool | None = None
+    nodeToNodeMeshEnabled: StrictBool | None = None
     asNumber: ASNumber = None
     serviceLoadBalancerIPs: list[CIDRBlock] | None = None
     serviceExternalIPs: list[CIDRBlock] | None = None
@@ -204,7 +204,7 @@ class BGPConfigurationSpec(CalicoModel):
     serviceLoadBalancerAggregation: Literal["Enabled", "Disabled"] | None = None
     communities: list[Community] | None = None
     prefixAdvertisements: list[PrefixAdvertisement] | None = None
-    listenPort: int | None = None
+    listenPort: StrictInt | None = None
     nodeMeshPassword: BGPPassword | None = None
     nodeMeshMaxRestartTime: Duration = None
     bindMode: Literal["None", "NodeIP"] | None = None
@@ -259,8 +259,8 @@ class BGPConfiguration(Resource, kind="BGPConfiguration", plural="bgpconfigurati
 # ---- BGPFilter ---------------------------------------------------------------------------------
 
 class PrefixLength(CalicoModel):
-    min: int | None = None
-    max: int | None = None
+    min: StrictInt | None = None
+    max: StrictInt | None = None
 
 
 class CommunityMatch(CalicoModel):
@@ -315,7 +315,7 @@ class BGPFilterRule(CalicoModel):
     source: Literal["RemotePeers"] | None = None
     interface: checked(str | None, _check_filter_interface) = None
     peerType: Literal["eBGP", "iBGP"] | None = None
-    priority: int | None = None
+    priority: StrictInt | None = None
     asPathPrefix: list[ASNumber] | None = None
     communities: CommunityMatch | None = None
     operations: list[checked(dict[str, Any], _check_operation)] | None = None

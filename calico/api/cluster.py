@@ -17,7 +17,7 @@ import base64
 import re
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import StrictBool, StrictInt, model_validator
 
 from .base import CalicoModel, FieldError, Labels, Resource, check_dns1123_subdomain, checked
 from .bgp import ASNumber, Duration
@@ -146,7 +146,7 @@ class ClusterInformationSpec(CalicoModel):
     clusterGUID: str | None = None
     clusterType: str | None = None
     calicoVersion: str | None = None
-    datastoreReady: bool | None = None
+    datastoreReady: StrictBool | None = None
     variant: str | None = None
 
 
@@ -206,9 +206,9 @@ class KubeControllersConfigurationSpec(CalicoModel):
     logSeverityScreen: Literal["Trace", "Debug", "Info", "Warning", "Error", "Fatal"] | None = None
     healthChecks: OnOff | None = None
     etcdV3CompactionPeriod: Duration = None
-    prometheusMetricsPort: int | None = None
+    prometheusMetricsPort: StrictInt | None = None
     controllers: ControllersConfig = ControllersConfig()
-    debugProfilePort: int | None = None
+    debugProfilePort: StrictInt | None = None
 
     @model_validator(mode="after")
     def _ports(self) -> KubeControllersConfigurationSpec:
@@ -234,9 +234,9 @@ class KubeControllersConfiguration(Resource, kind="KubeControllersConfiguration"
 # ---- IPAMConfiguration, BlockAffinity -----------------------------------------------------------
 
 class IPAMConfigurationSpec(CalicoModel):
-    strictAffinity: bool | None = None
-    maxBlocksPerHost: int | None = None
-    autoAllocateBlocks: bool | None = None
+    strictAffinity: StrictBool | None = None
+    maxBlocksPerHost: StrictInt | None = None
+    autoAllocateBlocks: StrictBool | None = None
     kubeVirtVMAddressPersistence: OnOff | None = None
 
     @model_validator(mode="after")

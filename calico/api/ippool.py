@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from .base import CalicoModel, FieldError, Resource, ValidationError, checked, render_value
 from .nets import parse_cidr
@@ -89,10 +89,10 @@ class IPPoolSpec(CalicoModel):
     cidr: checked(str, _check_pool_cidr)
     vxlanMode: Literal["Never", "Always", "CrossSubnet"] | None = None
     ipipMode: Literal["Never", "Always", "CrossSubnet"] | None = None
-    natOutgoing: bool | None = None
-    disabled: bool | None = None
-    disableBGPExport: bool | None = None
-    blockSize: int | None = None
+    natOutgoing: StrictBool | None = None
+    disabled: StrictBool | None = None
+    disableBGPExport: StrictBool | None = None
+    blockSize: StrictInt | None = None
     nodeSelector: Selector = None
     namespaceSelector: Selector = None
     allowedUses: checked(list[str] | None, _check_allowed_uses) = None
