@@ -464,8 +464,10 @@ class IPAM:
     def blocks(self) -> list[_report.BlockInfo]:
         return _report.blocks(self.backend)
 
-    def check(self) -> _report.CheckReport:
-        return _report.check(self.backend)
+    def check(self, grace: float = 60.0) -> _report.CheckReport:
+        """Leaks and inconsistencies (see report.py); allocations younger than `grace`
+        seconds (by their `timestamp` attribute) are not reported as leaks."""
+        return _report.check(self.backend, grace)
 
     def fix(self, report: _report.CheckReport) -> _report.FixResult:
         return _report.fix(self, report)

@@ -146,7 +146,8 @@ def usage(backend: Backend) -> list[PoolUsage]:
     blocks, _ = _blocks(backend)
     out = []
     for pool in read_pools(backend):
-        mine = [b for b in blocks if b.cidr.subnet_of(pool.cidr)]  # type: ignore[arg-type]
+        mine = [b for b in blocks if b.cidr.version == pool.version
+                and b.cidr.subnet_of(pool.cidr)]  # type: ignore[arg-type]
         allocated = sum(b.num_allocated for b in mine)
         out.append(PoolUsage(pool.name, str(pool.cidr), pool.block_size, pool.disabled,
                              pool.cidr.num_addresses, allocated,

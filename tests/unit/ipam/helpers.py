@@ -52,7 +52,7 @@ def check_invariants(backend: Backend, pool_cidrs: list[str]) -> dict[str, str |
     counted: dict[str, dict[str, int]] = {}
     out: dict[str, str | None] = {}
     for b in blocks(backend):
-        assert any(b.cidr.subnet_of(n) for n in nets), f"block {b.cidr} outside every pool"
+        assert any(b.cidr.version == n.version and b.cidr.subnet_of(n) for n in nets), f"block {b.cidr} outside every pool"
         free = [o for o, a in enumerate(b.allocations) if a is None]
         assert sorted(b.unallocated) == free, f"block {b.cidr}: unallocated != free ordinals"
         used = {a for a in b.allocations if a is not None}
