@@ -1,0 +1,56 @@
+"""SysctlManager (through HostNetworkManager) against a fake kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+from calico.felix.dataplane.hostnet import HostNetworkManager
+from tests.unit.felix.dataplane.test_routes import Clock, feed
+from tests.unit.felix.dataplane.test_routes_fake_kernel import FakeKernel
+
+
+@pytest.fixture
+def kernel() -> FakeKernel:
+    return FakeKernel()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def hn(kernel: FakeKernel, clock: Clock) -> HostNetworkManager:
+    return HostNetworkManager(kernel, "host1", clock=clock)
+
+
+def test_sysctls_for_workload_interfaces_only(kernel, hn):
+    kernel.add_link("cali1")
+    kernel.add_link("tapabc")
+    kernel.add_link("docker0")
+    kernel.add_link("cali2", up=False)
+    feed(hn)
+    assert kernel.sysctls["net/ipv4/ip_forward"] == "1"
+    assert kernel.sysctls["net/ipv6/conf/all/forwarding"] == "1"
+    for name in ("cali1", "tapabc"):
+        assert kernel.sysctls[f"net/ipv4/conf/{name}/rp_filter"] == "1"
+        assert kernel.sysctls[f"net/ipv4/neigh/{name}/proxy_delay"] == "0"
+        assert kernel.sysctls[f"net/ipv6/conf/{name}/proxy_ndp"] == "1"
+        assert kernel.sysctls[f"net/ipv6/conf/{name}/accept_ra"] == "0"
+    assert kernel.sysctls["net/ipv4/conf/docker0/proxy_arp"] == "0"
+    assert kernel.sysctls["net/ipv4/conf/cali2/proxy_arp"] == "0"  # down: later
+    hn.notify_link(kernel.set_up("cali2", True), True)
+    hn.apply()
+    assert kernel.sysctls["net/ipv4/conf/cali2/proxy_arp"] == "1"
+
+
+def test_sysctl_resync_rewrites_only_drift(kernel, hn, clock):
+    for i in range(5):
+        kernel.add_link(f"cali{i}")
+    feed(hn)
+    writes = kernel.sysctl_writes
+    kernel.sysctls["net/ipv4/conf/cali3/rp_filter"] = "0"
+    clock.now += 91
+    feed(hn)
+    assert kernel.sysctls["net/ipv4/conf/cali3/rp_filter"] == "1"
+    assert kernel.sysctl_writes == writes + 1
