@@ -43,7 +43,7 @@ class NftRunner:
     def list_table(self, family: str, name: str) -> dict | None:
         proc = self._exec(["-j", "list", "table", family, name])
         if proc.returncode != 0:
-            if "No such file or directory" in proc.stderr:
+            if "No such file or directory" in proc.stderr and "namespace" not in proc.stderr:
                 return None
             raise NftError(f"nft list table {family} {name} failed: {proc.stderr.strip()}")
         return json.loads(proc.stdout)
