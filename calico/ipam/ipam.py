@@ -171,8 +171,13 @@ class IPAM:
                 break
             claims += 1
             ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
-        if len(ips) < num and not config.strict_affinity:
-            ips += self._borrow(version, pools, num - len(ips), handle, attrs)
+        for _ in range(3):  # the free addresses a pass saw may be taken by the time it tries
+            if len(ips) == num or config.strict_affinity:
+                break
+            got = self._borrow(version, pools, num - len(ips), handle, attrs)
+            if got is None:
+                break
+            ips += got
         if len(ips) < num:
             if ips:
                 self.release_ips(ips)
@@ -212,8 +217,9 @@ class IPAM:
         self._remember(got[0], got[1])
         return got
 
-    def _remember(self, block: AllocationBlock, rev: int) -> None:
-        self._cache[block.cidr] = _Cached(block.to_json(), rev, block.host, block.num_free)
+    def _remember(self, block: AllocationBlock, rev: int, text: str | None = None) -> None:
+        self._cache[block.cidr] = _Cached(text or block.to_json(), rev, block.host,
+                                          block.num_free)
 
     def _assign_from(self, cidr: IPNetwork, num: int, handle: HandleState,
                      attrs: dict[str, str], *, affine_only: bool) -> list[str]:
@@ -258,7 +264,7 @@ class IPAM:
             handle.known = False  # re-read it with the block on the next attempt
             raise
         handle.rev, handle.known = new_rev, True
-        self._remember(block, new_rev)
+        self._remember(block, new_rev, self.store.last_text)
         return ips
 
     def _claim_new_block(self, pools: list[Pool]) -> IPNetwork | None:
@@ -278,10 +284,13 @@ class IPAM:
         return None
 
     def _borrow(self, version: int, pools: list[Pool], num: int, handle: HandleState,
-                attrs: dict[str, str]) -> list[str]:
+                attrs: dict[str, str]) -> list[str] | None:
+        """Up to `num` addresses from other hosts' blocks; None if none had any free."""
         candidates = [b.cidr for b, _ in self.store.list_blocks(version)
                       if b.num_free and b.host != self.hostname
                       and pool_for(pools, b.cidr.network_address) is not None]
+        if not candidates:
+            return None
         self.rng.shuffle(candidates)  # spread borrowers over the blocks
         ips: list[str] = []
         for cidr in candidates:

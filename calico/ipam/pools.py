@@ -100,15 +100,29 @@ class Pool:
                    allowed_uses=tuple(spec.allowedUses or ("Workload", "Tunnel")))
 
 
+# Validated pools by (key, value): validation costs far more than listing, and a stored pool
+# only changes when its text does. Bounded: cleared when it grows past _PARSED_MAX entries.
+_parsed: dict[tuple[str, str], Pool | None] = {}
+_PARSED_MAX = 4096
+
+
 def read_pools(backend: Backend) -> list[Pool]:
     """Every valid IPPool in the datastore (enabled or not), by name."""
     kvs, _ = backend.list(POOLS_PREFIX)
+    if len(_parsed) > _PARSED_MAX:
+        _parsed.clear()
     pools = []
     for kv in kvs:
-        try:
-            pools.append(Pool.from_resource(json.loads(kv.value)))
-        except ValueError as err:
-            log.warning("ignoring IP pool at %s: %s", kv.key, err)
+        cache_key = (kv.key, kv.value)
+        if cache_key not in _parsed:
+            try:
+                _parsed[cache_key] = Pool.from_resource(json.loads(kv.value))
+            except ValueError as err:
+                log.warning("ignoring IP pool at %s: %s", kv.key, err)
+                _parsed[cache_key] = None
+        pool = _parsed[cache_key]
+        if pool is not None:
+            pools.append(pool)
     return sorted(pools, key=lambda p: p.name)
 
 

@@ -75,6 +75,7 @@ class IPAMStore:
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.conflicts = 0  # CAS conflicts seen (for benchmarks and tests)
+        self.last_text: str | None = None  # the block JSON the last commit wrote
 
     def retry(self, fn: Callable[[], T], what: str) -> T:
         for attempt in range(self.max_retries):
@@ -140,11 +141,13 @@ class IPAMStore:
         key = model.block_key(block.cidr)
         compares = [Compare(key, rev)]
         ops: list[Put | Delete] = []
+        self.last_text = None
         if block.affinity is None and block.empty():
             ops.append(Delete(key))
         else:
             block.bump()
-            ops.append(Put(key, block.to_json()))
+            self.last_text = block.to_json()
+            ops.append(Put(key, self.last_text))
         for h in handles:
             hkey = model.handle_key(h.handle_id)
             compares.append(Compare(hkey, h.rev))
