@@ -7,13 +7,14 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
   raw-output      filter/output/-300      failsafe-out → return; oifname vmap @hep-untracked-to
   prednat         filter/prerouting/-110  failsafe-in → return; iifname vmap @hep-prednat-from
   filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host; failsafe-in
-                                          accept; iifname vmap @hep-from
+                                          accept; NDP accept; iifname vmap @hep-from
   filter-forward  filter/forward/0        ct; iifname "<prefix>*" jump wl-from-dispatch;
                                           oifname "<prefix>*" jump wl-to-dispatch;
                                           iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to
   filter-output   filter/output/0         ct; oifname "<prefix>*" accept (host → local
                                           workloads is always allowed, as in Calico);
-                                          failsafe-out accept; oifname vmap @hep-to
+                                          failsafe-out accept; NDP accept;
+                                          oifname vmap @hep-to
   nat-postrouting nat/postrouting/100     natOutgoing (managers.NatManager)
 
 Dispatch is a verdict-map lookup per packet (constant time); `wl-*-dispatch` end in `drop`,
@@ -45,6 +46,8 @@ PROTO_PORT = SetSpec(("inet_proto", "inet_service"))
 MAPS = ("wl-from", "wl-to", "hep-from", "hep-to", "hep-fwd-from", "hep-fwd-to",
         "hep-untracked-from", "hep-untracked-to", "hep-prednat-from")
 FAILSAFE_IN, FAILSAFE_OUT = "failsafe-in", "failsafe-out"
+# MLD, router solicitation, neighbour solicitation/advertisement: never blocked by policy.
+NDP = ("icmpv6 type 130-133 accept", "icmpv6 type 135-136 accept")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ def static_chains(cfg: NftConfig, marks: Marks) -> dict[str, Chain]:
                          BaseHook("filter", "prerouting", -110)),
         "filter-input": Chain((*_ct(marks), *(f"{m} goto wl-to-host" for m in wl_in),
                                *_failsafe(cfg.failsafe_inbound, "in", "accept"),
-                               "iifname vmap @hep-from"),
+                               *NDP, "iifname vmap @hep-from"),
                               BaseHook("filter", "input", 0)),
         "filter-forward": Chain((*_ct(marks), *(f"{m} jump wl-from-dispatch" for m in wl_in),
                                  *(f"{m} jump wl-to-dispatch" for m in wl_out),
@@ -102,13 +105,12 @@ def static_chains(cfg: NftConfig, marks: Marks) -> dict[str, Chain]:
                                 BaseHook("filter", "forward", 0)),
         "filter-output": Chain((*_ct(marks), *(f"{m} accept" for m in wl_out),
                                 *_failsafe(cfg.failsafe_outbound, "out", "accept"),
-                                "oifname vmap @hep-to"),
+                                *NDP, "oifname vmap @hep-to"),
                                BaseHook("filter", "output", 0)),
         "wl-to-host": Chain((
             "meta nfproto ipv4 udp sport 68 udp dport 67 accept",  # DHCP
             "meta nfproto ipv6 udp sport 546 udp dport 547 accept",  # DHCPv6
-            "icmpv6 type 130-133 accept",  # MLD, router solicitation
-            "icmpv6 type 135-136 accept",  # neighbour solicitation / advertisement
+            *NDP,
             "jump wl-from-dispatch",
             cfg.endpoint_to_host_action)),
         "wl-from-dispatch": Chain(("iifname vmap @wl-from", "drop")),
