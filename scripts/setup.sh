@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   iproute2 nftables bird2 etcd-server etcd-client gobgpd
   iputils-ping socat dnsmasq-base
+  podman runc conmon containernetworking-plugins busybox-static
 )
 
 missing=()

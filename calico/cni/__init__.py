@@ -1,1 +1,18 @@
-"""The CNI plugins `calico` and `calico-ipam`."""
+"""The CNI plugins `calico` and `calico-ipam` (CNI spec 1.0.0).
+
+    spec.py         the protocol: environment, error codes, results in each version's shape
+    netconf.py      the network configuration (Calico's field names) and endpoint identity
+    ipam_plugin.py  calico-ipam: addresses from calico.ipam by handle; the host IPAM lock
+    delegate.py     running another plugin from CNI_PATH (a non-Calico IPAM plugin)
+    dataplane.py    the veth, addresses, routes and sysctls (pyroute2)
+    endpoint.py     the WorkloadEndpoint and the network's Profile
+    plugin.py       calico: ADD / DEL / CHECK with undo on failure
+    main.py         the console scripts; installer.py writes wrappers into a CNI bin dir
+"""
+
+
+def install(bin_dir: str, python: str | None = None) -> list[str]:
+    """Write executable `calico` and `calico-ipam` wrappers into `bin_dir`."""
+    from .installer import install as _install
+
+    return _install(bin_dir, python)
