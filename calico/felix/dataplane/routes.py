@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 from calico.felix.dataplane.links import LinkTable, is_workload_interface
@@ -61,9 +61,8 @@ class RouteManager:
         self.protocol = protocol
         self.prefixes = tuple(prefixes)
         self._endpoints: dict[WorkloadEndpointID, WorkloadEndpointUpdate] = {}
-        self._ids_by_iface: dict[str, set[WorkloadEndpointID]] = defaultdict(set)
-        self._want_routes: dict[str, set[str]] = {}
-        self._want_neigh: dict[str, dict[str, str]] = {}
+        self._want_routes: dict[str, Counter[str]] = {}
+        self._want_neigh: dict[str, Counter[tuple[str, str]]] = {}
         self._have_routes: dict[int, set[str]] = {}
         self._have_neigh: dict[int, dict[str, str]] = {}
         self._dirty: set[str] = set()
@@ -75,37 +74,40 @@ class RouteManager:
 
     def on_endpoint_update(self, msg: WorkloadEndpointUpdate) -> None:
         old = self._endpoints.get(msg.id)
+        if old is not None:
+            self._contribute(old, -1)
         self._endpoints[msg.id] = msg
-        if old is not None and old.interface != msg.interface:
-            self._ids_by_iface[old.interface].discard(msg.id)
-            self._recompute(old.interface)
-        self._ids_by_iface[msg.interface].add(msg.id)
-        self._recompute(msg.interface)
+        self._contribute(msg, +1)
 
     def on_endpoint_remove(self, id: WorkloadEndpointID) -> None:
         old = self._endpoints.pop(id, None)
         if old is not None:
-            self._ids_by_iface[old.interface].discard(id)
-            self._recompute(old.interface)
+            self._contribute(old, -1)
 
-    def _recompute(self, iface: str) -> None:
-        routes: set[str] = set()
-        neigh: dict[str, str] = {}
-        for id in sorted(self._ids_by_iface.get(iface, ())):
-            ep = self._endpoints[id]
-            for net in (*ep.ipv4_nets, *ep.ipv6_nets):
-                cidr = normalise_cidr(net)
-                routes.add(cidr)
-                network = ipaddress.ip_network(cidr)
-                if ep.mac and network.num_addresses == 1:
-                    neigh[str(network.network_address)] = ep.mac.lower()
-        if routes:
-            self._want_routes[iface], self._want_neigh[iface] = routes, neigh
-        else:
-            self._want_routes.pop(iface, None)
-            self._want_neigh.pop(iface, None)
-            self._ids_by_iface.pop(iface, None)
-        self._dirty.add(iface)
+    def _contribute(self, ep: WorkloadEndpointUpdate, sign: int) -> None:
+        """Add (or take back) one endpoint's routes and neighbours: reference counts, so two
+        endpoints claiming one address on an interface cannot remove each other's route."""
+        routes = self._want_routes.setdefault(ep.interface, Counter())
+        neigh = self._want_neigh.setdefault(ep.interface, Counter())
+        for net in (*ep.ipv4_nets, *ep.ipv6_nets):
+            network = ipaddress.ip_network(net, strict=False)
+            routes[str(network)] += sign
+            if ep.mac and network.num_addresses == 1:
+                neigh[(str(network.network_address), ep.mac.lower())] += sign
+        for counter in (routes, neigh):
+            for key in [k for k, v in counter.items() if v <= 0]:
+                del counter[key]
+        if not routes:
+            self._want_routes.pop(ep.interface, None)
+        if not neigh:
+            self._want_neigh.pop(ep.interface, None)
+        self._dirty.add(ep.interface)
+
+    def _wanted_neighbours(self, iface: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for ip, mac in sorted(self._want_neigh.get(iface, ())):
+            out.setdefault(ip, mac)  # two MACs for one address: pick one, deterministically
+        return out
 
     def set_protocol(self, protocol: int) -> None:
         """Switch route protocol: routes of the old number are ours too, and go at resync."""
@@ -164,12 +166,12 @@ class RouteManager:
             if link is None:
                 continue  # no link, no kernel state; the link event will mark it dirty again
             idx = link.index
-            want = self._want_routes.get(name, set()) if link.up else set()
+            want = set(self._want_routes.get(name, ())) if link.up else set()
             have = self._have_routes.get(idx, set())
             route_del += [Route(d, idx, self.protocol) for d in sorted(have - want)]
             route_add += [Route(d, idx, self.protocol) for d in sorted(want - have)
                           if d not in self.conflicts]
-            want_n = self._want_neigh.get(name, {})
+            want_n = self._wanted_neighbours(name)
             have_n = self._have_neigh.get(idx, {})
             if is_workload_interface(name, self.prefixes):
                 neigh_del += [Neighbour(idx, ip, mac) for ip, mac in sorted(have_n.items())
@@ -237,4 +239,4 @@ class RouteManager:
     # ---- introspection (tests, status) ----
 
     def wanted_routes(self) -> dict[str, set[str]]:
-        return {k: set(v) for k, v in self._want_routes.items()}
+        return {k: set(v) for k, v in self._want_routes.items() if v}

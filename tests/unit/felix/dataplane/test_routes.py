@@ -248,3 +248,12 @@ def test_every_prefix_of_state_list_is_consistent():
     for n in range(len(STATES) + 1):
         for perm in itertools.islice(itertools.permutations(STATES[:n]), 6):
             assert final_state(perm) == final_state(list(expected_after(perm).values()))
+
+
+def test_shared_address_is_reference_counted(kernel, hn):
+    kernel.add_link("cali1")
+    feed(hn, wep("a", "cali1", "10.65.0.1/32"), wep("b", "cali1", "10.65.0.1/32"))
+    feed(hn, rm("a"))
+    assert kernel.dsts(PROTO, "cali1") == {"10.65.0.1/32"}
+    feed(hn, rm("b"))
+    assert kernel.dsts(PROTO) == set()
