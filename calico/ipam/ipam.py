@@ -36,15 +36,17 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from calico.datastore.kv import Backend
+from calico.datastore.kv import Backend, Compare
 
 from . import report as _report
 from .block import AllocationBlock, IPAddress, IPNetwork
+from .context import AllocationContext, ContextCache
 from .errors import (
     AddressInUseError,
+    ConflictRetriesExhausted,
     IPAMError,
     NoPoolsError,
     NotInPoolError,
@@ -52,8 +54,15 @@ from .errors import (
     StrictAffinityError,
 )
 from .model import STATE_CONFIRMED, IPAMConfig, IPAMHandle
-from .pools import Pool, node_labels, pool_for, read_pools
+from .pools import Pool, pool_for, read_pools
 from .store import MAX_RETRIES, BlockClaimConflict, HandleState, IPAMStore
+
+
+class _ContextChanged(Exception):
+    """A pool, the Node or the IPAM config changed under an allocation: start it again."""
+
+
+Guard = Callable[[IPNetwork, bool, bool], "list[Compare] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +89,13 @@ class Assignment:
 
 class IPAM:
     def __init__(self, backend: Backend, hostname: str, *, max_retries: int = MAX_RETRIES,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, refresh_seconds: float = 5.0) -> None:
         self.backend = backend
         self.hostname = hostname
         self.rng = rng or random.Random()
         self.store = IPAMStore(backend, max_retries=max_retries, rng=self.rng)
         self._cache: dict[IPNetwork, _Cached] = {}
+        self._context = ContextCache(backend, hostname, refresh_seconds)
 
     # ---- configuration and pools ------------------------------------------------------------
 
@@ -94,38 +104,13 @@ class IPAM:
 
     def set_config(self, config: IPAMConfig) -> None:
         self.store.set_config(config)
+        self._context.invalidate()
 
     def pools(self, version: int, names: Iterable[str] | None = None,
               use: str = "Workload") -> list[Pool]:
         """The pools this host may allocate from for `use`, in name order. With `names`
         (pool names or CIDRs), only those, and each must exist and be usable."""
-        all_pools = [p for p in read_pools(self.backend) if p.version == version]
-        labels = node_labels(self.backend, self.hostname) or {}
-        if names is None:
-            usable = [p for p in all_pools if p.usable(labels, use)]
-            if not usable:
-                raise NoPoolsError(f"no enabled IPv{version} IP pool may be used by host "
-                                   f"{self.hostname} for {use} addresses")
-            return usable
-        chosen = []
-        for name in names:
-            match = [p for p in all_pools if name in (p.name, str(p.cidr))]
-            if not match:
-                if _version_of(name) not in (None, version):
-                    continue
-                raise NoPoolsError(f"IP pool {name} does not exist")
-            pool = match[0]
-            if pool.disabled:
-                raise NoPoolsError(f"IP pool {pool} is disabled")
-            if use not in pool.allowed_uses:
-                raise NoPoolsError(f"IP pool {pool} does not allow {use} addresses")
-            if not pool.selects(labels):
-                raise NoPoolsError(f"IP pool {pool} nodeSelector {pool.node_selector!r} "
-                                   f"does not select host {self.hostname}")
-            chosen.append(pool)
-        if not chosen:
-            raise NoPoolsError(f"none of the IP pools {', '.join(names)} is IPv{version}")
-        return chosen
+        return self._context.get(fresh=True).usable_pools(version, names, use)
 
     # ---- assignment -------------------------------------------------------------------------
 
@@ -136,31 +121,61 @@ class IPAM:
         attrs = dict(attrs or {})
         pools = list(pools) if pools is not None else None
         handle = HandleState(handle_id, _empty_handle(), 0, known=False)
-        v4: list[str] = []
-        try:
-            if num_v4:
-                v4 = self._auto_assign(4, num_v4, handle, attrs, pools, use)
-            v6 = self._auto_assign(6, num_v6, handle, attrs, pools, use) if num_v6 else []
-        except IPAMError:
-            if v4:
-                self.release_ips(v4)
-            raise
-        return v4, v6
+        for attempt in range(3):
+            before = self._context.cached()
+            ctx = self._context.get(fresh=attempt > 0)
+            v4: list[str] = []
+            try:
+                if num_v4:
+                    v4 = self._auto_assign(ctx, 4, num_v4, handle, attrs, pools, use)
+                v6 = (self._auto_assign(ctx, 6, num_v6, handle, attrs, pools, use)
+                      if num_v6 else [])
+                return v4, v6
+            except _ContextChanged:
+                if v4:
+                    self.release_ips(v4)
+            except (NoPoolsError, PoolExhaustedError):
+                if v4:
+                    self.release_ips(v4)
+                if ctx is not before:  # read just now: the answer stands
+                    raise
+            except IPAMError:
+                if v4:
+                    self.release_ips(v4)
+                raise
+        raise ConflictRetriesExhausted(f"assigning addresses to {handle_id}: the IP pools, "
+                                       f"the Node or the IPAM config kept changing")
 
-    def _auto_assign(self, version: int, num: int, handle: HandleState, attrs: dict[str, str],
-                     names: list[str] | None, use: str) -> list[str]:
-        pools = self.pools(version, names, use)
-        config = self.store.get_config()
+    def _auto_assign(self, ctx: AllocationContext, version: int, num: int,
+                     handle: HandleState, attrs: dict[str, str], names: list[str] | None,
+                     use: str) -> list[str]:
+        pools = ctx.usable_pools(version, names, use)
+        config = ctx.config
+        chosen = {p.name for p in pools}
+
+        def guard(cidr: IPNetwork, fresh: bool, borrowing: bool) -> list[Compare] | None:
+            """Compares for a write to block `cidr`, or None if it may no longer be used."""
+            c = self._context.get(fresh=True) if fresh else ctx
+            pool = pool_for([p for p in c.pools if p.name in chosen], cidr.network_address)
+            if pool is None or not pool.usable(c.labels, use) or (
+                    borrowing and c.config.strict_affinity):
+                if c is ctx:
+                    return None
+                raise _ContextChanged()  # start again from what the datastore says now
+            return c.guards(pool)
+
         ips: list[str] = []
         # Blocks this process already knows to be ours and free: no need to list affinities.
         for cidr in [c for c, e in self._cache.items() if e.free and e.host == self.hostname
                      and c.version == version and pool_for(pools, c.network_address)]:
-            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, guard,
+                                     affine_only=True)
             if len(ips) == num:
                 return ips
         affine = self._affine_blocks(version, pools)
         for cidr in affine:
-            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, guard,
+                                     affine_only=True)
             if len(ips) == num:
                 return ips
         claims = len(affine)
@@ -170,11 +185,12 @@ class IPAM:
             if cidr is None:
                 break
             claims += 1
-            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=True)
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, guard,
+                                     affine_only=True)
         for _ in range(3):  # the free addresses a pass saw may be taken by the time it tries
             if len(ips) == num or config.strict_affinity:
                 break
-            got = self._borrow(version, pools, num - len(ips), handle, attrs)
+            got = self._borrow(version, pools, num - len(ips), handle, attrs, guard)
             if got is None:
                 break
             ips += got
@@ -222,7 +238,7 @@ class IPAM:
                                           block.num_free)
 
     def _assign_from(self, cidr: IPNetwork, num: int, handle: HandleState,
-                     attrs: dict[str, str], *, affine_only: bool) -> list[str]:
+                     attrs: dict[str, str], guard: Guard, *, affine_only: bool) -> list[str]:
         """Up to `num` addresses from one block, CAS-retried; [] if it has none for us.
         The first attempt trusts the cache (block and handle); after a conflict both are
         re-read."""
@@ -241,10 +257,13 @@ class IPAM:
             block, rev = got
             if (block.host == self.hostname) != affine_only or not block.num_free:
                 return []
+            guards = guard(cidr, fresh, not affine_only)
+            if guards is None:
+                return []
             if fresh and not handle.known:
                 self._reload_handle(handle)
             ips = block.auto_assign(num, handle.handle_id, attrs)
-            return self._commit_assignment(block, rev, handle, len(ips), ips)
+            return self._commit_assignment(block, rev, handle, len(ips), ips, guards)
 
         return self.store.retry(attempt, f"assigning from block {cidr}")
 
@@ -253,11 +272,11 @@ class IPAM:
         handle.value, handle.rev, handle.known = fresh.value, fresh.rev, True
 
     def _commit_assignment(self, block: AllocationBlock, rev: int, handle: HandleState,
-                           count: int, ips: list[str]) -> list[str]:
+                           count: int, ips: list[str], guards: list[Compare]) -> list[str]:
         before = dict(handle.value.block)
         handle.value.add(str(block.cidr), count)
         try:
-            new_rev = self.store.commit(block, rev, [handle])
+            new_rev = self.store.commit(block, rev, [handle], guards)
         except Exception:
             handle.value.block = before
             self._cache.pop(block.cidr, None)
@@ -284,7 +303,7 @@ class IPAM:
         return None
 
     def _borrow(self, version: int, pools: list[Pool], num: int, handle: HandleState,
-                attrs: dict[str, str]) -> list[str] | None:
+                attrs: dict[str, str], guard: Guard) -> list[str] | None:
         """Up to `num` addresses from other hosts' blocks; None if none had any free."""
         candidates = [b.cidr for b, _ in self.store.list_blocks(version)
                       if b.num_free and b.host != self.hostname
@@ -295,7 +314,8 @@ class IPAM:
         ips: list[str] = []
         for cidr in candidates:
             self._cache.pop(cidr, None)
-            ips += self._assign_from(cidr, num - len(ips), handle, attrs, affine_only=False)
+            ips += self._assign_from(cidr, num - len(ips), handle, attrs, guard,
+                                     affine_only=False)
             if len(ips) == num:
                 break
         return ips
@@ -304,14 +324,14 @@ class IPAM:
         """Allocate exactly `ip` (fixed IPs, explicit CNI addresses). Raises NotInPoolError if
         it is outside every enabled pool, AddressInUseError if it is taken."""
         addr = ipaddress.ip_address(ip)
-        pools = [p for p in read_pools(self.backend) if not p.disabled]
-        pool = pool_for(pools, addr)
+        ctx = self._context.get(fresh=True)
+        pool = pool_for([p for p in ctx.pools if not p.disabled], addr)
         if pool is None:
             raise NotInPoolError(f"address {addr} is not in any enabled IP pool")
         cidr = self._block_cidr(addr, pool)
         handle = HandleState(handle_id, _empty_handle(), 0, known=False)
         attrs = dict(attrs or {})
-        config = self.store.get_config()
+        config = ctx.config
 
         def attempt() -> None:
             got = self.store.get_block(cidr)
@@ -333,7 +353,7 @@ class IPAM:
             if not handle.known:
                 self._reload_handle(handle)
             block.assign(addr, handle_id, attrs)
-            self._commit_assignment(block, rev, handle, 1, [str(addr)])
+            self._commit_assignment(block, rev, handle, 1, [str(addr)], ctx.guards(pool))
 
         self.store.retry(attempt, f"assigning {addr}")
 
@@ -493,10 +513,3 @@ def _empty_handle() -> IPAMHandle:
 
 def _free_blocks(pool: Pool, host: str, existing: set[IPNetwork]) -> Iterator[IPNetwork]:
     return (c for c in pool.blocks_from(host) if c not in existing)
-
-
-def _version_of(text: str) -> int | None:
-    try:
-        return ipaddress.ip_network(text, strict=False).version
-    except ValueError:
-        return None

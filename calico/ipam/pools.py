@@ -108,6 +108,11 @@ _PARSED_MAX = 4096
 
 def read_pools(backend: Backend) -> list[Pool]:
     """Every valid IPPool in the datastore (enabled or not), by name."""
+    return [pool for pool, _key, _rev in read_pool_revisions(backend)]
+
+
+def read_pool_revisions(backend: Backend) -> list[tuple[Pool, str, int]]:
+    """Every valid IPPool with its key and mod revision, by name."""
     kvs, _ = backend.list(POOLS_PREFIX)
     if len(_parsed) > _PARSED_MAX:
         _parsed.clear()
@@ -122,8 +127,8 @@ def read_pools(backend: Backend) -> list[Pool]:
                 _parsed[cache_key] = None
         pool = _parsed[cache_key]
         if pool is not None:
-            pools.append(pool)
-    return sorted(pools, key=lambda p: p.name)
+            pools.append((pool, kv.key, kv.mod_revision))
+    return sorted(pools, key=lambda p: p[0].name)
 
 
 def node_labels(backend: Backend, host: str) -> dict[str, str] | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -134,12 +134,13 @@ class IPAMStore:
 
     # ---- block + handles, atomically --------------------------------------------------------
 
-    def commit(self, block: AllocationBlock, rev: int, handles: list[HandleState]) -> int:
+    def commit(self, block: AllocationBlock, rev: int, handles: list[HandleState],
+               guards: Sequence[Compare] = ()) -> int:
         """Write `block` (bumping its sequence number; deleting it if it is empty and has no
-        affinity) and `handles` (deleting empty ones), if none of them changed since read.
-        Returns the new store revision; raises Conflict otherwise."""
+        affinity) and `handles` (deleting empty ones), if none of them changed since read and
+        every guard holds. Returns the new store revision; raises Conflict otherwise."""
         key = model.block_key(block.cidr)
-        compares = [Compare(key, rev)]
+        compares = [Compare(key, rev), *guards]
         ops: list[Put | Delete] = []
         self.last_text = None
         if block.affinity is None and block.empty():

@@ -292,3 +292,46 @@ def test_config_json_is_calicos(kv: MemoryBackend) -> None:
     assert json.loads(kv.get("/calico/ipam/v2/config").value) == {
         "strict_affinity": True, "auto_allocate_blocks": True, "maxBlocksPerHost": 4}
     assert ipam.get_config().strict_affinity is True
+
+
+def test_cached_context_notices_a_disabled_pool(kv: MemoryBackend) -> None:
+    add_pool(kv, "a", "10.65.0.0/24")
+    ipam = IPAM(kv, "n", refresh_seconds=3600)
+    ipam.auto_assign(1, 0, "x")  # context cached, block in pool a is ours and has room
+    add_pool(kv, "a", "10.65.0.0/24", disabled=True)
+    add_pool(kv, "b", "10.66.0.0/24")
+    ip = ipam.auto_assign(1, 0, "y")[0][0]
+    assert ip.startswith("10.66.0.")
+    assert [str(b.cidr) for b in blocks(kv) if b.cidr.overlaps(
+        ipaddress.ip_network("10.65.0.0/24"))] == [ipam.get_assignment(
+            next(iter(allocations(kv)))).block]  # no new block claimed in the disabled pool
+    check_invariants(kv, ["10.65.0.0/24", "10.66.0.0/24"])
+
+
+def test_cached_context_notices_strict_affinity(kv: MemoryBackend) -> None:
+    add_pool(kv, "p", "10.65.0.0/29", blockSize=30)
+    IPAM(kv, "a").auto_assign(1, 0, "ha")
+    IPAM(kv, "b").auto_assign(1, 0, "hb")
+    c = IPAM(kv, "c", refresh_seconds=3600)
+    c.auto_assign(1, 0, "hc1")  # borrowed; context cached
+    IPAM(kv, "admin").set_config(IPAMConfig(strict_affinity=True))
+    with pytest.raises(StrictAffinityError):
+        c.auto_assign(1, 0, "hc2")
+
+
+def test_cached_context_sees_a_new_pool_before_reporting_exhaustion(kv: MemoryBackend) -> None:
+    add_pool(kv, "small", "10.65.0.0/30", blockSize=30)
+    ipam = IPAM(kv, "n", refresh_seconds=3600)
+    ipam.auto_assign(4, 0, "x")
+    add_pool(kv, "more", "10.66.0.0/24")
+    assert ipam.auto_assign(1, 0, "y")[0][0].startswith("10.66.0.")
+
+
+def test_node_label_change_is_noticed(kv: MemoryBackend) -> None:
+    add_pool(kv, "r1", "10.65.1.0/24", nodeSelector="rack == '1'")
+    add_pool(kv, "r2", "10.65.2.0/24", nodeSelector="rack == '2'")
+    add_node(kv, "n", {"rack": "1"})
+    ipam = IPAM(kv, "n", refresh_seconds=3600)
+    assert ipam.auto_assign(1, 0, "x")[0][0].startswith("10.65.1.")
+    add_node(kv, "n", {"rack": "2"})
+    assert ipam.auto_assign(1, 0, "y")[0][0].startswith("10.65.2.")
