@@ -142,13 +142,24 @@ class HostNetworkManager:
         return max(0.0, self._next_refresh - self._clock())
 
     def apply(self) -> None:
+        """Process queued link events, resync if due, then sysctls, routes, IP-in-IP. A
+        kernel error (netlink socket trouble, a namespace gone) is logged, not raised: the
+        managers' caches may then be wrong, so the next apply() starts with a full resync."""
         self._drain_link_events()
-        now = self._clock()
-        if self._resync_requested or (self.refresh_interval > 0 and now >= self._next_refresh):
-            self._do_resync()
-        self.sysctls.apply()
-        self.routes.apply()
-        self.ipip.apply()
+        try:
+            now = self._clock()
+            if self._resync_requested or (self.refresh_interval > 0
+                                          and now >= self._next_refresh):
+                self._do_resync()
+            self.sysctls.apply()
+            self.routes.apply()
+            self.ipip.apply()
+        except OSError:
+            log.exception("Host network apply failed; will resync")
+            self._resync_requested = True
+            close = getattr(self._kernel, "close", None)
+            if close is not None:
+                close()
 
     def _drain_link_events(self) -> None:
         with self._events_lock:

@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ROUTE_PROTOCOL = 80
 
 
-def normalise_cidr(net: str) -> str:
-    """'10.65.0.3' or '10.65.0.3/32' -> '10.65.0.3/32'; IPv6 compressed, as the kernel reports."""
-    return str(ipaddress.ip_network(net, strict=False))
-
-
 class RouteManager:
     """Desired routes and neighbours per workload interface; one ordered `apply()`."""
 

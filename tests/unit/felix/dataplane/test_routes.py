@@ -257,3 +257,18 @@ def test_shared_address_is_reference_counted(kernel, hn):
     assert kernel.dsts(PROTO, "cali1") == {"10.65.0.1/32"}
     feed(hn, rm("b"))
     assert kernel.dsts(PROTO) == set()
+
+
+def test_kernel_error_is_logged_and_leads_to_resync(kernel, hn):
+    kernel.add_link("cali1")
+    feed(hn)
+    real = kernel.add_routes_and_delete
+
+    def broken(add, delete):
+        raise OSError(105, "No buffer space available")
+    kernel.add_routes_and_delete = broken
+    feed(hn, wep("a", "cali1", "10.65.0.1/32"))  # does not raise
+    assert hn.seconds_until_refresh() == 0.0
+    kernel.add_routes_and_delete = real
+    feed(hn)
+    assert kernel.dsts(PROTO) == {"10.65.0.1/32"}
