@@ -141,7 +141,9 @@ PARAMS: tuple[Param, ...] = (
     P("RouteSyncDisabled", "routeSyncDisabled", B, "false"),
     P("DeviceRouteSourceAddress", "deviceRouteSourceAddress", IP(4)),
     P("DeviceRouteSourceAddressIPv6", "deviceRouteSourceAddressIPv6", IP(6)),
-    P("DeviceRouteProtocol", "deviceRouteProtocol", Int(0, 255), "3"),
+    # Calico's default is 3 ("boot"), which `ip route add` also uses: we default to 80, a
+    # number no other component uses, so Felix never mistakes another's route for its own.
+    P("DeviceRouteProtocol", "deviceRouteProtocol", Int(0, 255), "80"),
     P("RemoveExternalRoutes", "removeExternalRoutes", B, "true"),
     P("ProgramClusterRoutes", "programClusterRoutes", ON_OFF, "Disabled"),
     P("IPForwarding", "ipForwarding", ON_OFF, "Enabled"),
