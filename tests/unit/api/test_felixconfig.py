@@ -46,7 +46,7 @@ def test_linux_felix_parameters_are_present(field):
     ("IptablesLockProbeIntervalMillis", "50ms"), ("LogSeverityScreen", "Info"),
     ("DefaultEndpointToHostAction", "Drop"), ("InterfacePrefix", "cali"),
     ("IptablesMarkMask", 0xFFFF0000), ("HealthPort", 9099), ("PrometheusMetricsPort", 9091),
-    ("DeviceRouteProtocol", 3), ("VXLANVNI", 4096), ("NFTablesMode", "Auto"),
+    ("DeviceRouteProtocol", 80), ("VXLANVNI", 4096), ("NFTablesMode", "Auto"),
     ("KubeNodePortRanges", ["30000:32767"]), ("ChainInsertMode", "Insert"),
     ("IpInIpEnabled", None), ("DatastoreType", "etcdv3"),
 ])
