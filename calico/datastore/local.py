@@ -24,7 +24,7 @@ lease is past its expiry and, if so, reaps it in a write transaction — deletin
 history rows, so watchers see the deletions. The watch poller does the same.
 
 Watches: one background thread per backend (started on the first watch, gone with the last)
-polls `PRAGMA data_version` every 10 ms — a counter SQLite bumps when another connection
+polls `PRAGMA data_version` every 10 ms (at once after a write by this process) — a counter SQLite bumps when another connection
 commits, costing no I/O — reads the new history rows once and fans them out to every watcher.
 A new watcher is caught up from history under the poller's lock, so no change is missed or
 delivered twice.
@@ -171,7 +171,10 @@ class LocalBackend(Backend):
                 return fn(w)
         with self._lock:
             self._check_open()
-            return self._retry(attempt)
+            result = self._retry(attempt)
+            if self._poller is not None:
+                self._poller.wake.set()  # watchers in this process need not wait for a tick
+            return result
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
@@ -440,6 +443,7 @@ class _Poller:
         self._lock = threading.Lock()
         self._watchers: list[QueueWatcher] = []
         self._stopping = threading.Event()
+        self.wake = threading.Event()
         self._seen, _ = _meta(self._conn)
         self._data_version = -1
         self._thread = threading.Thread(target=self._run, name="calico-local-watch", daemon=True)
@@ -476,6 +480,7 @@ class _Poller:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
         with self._lock:
@@ -485,7 +490,9 @@ class _Poller:
 
     def _run(self) -> None:
         last_reap = 0.0
-        while not self._stopping.wait(POLL_INTERVAL):
+        while not self._stopping.is_set():
+            self.wake.wait(POLL_INTERVAL)
+            self.wake.clear()
             try:
                 self._poll()
                 if time.monotonic() - last_reap > 0.1:
