@@ -17,8 +17,9 @@ Follows Calico's rule scanner (felix/calc/rule_scanner.go):
   a family drops the rule for that family (it could never match there).
 
 IP-set ids are stable and derived from the selector's canonical form (which already holds the
-namespace scoping): `s_` + the selector's unique id, or `n_` + a hash of that id, protocol and
-port name for named ports. At most 40 characters, from [A-Za-z0-9_-].
+namespace scoping): `s-` + a hash of the canonical selector, or `n-` + a hash of that, the
+protocol and the port name for named ports: 32 characters of [a-z0-9-], so the nft dataplane
+uses them verbatim after its own short prefix (well within nft's 63-character set names).
 """
 
 from __future__ import annotations
@@ -57,15 +58,15 @@ class IPSetSpec:
 
 def _hash_id(prefix: str, text: str) -> str:
     digest = hashlib.sha224(f"{prefix}:{text}".encode()).digest()
-    return prefix + "_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return prefix + "-" + base64.b32encode(digest).decode().lower()[:30]  # 150 bits
 
 
 def selector_set(sel: Selector) -> IPSetSpec:
-    return IPSetSpec("s_" + sel.unique_id()[2:], sel)
+    return IPSetSpec(_hash_id("s", str(sel)), sel)
 
 
 def named_port_set(sel: Selector, port: str, protocol: str) -> IPSetSpec:
-    return IPSetSpec(_hash_id("n", f"{sel.unique_id()},{protocol},{port}"), sel, port, protocol)
+    return IPSetSpec(_hash_id("n", f"{sel},{protocol},{port}"), sel, port, protocol)
 
 
 def protocol_number(value: Any) -> int | None:

@@ -3,6 +3,8 @@ label index's inheritance and incremental matching."""
 
 from __future__ import annotations
 
+import re
+
 from calico.api import validate
 from calico.felix import messages as m
 from calico.felix.calc.labelindex import LabelIndex, restrictions
@@ -34,7 +36,7 @@ def test_ports_protocols_icmp_and_families():
     (np_set,) = udp.dst_named_port_ip_set_ids
     assert sets[np_set].protocol == "udp" and sets[np_set].named_port == "dns"
     assert udp.dst_ports == ((53, 53),) and len(udp.dst_ip_set_ids) == 1
-    assert all(len(i) <= 40 and i.replace("_", "").replace("-", "").isalnum() for i in sets)
+    assert all(len(i) == 32 and re.fullmatch("[sn]-[a-z0-9]+", i) for i in sets)
 
 
 def test_selectors_are_scoped_as_calico_does():
