@@ -125,6 +125,7 @@ class LocalBackend(Backend):
             raise Unreachable(f"cannot open the local datastore {self.path}: {err}") from err
         self._poller: _Poller | None = None
         self._closed = False
+        self._pid = os.getpid()
 
     def _init_schema(self) -> None:
         self._conn.execute("PRAGMA journal_mode = WAL")
@@ -141,9 +142,11 @@ class LocalBackend(Backend):
         while True:
             try:
                 return fn()
-            except sqlite3.OperationalError as err:
+            except sqlite3.Error as err:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if not isinstance(err, sqlite3.OperationalError):
+                    raise DatastoreError(f"local datastore {self.path}: {err}") from err
                 if not _is_locked(err) or time.monotonic() > deadline:
                     raise Unreachable(f"local datastore {self.path}: {err}") from err
                 time.sleep(delay * (1 + random.random()))
@@ -204,6 +207,11 @@ class LocalBackend(Backend):
     def _check_open(self) -> None:
         if self._closed:
             raise DatastoreError(f"local datastore {self.path} is closed")
+        if self._pid != os.getpid():
+            # Forked: a SQLite connection must not cross fork(); the child opens its own
+            # (its parent's watchers and poller thread do not exist in the child).
+            self._pid, self._poller = os.getpid(), None
+            self._conn = _connect(self.path)
 
     # ---- reads ---------------------------------------------------------------------------
 

@@ -76,3 +76,22 @@ def test_closed_backend_stops_its_watchers(path):
     backend.close()
     with pytest.raises(Unreachable):
         watcher.events(timeout=1)
+
+
+def _child_put(backend, key, out):
+    out.put(backend.put(key, "from-child"))
+
+
+def test_a_forked_child_reopens_the_file(path):
+    import multiprocessing
+
+    backend = LocalBackend(path)
+    backend.put("/k/parent", "x")
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_put, args=(backend, "/k/child", out))
+    child.start()
+    child.join(timeout=10)
+    assert child.exitcode == 0
+    assert backend.get("/k/child").mod_revision == out.get(timeout=1)
+    backend.close()
