@@ -6,15 +6,15 @@ into one Python function whose body is a single boolean expression over ``labels
 ``a == "x" && b in {"p", "q"}`` becomes::
 
     def evaluate(labels):
-        get = labels.get
-        return (get('a') == 'x' and get('b') in S0)     # S0 = frozenset({'p', 'q'})
+        return ((labels.get('a') == 'x') and (labels.get('b') in {'p', 'q'}))
 
-Calico's absent-label rules fall out of ``get`` returning None: ``==`` / ``in`` are false and
-``!=`` / ``not in`` are true when the label is absent; ``contains`` / ``starts with`` /
-``ends with`` compare against ``get(key, "")``, which is only wrong for an empty operand, and
-that case compiles to ``has(key)`` (what the operator means then). Strings enter the generated
-source through ``repr``, and sets as closure constants, so no selector text can inject code.
-A tree too deep for Python's compiler falls back to the (slower) tree-walking evaluator.
+where CPython turns the set display into a frozenset constant. Calico's absent-label rules
+fall out of ``get`` returning None: ``==`` / ``in`` are false and ``!=`` / ``not in`` are
+true when the label is absent; ``contains`` / ``starts with`` / ``ends with`` read an absent
+label as ``""``, which is only wrong for an empty operand, and that case compiles to
+``has(key)`` (what the operator means then). Strings enter the generated source only through
+``repr``, so no selector text can inject code. A tree too deep for Python's compiler falls
+back to the (slower) tree-walking evaluator.
 
 ``parse`` is cached: Felix and the API parse the same few selectors over and over.
 """
@@ -117,41 +117,41 @@ def compile_node(node: ast.Node) -> Evaluator:
     """Compile ``node`` to a function of a label mapping (see the module docstring)."""
     if isinstance(node, ast.All | ast.Global):
         return _match_all
-    consts: list[frozenset[str]] = []
     try:
-        expr = _expression(node, consts)
-        names = [f"S{i}" for i in range(len(consts))]
-        source = (
-            f"def make({', '.join(names)}):\n"
-            "    def evaluate(labels):\n"
-            "        get = labels.get\n"
-            f"        return {expr}\n"
-            "    return evaluate\n"
-        )
+        source = f"def evaluate(labels):\n    return {_expression(node)}\n"
         namespace: dict[str, object] = {}
         exec(compile(source, "<selector>", "exec"), namespace)  # noqa: S102 (see docstring)
-        return namespace["make"](*consts)  # type: ignore[operator]
+        return namespace["evaluate"]  # type: ignore[return-value]
     except (SyntaxError, RecursionError, MemoryError):
         return node.evaluate
 
 
-def _expression(node: ast.Node, consts: list[frozenset[str]]) -> str:
-    """A Python boolean expression for ``node`` over ``labels`` and ``get = labels.get``."""
+def _get(key: str, or_empty: bool = False) -> str:
+    """``labels.get(key)``, or ``labels.get(key, '')`` when absent should read as empty.
+
+    (Calling ``labels.get`` each time is faster on CPython 3.11 than binding it once to a
+    local: the method call needs no bound-method object.)
+    """
+    return f"labels.get({key!r}, '')" if or_empty else f"labels.get({key!r})"
+
+
+def _expression(node: ast.Node) -> str:
+    """A Python boolean expression for ``node`` over ``labels``."""
     match node:
         case ast.All() | ast.Global():
             return "True"
         case ast.Has(key=key):
             return f"({key!r} in labels)"
         case ast.Eq(key=key, value=value):
-            return f"(get({key!r}) == {value!r})"
+            return f"({_get(key)} == {value!r})"
         case ast.Ne(key=key, value=value):
-            return f"(get({key!r}) != {value!r})"
+            return f"({_get(key)} != {value!r})"
         case ast.Contains(key=key, value=value) if value:
-            return f"({value!r} in get({key!r}, ''))"
+            return f"({value!r} in {_get(key, or_empty=True)})"
         case ast.StartsWith(key=key, value=value) if value:
-            return f"get({key!r}, '').startswith({value!r})"
+            return f"{_get(key, or_empty=True)}.startswith({value!r})"
         case ast.EndsWith(key=key, value=value) if value:
-            return f"get({key!r}, '').endswith({value!r})"
+            return f"{_get(key, or_empty=True)}.endswith({value!r})"
         case ast.Contains(key=key) | ast.StartsWith(key=key) | ast.EndsWith(key=key):
             return f"({key!r} in labels)"  # an empty operand matches any present value
         case ast.In(key=key, values=values) | ast.NotIn(key=key, values=values):
@@ -159,13 +159,15 @@ def _expression(node: ast.Node, consts: list[frozenset[str]]) -> str:
             if not values:
                 return "True" if negated else "False"
             if len(values) == 1:
-                return f"(get({key!r}) {'!=' if negated else '=='} {values[0]!r})"
-            consts.append(frozenset(values))
-            return f"(get({key!r}) {'not in' if negated else 'in'} S{len(consts) - 1})"
+                return f"({_get(key)} {'!=' if negated else '=='} {values[0]!r})"
+            # A set display of constants on the right of "in" compiles to a frozenset
+            # constant.
+            members = ", ".join(map(repr, values))
+            return f"({_get(key)} {'not in' if negated else 'in'} {{{members}}})"
         case ast.Not(operand=operand):
-            return f"(not {_expression(operand, consts)})"
+            return f"(not {_expression(operand)})"
         case ast.And(operands=operands):
-            return "(" + " and ".join(_expression(o, consts) for o in operands) + ")"
+            return "(" + " and ".join(map(_expression, operands)) + ")"
         case ast.Or(operands=operands):
-            return "(" + " or ".join(_expression(o, consts) for o in operands) + ")"
+            return "(" + " or ".join(map(_expression, operands)) + ")"
     raise TypeError(f"not a selector node: {node!r}")
