@@ -126,6 +126,7 @@ class Plugin:
     # ---- ADD -----------------------------------------------------------------------------
 
     def add(self) -> Result:
+        self._ipam_type()
         labels = endpoint_labels(self.conf, self.args)
         endpoint.check_documents(self.conf, self.ids, self.name, labels)
         if not os.path.exists(self.args.netns):
