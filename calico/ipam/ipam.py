@@ -55,7 +55,7 @@ from .errors import (
 )
 from .model import STATE_CONFIRMED, IPAMConfig, IPAMHandle
 from .pools import Pool, pool_for, read_pools
-from .store import MAX_RETRIES, BlockClaimConflict, HandleState, IPAMStore
+from .store import CONFLICTS, MAX_RETRIES, BlockClaimConflict, HandleState, IPAMStore
 
 
 class _ContextChanged(Exception):
@@ -218,7 +218,10 @@ class IPAM:
                 got = self._block(cidr)
                 if got is None or got[0].host != self.hostname:
                     continue
-                self.store.confirm_affinity(self.hostname, cidr, rev)
+                try:
+                    self.store.confirm_affinity(self.hostname, cidr, rev)
+                except CONFLICTS:
+                    continue
             out.append(cidr)
         return out
 
@@ -257,7 +260,9 @@ class IPAM:
             block, rev = got
             if (block.host == self.hostname) != affine_only or not block.num_free:
                 return []
-            guards = guard(cidr, fresh, not affine_only)
+            # The block and handle are the usual cause of a conflict; the context is re-read
+            # (three requests) only when re-reading those did not help.
+            guards = guard(cidr, attempts[0] > 2, not affine_only)
             if guards is None:
                 return []
             if fresh and not handle.known:
@@ -296,7 +301,7 @@ class IPAM:
                 return None
             try:
                 block, rev = self.store.claim_block(self.hostname, cidr)
-            except BlockClaimConflict:
+            except (BlockClaimConflict, *CONFLICTS):
                 continue
             self._remember(block, rev)
             return cidr

@@ -52,6 +52,9 @@ class Conflict(Exception):
     """A compare-and-swap lost a race: re-read and try again."""
 
 
+CONFLICTS = (Conflict, RevisionConflict, KeyExists, KeyNotFound)  # what `retry` retries
+
+
 class BlockClaimConflict(IPAMError):
     """Another host created the block this host was claiming."""
 
@@ -81,7 +84,7 @@ class IPAMStore:
         for attempt in range(self.max_retries):
             try:
                 return fn()
-            except (Conflict, RevisionConflict, KeyExists, KeyNotFound):
+            except CONFLICTS:
                 self.conflicts += 1
                 self.sleep(self.rng.uniform(0, 0.001 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(
@@ -202,12 +205,22 @@ class IPAMStore:
             return self.backend.update(key, pending, kv.mod_revision)
 
     def _confirm_affinity(self, key: str, rev: int) -> None:
-        try:
-            self.backend.update(key, BlockAffinity(model.STATE_CONFIRMED).to_json(), rev)
-        except (RevisionConflict, KeyNotFound):
-            kv = self.backend.get(key)
-            if kv is None or BlockAffinity.from_json(kv.value).state != model.STATE_CONFIRMED:
-                raise
+        """Set a pending affinity (whose block is ours) confirmed. Another process of the same
+        host may be claiming the same block and re-mark it pending meanwhile: keep trying
+        while the affinity exists and is not confirmed yet."""
+        confirmed = BlockAffinity(model.STATE_CONFIRMED).to_json()
+        for _ in range(self.max_retries):
+            try:
+                self.backend.update(key, confirmed, rev)
+                return
+            except (RevisionConflict, KeyNotFound):
+                kv = self.backend.get(key)
+                if kv is None:
+                    raise Conflict(key) from None
+                if BlockAffinity.from_json(kv.value).state == model.STATE_CONFIRMED:
+                    return
+                rev = kv.mod_revision
+        raise Conflict(key)
 
     def confirm_affinity(self, host: str, cidr: IPNetwork, rev: int) -> None:
         """Confirm a pending affinity whose block turned out to be ours (crash recovery)."""

@@ -32,7 +32,7 @@ RELEASE_EVERY = 20  # every 20th allocation, release an earlier one (and allocat
 
 def _pools_for(workers: int) -> list[str]:
     """CIDRs (/26 blocks) adding up to 16·N - 1 blocks: room for the 1,000·N live addresses,
-    but one block short of giving every host the 16 blocks it would need without borrowing."""
+    but one block short of what the hosts would need without borrowing."""
     blocks = 16 * workers - 1
     base = int(ipaddress.ip_address("10.96.0.0"))
     out = []
@@ -46,7 +46,7 @@ def _pools_for(workers: int) -> list[str]:
 
 def _worker(config: DatastoreConfig, index: int, start: multiprocessing.synchronize.Barrier,
             out: multiprocessing.Queue) -> None:
-    host = f"host-{index}"
+    host = f"host-{index // 2}"  # two processes per host: they race for the same blocks
     backend = connect(config)
     ipam = IPAM(backend, host, rng=random.Random(index))
     rng = random.Random(1000 + index)
