@@ -30,17 +30,11 @@ LABEL_KEY_CHARS = "a-zA-Z0-9_./-"
 LABEL_KEY_RE = re.compile(f"[{LABEL_KEY_CHARS}]+")
 
 _WHITESPACE = " \t"
-_BOUNDARY = f"(?![{LABEL_KEY_CHARS}])"
-_WORD_OPERATORS = (
-    (re.compile(f"contains{_BOUNDARY}"), "CONTAINS"),
-    (re.compile(f"starts[ \t]*with{_BOUNDARY}"), "STARTS_WITH"),
-    (re.compile(f"ends[ \t]*with{_BOUNDARY}"), "ENDS_WITH"),
-    (re.compile(f"not[ \t]*in{_BOUNDARY}"), "NOT_IN"),
-    (re.compile(f"in{_BOUNDARY}"), "IN"),
-)
 
 
 class Kind(enum.Enum):
+    """Token kinds; each value is how error messages name the kind."""
+
     LABEL = "label key"
     STRING = "string"
     LBRACE = '"{"'
@@ -99,6 +93,14 @@ _SIMPLE = {
     ",": Kind.COMMA,
 }
 _DOUBLED = {"=": Kind.EQ, "&": Kind.AND, "|": Kind.OR}
+_BOUNDARY = f"(?![{LABEL_KEY_CHARS}])"
+_WORD_OPERATORS = (  # tried in this order, straight after a label key
+    (re.compile(f"contains{_BOUNDARY}"), Kind.CONTAINS),
+    (re.compile(f"starts[ \t]*with{_BOUNDARY}"), Kind.STARTS_WITH),
+    (re.compile(f"ends[ \t]*with{_BOUNDARY}"), Kind.ENDS_WITH),
+    (re.compile(f"not[ \t]*in{_BOUNDARY}"), Kind.NOT_IN),
+    (re.compile(f"in{_BOUNDARY}"), Kind.IN),
+)
 # What error messages say was expected at the start of a term and after a label key.
 EXPECTED_TERM = 'a label key, has(...), all(), global(), "!" or "("'
 EXPECTED_OPERATOR = ('an operator ("==", "!=", "in", "not in", "contains", "starts with" or '
@@ -172,10 +174,10 @@ def tokenize(text: str) -> list[Token]:
                 tokens.append(Token(Kind.NOT, "!", i))
                 i += 1
         elif tokens and tokens[-1].kind is Kind.LABEL:
-            for regex, kind_name in _WORD_OPERATORS:
+            for regex, kind in _WORD_OPERATORS:
                 m = regex.match(text, i)
                 if m is not None:
-                    tokens.append(Token(Kind[kind_name], m.group(), i))
+                    tokens.append(Token(kind, m.group(), i))
                     i = m.end()
                     break
             else:
