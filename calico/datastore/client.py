@@ -235,9 +235,14 @@ class ResourceClient:
             uid = created = None
         res = _with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
+        value = encode(res)
+        if value == current.value:
+            # Nothing changed: no write, so no new revision and no watch event. Re-applying
+            # the same manifests (GitOps loops) costs the cluster nothing.
+            return _with_version(res, str(current.mod_revision))
         self._check_against_others(res)
         try:
-            revision = self.backend.update(key, encode(res), expected)
+            revision = self.backend.update(key, value, expected)
         except KeyNotFound:
             raise ResourceNotFound(res.KIND, res.name, res.namespace, key) from None
         except RevisionConflict as err:

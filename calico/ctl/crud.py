@@ -1,0 +1,383 @@
+"""The resource commands of calicoctl: create, apply, replace, delete, get, patch, label, version.
+
+Each function takes a Session and the parsed flags, prints results, and returns False if any
+resource failed (the caller turns that into exit code 1). Documents are read and parsed
+before anything is written: a file with a syntax error writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from calico import api
+from calico.datastore import kv
+
+from . import resources
+from .session import CtlError, Session
+
+CLIENT_VERSION = "v3.28.0-py"
+
+_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+
+
+@dataclass
+class Doc:
+    source: str
+    body: dict[str, Any]
+
+
+# ---- reading input ----------------------------------------------------------------------
+
+
+def read_documents(filename: str, recursive: bool = False, skip_empty: bool = False
+                   ) -> list[Doc]:
+    """Every document of a file, a directory (.yaml .yml .json) or stdin ('-')."""
+    docs: list[Doc] = []
+    for source, text in _read_sources(filename, recursive):
+        parsed = api.parse_documents(text, source)
+        if not parsed and not skip_empty:
+            raise CtlError(f"No resources specified in file {source}")
+        docs.extend(Doc(source, d) for d in parsed)
+    if not docs and not skip_empty:
+        raise CtlError(f"No resources specified in {filename}")
+    return docs
+
+
+def _read_sources(filename: str, recursive: bool) -> Iterable[tuple[str, str]]:
+    if filename == "-":
+        yield "stdin", sys.stdin.read()
+        return
+    if os.path.isdir(filename):
+        walker = os.walk(filename) if recursive else [(filename, [], os.listdir(filename))]
+        for root, _dirs, files in walker:
+            for name in sorted(files):
+                if name.endswith((".yaml", ".yml", ".json")):
+                    path = os.path.join(root, name)
+                    yield path, _read_file(path)
+        return
+    yield filename, _read_file(filename)
+
+
+def _read_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as err:
+        raise CtlError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _with_namespace(body: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    """Apply `-n`: fill a namespaced resource's namespace; reject a mismatch or a namespace
+    for a kind that has none."""
+    if not namespace:
+        return body
+    kind = body.get("kind")
+    cls = api.KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        return body
+    if not cls.NAMESPACED:
+        raise CtlError(f"{kind} is not namespaced")
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    current = meta.get("namespace")
+    if current and current != namespace:
+        raise CtlError(f"resource namespace does not match client namespace. "
+                       f"{current} != {namespace}")
+    return {**body, "metadata": {**meta, "namespace": namespace}}
+
+
+# ---- create / apply / replace ------------------------------------------------------------
+
+
+def write(session: Session, action: str, filename: str | None, recursive: bool,
+          skip_empty: bool, namespace: str | None, skip_exists: bool = False) -> bool:
+    if not filename:
+        raise CtlError(f"{action} needs -f FILENAME (a file, a directory or '-')")
+    docs = read_documents(filename, recursive, skip_empty)
+    if not docs:
+        click.echo("No resources specified")
+        return True
+    client = session.client
+    done: list[api.Resource] = []
+    failures = 0
+    for doc in docs:
+        try:
+            res = api.validate(_with_namespace(doc.body, namespace))
+            if action == "create":
+                try:
+                    out = client.create(res)
+                except kv.KeyExists:
+                    if not skip_exists:
+                        raise
+                    out = res
+            elif action == "replace":
+                out = client.update(res)
+            else:
+                out = client.apply(res)
+        except kv.Unreachable:
+            raise
+        except (api.ValidationError, CtlError, kv.DatastoreError, ValueError) as err:
+            failures += 1
+            click.echo(f"Failed to {action} {_failure(doc.body, err)}", err=True)
+            continue
+        done.append(out)
+        if len(docs) > 1:
+            click.echo(f"{_PAST[action]} {out.KIND} {_qualified(out)}")
+    _summary(action, docs, done, failures)
+    return failures == 0
+
+
+def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
+    kinds = {d.body.get("kind") for d in docs}
+    what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
+    if failures == 0:
+        click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")
+    elif done:
+        click.echo(f"Partial success: {_PAST[action]} {len(done)} out of {len(docs)} {what}")
+    else:
+        click.echo(f"Failed to {action} any {what}", err=True)
+
+
+def _describe(body: dict[str, Any]) -> str:
+    kind = body.get("kind") if isinstance(body.get("kind"), str) else "resource"
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    name = meta.get("name")
+    ns = meta.get("namespace")
+    if not isinstance(name, str):
+        return str(kind)
+    return f'{kind} "{ns}/{name}"' if ns else f'{kind} "{name}"'
+
+
+def _failure(body: dict[str, Any], err: Exception) -> str:
+    """`<Kind> "<name>": <why>` without repeating the kind and name when the error has them."""
+    what, message = _describe(body), str(err)
+    return message if message.startswith(what) else f"{what}: {message}"
+
+
+def _qualified(res: api.Resource) -> str:
+    return f'"{res.namespace}/{res.name}"' if res.NAMESPACED else f'"{res.name}"'
+
+
+
+
+# ---- delete -------------------------------------------------------------------------------
+
+
+def _targets(filename: str | None, recursive: bool, skip_empty: bool, namespace: str | None,
+             kind: str | None, names: tuple[str, ...], all_namespaces: bool = False
+             ) -> list[tuple[str, str | None, str | None]]:
+    """(kind, name or None for all, namespace or None) from -f or from KIND NAME..."""
+    if filename:
+        if kind:
+            raise CtlError("give either -f FILENAME or KIND [NAME...], not both")
+        out = []
+        for doc in read_documents(filename, recursive, skip_empty):
+            body = _with_namespace(doc.body, namespace)
+            res = api.validate(body)
+            out.append((res.KIND, res.name, res.namespace if res.NAMESPACED else None))
+        return out
+    if not kind:
+        raise CtlError("specify a resource type (and names) or -f FILENAME")
+    info = resources.lookup(kind)
+    cls = api.KINDS[info.kind]
+    if cls.NAMESPACED:
+        if namespace and all_namespaces:
+            raise CtlError("cannot use both --namespace and --all-namespaces flags at the "
+                           "same time")
+        ns = None if all_namespaces else (namespace or "default")
+    else:
+        if namespace or all_namespaces:
+            raise CtlError(f"{info.kind} is not namespaced")
+        ns = None
+    if any(n == "" for n in names):
+        raise CtlError("resource name may not be empty")
+    return [(info.kind, n, ns) for n in names] or [(info.kind, None, ns)]
+
+
+def delete(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
+           namespace: str | None, kind: str | None, names: tuple[str, ...],
+           skip_not_exists: bool) -> bool:
+    targets = _targets(filename, recursive, skip_empty, namespace, kind, names)
+    if any(name is None for _, name, _ in targets):
+        raise CtlError("delete needs resource names (or -f FILENAME)")
+    client = session.client
+    failures, done = 0, 0
+    for k, name, ns in targets:
+        label = f'{k} "{ns}/{name}"' if ns else f'{k} "{name}"'
+        try:
+            client.delete(k, name, ns)
+        except kv.KeyNotFound:
+            if not skip_not_exists:
+                failures += 1
+                click.echo(f"Failed to delete {label}: resource does not exist", err=True)
+                continue
+        except kv.Unreachable:
+            raise
+        except kv.DatastoreError as err:
+            failures += 1
+            click.echo(f"Failed to delete {label}: {err}", err=True)
+            continue
+        done += 1
+        if len(targets) > 1:
+            click.echo(f"deleted {label}")
+    kinds = {k for k, _, _ in targets}
+    what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
+    if failures == 0:
+        click.echo(f"Successfully deleted {done} {what}")
+    elif done:
+        click.echo(f"Partial success: deleted {done} out of {len(targets)} {what}")
+    return failures == 0
+
+
+# ---- get ----------------------------------------------------------------------------------
+
+
+def get(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
+        namespace: str | None, all_namespaces: bool, output: str, export: bool,
+        kind: str | None, names: tuple[str, ...]) -> bool:
+    if output not in ("ps", "wide", "yaml", "json"):
+        raise CtlError(f"unsupported output format {output!r} (ps, wide, yaml, json)")
+    targets = _targets(filename, recursive, skip_empty, namespace, kind, names, all_namespaces)
+    client = session.client
+    found: list[api.Resource] = []
+    failures = 0
+    single = bool(filename) or any(name is not None for _, name, _ in targets)
+    for k, name, ns in targets:
+        if name is None:
+            found.extend(client.list(k, ns).items)
+            continue
+        try:
+            found.append(client.get(k, name, ns))
+        except kv.KeyNotFound:
+            failures += 1
+            label = f"{k}({ns}/{name})" if ns else f"{k}({name})"
+            click.echo(f"resource does not exist: {label}", err=True)
+    if export:
+        found = [_exported(r) for r in found]
+    _print(found, output, single and len(targets) == 1, all_namespaces, targets[0][0])
+    return failures == 0
+
+
+def _exported(res: api.Resource) -> api.Resource:
+    meta = res.metadata.model_copy(update={"uid": None, "resourceVersion": None,
+                                           "creationTimestamp": None, "namespace": None})
+    return res.model_copy(update={"metadata": meta})
+
+
+def _print(found: list[api.Resource], output: str, single: bool, all_namespaces: bool,
+           kind: str) -> None:
+    if output == "yaml":
+        if found:
+            click.echo(api.dump_yaml(found, list_kind=not single), nl=False)
+        return
+    if output == "json":
+        if found:
+            click.echo(api.dump_json(found, list_kind=not single), nl=False)
+        return
+    cls = api.KINDS[kind]
+    cols = resources.columns(kind, output == "wide", all_namespaces, cls.NAMESPACED)
+    rows = [[h for h, _ in cols]]
+    for res in found:
+        d = res.to_dict()
+        rows.append([fn(d) for _, fn in cols])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    for r in rows:
+        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+# ---- patch and label ----------------------------------------------------------------------
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _fetch(session: Session, kind: str, name: str, namespace: str | None
+           ) -> tuple[api.Resource, str]:
+    info = resources.lookup(kind)
+    cls = api.KINDS[info.kind]
+    if cls.NAMESPACED:
+        ns = namespace or "default"
+    elif namespace:
+        raise CtlError(f"{info.kind} is not namespaced")
+    else:
+        ns = None
+    try:
+        return session.client.get(info.kind, name, ns), info.kind
+    except kv.KeyNotFound:
+        label = f"{info.kind}({ns}/{name})" if ns else f"{info.kind}({name})"
+        raise CtlError(f"resource does not exist: {label}") from None
+
+
+def patch(session: Session, kind: str, name: str, namespace: str | None,
+          patch_text: str) -> bool:
+    try:
+        docs = api.parse_documents(patch_text, "patch")
+    except api.ManifestError as err:
+        raise CtlError(str(err)) from None
+    if len(docs) != 1:
+        raise CtlError("the patch must be one JSON or YAML object")
+    current, real_kind = _fetch(session, kind, name, namespace)
+    merged = _merge_patch(current.to_dict(), docs[0])
+    if merged.get("metadata", {}).get("name") != name or merged.get("kind") != real_kind:
+        raise CtlError("a patch may not change the kind or the name")
+    session.client.update(api.validate(merged))
+    click.echo(f"Successfully patched 1 '{real_kind}' resource")
+    return True
+
+
+def label(session: Session, kind: str, name: str, namespace: str | None, label_arg: str,
+          overwrite: bool, remove: bool) -> bool:
+    current, real_kind = _fetch(session, kind, name, namespace)
+    body = current.to_dict()
+    labels = dict(body["metadata"].get("labels") or {})
+    if remove:
+        key = label_arg.split("=", 1)[0]
+        if key not in labels:
+            raise CtlError(f"can not remove label of {real_kind} {name}: label key {key} "
+                           "is not found")
+        del labels[key]
+        verb = "removed"
+    else:
+        if "=" not in label_arg:
+            raise CtlError(f"invalid label {label_arg!r}: expected key=value")
+        key, value = label_arg.split("=", 1)
+        if key in labels and not overwrite:
+            raise CtlError(f"failed to update label of {real_kind} {name}: key {key} "
+                           "already exists (use --overwrite)")
+        labels[key] = value
+        verb = "set"
+    body["metadata"]["labels"] = labels
+    session.client.update(api.validate(body))
+    click.echo(f"Successfully {verb} label {key} on {real_kind} {name}")
+    return True
+
+
+# ---- version ------------------------------------------------------------------------------
+
+
+def version(session: Session) -> bool:
+    click.echo(f"Client Version:    {CLIENT_VERSION}")
+    try:
+        info = session.client.get("ClusterInformation", "default", None)
+        spec = info.to_dict().get("spec", {})
+        click.echo(f"Cluster Version:   {spec.get('calicoVersion', 'unknown')}")
+        click.echo(f"Cluster Type:      {spec.get('clusterType', 'unknown')}")
+    except (kv.DatastoreError, CtlError, LookupError):
+        click.echo("Unable to retrieve Cluster Version or Type: ClusterInformation not found")
+    return True
