@@ -1,0 +1,187 @@
+"""The dataplane driver: owns every dataplane manager, one ordered apply for all of them.
+
+    driver = DataplaneDriver.linux(hostname, config, wake=main_loop_wakeup)
+    driver.start()                      # link watcher on, nftables table read back
+    for msg in graph.flush(): driver.on_message(msg)
+    driver.apply()                      # nothing until InSync has been seen
+    sleep at most driver.seconds_until_due(), then apply() again (periodic repair)
+
+It holds the two halves of the Linux dataplane: `NftDataplane` (IP sets, policy and profile
+chains, endpoint chains and dispatch maps, NAT: one atomic `nft -f` per apply) and
+`HostNetworkManager` (interfaces, sysctls, routes, neighbours, IP-in-IP: pipelined netlink).
+Each calc-graph message goes to both; each manager takes what it wants and ignores the rest.
+
+The order of one apply is what keeps enforcement continuous:
+1. nftables first. The IP sets, policy chains, the endpoint's chains and its dispatch-map
+   entries land in one transaction, so by the time anything can reach a new endpoint its
+   policy is in force. Removals are safe in this order too: a workload-prefixed interface
+   without a map entry hits the dispatch chains' final `drop`.
+2. Then the host network: sysctls (proxy ARP) and routes to new endpoints, removal of routes
+   to gone ones. Only after an nftables apply that succeeded: if the ruleset could not be
+   written, routes to new endpoints would be routes into an unenforced dataplane, so they wait
+   (the next apply retries both).
+
+Nothing is applied before `InSync`: a snapshot applied half-way would delete what the rest of
+the snapshot still wants. The first apply after it reads both kernels back (nftables was read
+in `start()`, links/routes/sysctls on the host network's first apply) and writes only the
+difference — no flush, so a restarted Felix never interrupts traffic.
+
+Periodic repair: the host network resyncs every `routeRefreshInterval` (its own timer);
+nftables is re-read every `nftablesRefreshInterval` and re-applied if it drifted (a chain
+flushed by hand). Link events come from the host network's watcher thread and only wake the
+main loop (`wake`); all state changes happen in `apply()` on the caller's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from calico.felix import messages as m
+from calico.felix.dataplane.hostnet import HostNetworkManager
+from calico.felix.dataplane.nft import NftDataplane, NftRunner
+
+log = logging.getLogger(__name__)
+
+UP, DOWN, ERROR = "up", "down", "error"
+
+
+@dataclass
+class ApplyResult:
+    nft_script_lines: int = 0  # lines of the nftables transaction (0: nothing to change)
+    nft_seconds: float = 0.0
+    hostnet_seconds: float = 0.0
+    refreshed: list[str] = field(default_factory=list)  # which halves did a periodic re-read
+
+
+class DataplaneDriver:
+    def __init__(self, nft: NftDataplane, hostnet: HostNetworkManager, *,
+                 nft_refresh_interval: float = 180.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.nft, self.hostnet = nft, hostnet
+        self.nft_refresh_interval = nft_refresh_interval
+        self._clock = clock
+        self.in_sync = False
+        self.local_endpoints: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
+        self.active_policies: set[m.PolicyID] = set()
+        self.ip_sets: set[str] = set()
+        self._next_nft_refresh = 0.0
+        self._nft_ok = False      # the last nftables apply succeeded
+        self._failed = False      # the last apply (either half) failed
+
+    @classmethod
+    def linux(cls, hostname: str, *, wake: Callable[[], None] | None = None,
+              nft_refresh_interval: float = 180.0) -> DataplaneDriver:
+        """The real thing: `nft` and netlink in the current network namespace."""
+        from calico.felix.dataplane.netlink import NetlinkKernel
+
+        return cls(NftDataplane(NftRunner()), HostNetworkManager(NetlinkKernel(), hostname,
+                                                                 wake=wake),
+                   nft_refresh_interval=nft_refresh_interval)
+
+    # ---- lifecycle ----
+
+    def start(self) -> None:
+        """Start watching links and read the nftables table back. Changes nothing."""
+        self.hostnet.start()
+        self.nft.resync()
+        self._next_nft_refresh = self._clock() + self.nft_refresh_interval
+        kernel = self.nft.table.kernel
+        log.info("Dataplane started: the kernel's nftables table has %d chains and %d sets",
+                 len(getattr(kernel, "chains", ())), len(getattr(kernel, "sets", ())))
+
+    def stop(self) -> None:
+        """Stop the link watcher. The dataplane stays programmed."""
+        self.hostnet.stop()
+
+    # ---- inputs ----
+
+    def on_message(self, msg: m.Message) -> None:
+        match msg:
+            case m.InSync():
+                self.in_sync = True
+            case m.WorkloadEndpointUpdate():
+                self.local_endpoints[msg.id] = msg
+            case m.WorkloadEndpointRemove():
+                self.local_endpoints.pop(msg.id, None)
+            case m.ActivePolicyUpdate():
+                self.active_policies.add(msg.id)
+            case m.ActivePolicyRemove():
+                self.active_policies.discard(msg.id)
+            case m.IPSetUpdate():
+                self.ip_sets.add(msg.id)
+            case m.IPSetRemove():
+                self.ip_sets.discard(msg.id)
+        self.nft.on_message(msg)
+        self.hostnet.on_message(msg)
+
+    def set_refresh_interval(self, nft_seconds: float) -> None:
+        self._next_nft_refresh += nft_seconds - self.nft_refresh_interval
+        self.nft_refresh_interval = nft_seconds
+
+    # ---- apply ----
+
+    def seconds_until_due(self) -> float | None:
+        """How long the caller may wait before apply() has periodic work; None: no timer."""
+        if not self.in_sync:
+            return None
+        waits = [w for w in (self.hostnet.seconds_until_refresh(),
+                             self._nft_wait()) if w is not None]
+        if self._failed:
+            waits.append(1.0)
+        return min(waits) if waits else None
+
+    def _nft_wait(self) -> float | None:
+        if self.nft_refresh_interval <= 0:
+            return None
+        return max(0.0, self._next_nft_refresh - self._clock())
+
+    def apply(self) -> ApplyResult | None:
+        """One ordered pass (see the module doc); None before InSync. Raises the first
+        failure after recording it; the next apply() re-reads the kernel and retries."""
+        if not self.in_sync:
+            return None
+        result = ApplyResult()
+        self._failed = True
+        started = self._clock()
+        try:
+            if self.nft_refresh_interval > 0 and started >= self._next_nft_refresh:
+                result.refreshed.append("nftables")
+                self._next_nft_refresh = started + self.nft_refresh_interval
+                script = self.nft.refresh()
+                if script:
+                    log.warning("nftables refresh repaired drift (%d lines)",
+                                script.count("\n") + 1)
+            else:
+                script = self.nft.apply()
+            result.nft_script_lines = script.count("\n") + 1 if script else 0
+        except Exception:
+            self._nft_ok = False
+            raise
+        self._nft_ok = True
+        middle = self._clock()
+        result.nft_seconds = middle - started
+        if self.hostnet.seconds_until_refresh() == 0.0:
+            result.refreshed.append("host network")
+        self.hostnet.apply()
+        result.hostnet_seconds = self._clock() - middle
+        self._failed = False
+        return result
+
+    # ---- status ----
+
+    def endpoint_states(self) -> dict[m.WorkloadEndpointID, str]:
+        """Per local workload endpoint: "up" (interface oper up and programmed), "down"
+        (interface missing or down) or "error" (the last apply failed)."""
+        out = {}
+        for ep_id, ep in self.local_endpoints.items():
+            link = self.hostnet.links.get(ep.interface)
+            if self._failed:
+                out[ep_id] = ERROR
+            elif link is not None and link.up:
+                out[ep_id] = UP
+            else:
+                out[ep_id] = DOWN
+        return out
