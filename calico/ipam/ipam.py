@@ -22,14 +22,19 @@ cache costs one failed CAS and a re-read, never a wrong answer.
 
 Public API (all return data; nothing prints):
 
-    ipam = IPAM(backend, "node-1")
+    ipam = IPAM(backend, "node-1")        # refresh_seconds=5.0: see context.py
     v4, v6 = ipam.auto_assign(1, 1, "wl-1", {"node": "node-1", "namespace": "ns", "pod": "p"})
     ipam.assign_ip("10.65.3.7", "port-1", attrs)      # a given address (fixed IPs)
     ipam.release_ips(["10.65.3.7"])                      # -> addresses that were not allocated
     ipam.release_by_handle("wl-1")                       # -> addresses released
     ipam.release_host_affinities("node-2")               # -> block CIDRs released
     ipam.get_assignment("10.65.0.1")                     # -> Assignment | None
-    ipam.usage(), ipam.blocks(), ipam.check(), ipam.fix(report)   (see report.py)
+    ipam.get_assignment_attributes(ip)                   # -> (attrs, handle id)
+    ipam.get_config() / set_config(IPAMConfig(...))      # strictAffinity, maxBlocksPerHost
+    ipam.usage(), ipam.blocks(), ipam.check(grace=60), ipam.fix(report)   (see report.py)
+
+Errors (errors.py) are `IPAMError`s with one-line messages: NoPoolsError, PoolExhaustedError
+(and StrictAffinityError) with `.pools`, AddressInUseError, NotInPoolError.
 """
 
 from __future__ import annotations
@@ -45,7 +50,6 @@ from . import report as _report
 from .block import AllocationBlock, IPAddress, IPNetwork
 from .context import AllocationContext, ContextCache
 from .errors import (
-    AddressInUseError,
     ConflictRetriesExhausted,
     IPAMError,
     NoPoolsError,
@@ -120,7 +124,7 @@ class IPAM:
         """Allocate `num_v4` IPv4 and `num_v6` IPv6 addresses for `handle_id`; all or none."""
         attrs = dict(attrs or {})
         pools = list(pools) if pools is not None else None
-        handle = HandleState(handle_id, _empty_handle(), 0, known=False)
+        handle = HandleState(handle_id, IPAMHandle(), 0, known=False)
         for attempt in range(3):
             before = self._context.cached()
             ctx = self._context.get(fresh=attempt > 0)
@@ -334,7 +338,7 @@ class IPAM:
         if pool is None:
             raise NotInPoolError(f"address {addr} is not in any enabled IP pool")
         cidr = self._block_cidr(addr, pool)
-        handle = HandleState(handle_id, _empty_handle(), 0, known=False)
+        handle = HandleState(handle_id, IPAMHandle(), 0, known=False)
         attrs = dict(attrs or {})
         config = ctx.config
 
@@ -505,15 +509,6 @@ class IPAM:
 
     def fix(self, report: _report.CheckReport) -> _report.FixResult:
         return _report.fix(self, report)
-
-    def assert_address_free(self, ip: str) -> None:
-        a = self.get_assignment(ip)
-        if a is not None:
-            raise AddressInUseError(ip, a.handle_id)
-
-
-def _empty_handle() -> IPAMHandle:
-    return IPAMHandle()
 
 
 def _free_blocks(pool: Pool, host: str, existing: set[IPNetwork]) -> Iterator[IPNetwork]:
