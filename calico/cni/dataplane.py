@@ -278,6 +278,16 @@ class LinuxDataplane:
                         raise DataplaneError(f"failed to delete {host_name}: "
                                              f"{err.args[-1]}") from None
 
+    def host_link_local(self, host_name: str) -> str:
+        """The host side's IPv6 link-local address ("" if it has none or does not exist)."""
+        with _iproute() as host:
+            idx = host.link_lookup(ifname=host_name)
+            for addr in host.get_addr(family=10, index=idx[0]) if idx else []:
+                value = addr.get("IFA_ADDRESS")
+                if value and ipaddress.ip_address(value).is_link_local:
+                    return value
+        return ""
+
     def host_interface_exists(self, host_name: str) -> bool:
         with _iproute() as host:
             return bool(host.link_lookup(ifname=host_name))

@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 
+from calico.api import ValidationError
 from calico.datastore.client import ResourceClient
 from calico.datastore.kv import DatastoreError
 
@@ -171,7 +172,7 @@ class Plugin:
         try:
             endpoint.write_endpoint(self.client, doc)
             endpoint.ensure_profile(self.client, self.conf, self.ids)
-        except DatastoreError as err:
+        except (DatastoreError, ValidationError) as err:
             raise _datastore(f"failed to write WorkloadEndpoint {self.name}", err) from None
         return self._result(addresses, veth.container_mac, veth.host_link_local)
 
@@ -188,13 +189,20 @@ class Plugin:
 
     def _join_network(self, existing) -> Result:
         profiles = list(existing.spec.profiles or [])
-        if not self.conf.policy_type and self.conf.name not in profiles:
-            doc = existing.to_dict()
-            doc["spec"]["profiles"] = profiles + [self.conf.name]
-            endpoint.write_endpoint(self.client, doc)
-        endpoint.ensure_profile(self.client, self.conf, self.ids)
+        try:
+            if not self.conf.policy_type and self.conf.name not in profiles:
+                doc = existing.to_dict()
+                doc["spec"]["profiles"] = profiles + [self.conf.name]
+                self.client.update(doc)  # CAS on the version we read
+            endpoint.ensure_profile(self.client, self.conf, self.ids)
+        except DatastoreError as err:
+            raise _datastore(f"failed to add profile {self.conf.name} to WorkloadEndpoint "
+                             f"{self.name}", err) from None
         nets = list(existing.spec.ipNetworks or [])
-        return self._result(nets, existing.spec.mac or "", "")
+        has_v6 = any(ipaddress.ip_interface(n).version == 6 for n in nets)
+        link_local = self.dataplane.host_link_local(existing.spec.interfaceName) \
+            if has_v6 else ""
+        return self._result(nets, existing.spec.mac or "", link_local)
 
     def _result(self, addresses: list[str], mac: str, link_local: str) -> Result:
         result = Result(interfaces=[

@@ -201,3 +201,23 @@ def test_explicit_ip_via_capability(netns, store, tmp_path):
     assert ans.doc["ips"][0]["address"] == "10.77.200.5/32"
     assert "inet 10.77.200.5/32" in ns.ip("addr").stdout
     assert run(CALICO, "DEL", conf, netns=f"/run/netns/{ns.name}").rc == 0
+
+
+def test_add_for_an_existing_endpoint_joins_the_network(netns, store, tmp_path):
+    """Calico's non-k8s behaviour: a second ADD of a live endpoint (another network with the
+    same interface) answers from the endpoint and adds that network's profile."""
+    path, client = store
+    ns = netns.add("cnijoin")
+    conf = netconf(path, str(tmp_path), ipam={"type": "calico-ipam", "assign_ipv6": "true"})
+    first = run(CALICO, "ADD", conf, netns=f"/run/netns/{ns.name}")
+    assert first.rc == 0, first.stdout
+    other = {**conf, "name": "second-net"}
+    again = run(CALICO, "ADD", other, netns=f"/run/netns/{ns.name}")
+    assert again.rc == 0, again.stdout
+    assert again.doc["ips"] == first.doc["ips"]
+    assert again.doc["routes"] == first.doc["routes"]
+    (wep,) = endpoints(client)
+    assert wep.spec.profiles == ["calico-net", "second-net"]
+    assert client.get("Profile", "second-net")
+    assert run(CALICO, "DEL", conf, netns=f"/run/netns/{ns.name}").rc == 0
+    assert endpoints(client) == []

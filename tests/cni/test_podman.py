@@ -111,3 +111,16 @@ def test_stop_then_start_again(podman):
     finally:
         podman.run("rm", "-f", "-t", "0", name)
     assert handle_addresses(podman.client, f"{NETWORK}.{cid}") == []
+
+
+def test_requested_address(podman):
+    """`podman run --ip` reaches calico-ipam through the `ips` capability."""
+    name = _name("ip")
+    cid = podman.start(name, "--ip", "10.77.250.7")
+    try:
+        net = podman.inspect(name)["NetworkSettings"]["Networks"][NETWORK]
+        assert net["IPAddress"] == "10.77.250.7"
+        assert "10.77.250.7" in handle_addresses(podman.client, f"{NETWORK}.{cid}")
+    finally:
+        podman.run("rm", "-f", "-t", "0", name)
+    assert handle_addresses(podman.client, f"{NETWORK}.{cid}") == []
