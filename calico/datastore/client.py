@@ -33,6 +33,7 @@ from typing import Any
 from calico.api import KINDS, Resource, ValidationError, validate
 from calico.api.base import API_GROUP
 
+from . import ipamkinds
 from .errors import (
     CorruptResource,
     ResourceAlreadyExists,
@@ -58,12 +59,16 @@ def kind_class(kind: str) -> type[Resource]:
 def kind_prefix(kind: str, namespace: str | None = None) -> str:
     """The key prefix holding every resource of `kind` (in `namespace`, if namespaced)."""
     cls = kind_class(kind)
+    if ipamkinds.owns_kind(kind):
+        return ipamkinds.prefix(kind)
     prefix = f"{RESOURCE_PREFIX}{cls.PLURAL}/"
     return f"{prefix}{namespace}/" if cls.NAMESPACED and namespace else prefix
 
 
 def parse_key(key: str) -> tuple[str, str | None, str] | None:
     """(kind, namespace, name) of a resource key; None if `key` is not one."""
+    if ipamkinds.owns_key(key):
+        return ipamkinds.parse_key(key)
     if not key.startswith(RESOURCE_PREFIX):
         return None
     plural, _, rest = key[len(RESOURCE_PREFIX):].partition("/")
@@ -78,6 +83,8 @@ def parse_key(key: str) -> tuple[str, str | None, str] | None:
 
 def encode(resource: Resource) -> str:
     """The stored JSON: Calico's form without resourceVersion."""
+    if ipamkinds.owns_kind(resource.KIND):
+        return ipamkinds.encode(resource)
     data = resource.to_dict()
     data.get("metadata", {}).pop("resourceVersion", None)
     return json.dumps(data, separators=(",", ":"))
@@ -86,6 +93,11 @@ def encode(resource: Resource) -> str:
 def decode(key: str, value: str, mod_revision: int) -> Resource:
     """The validated resource stored at `key`, with resourceVersion filled in.
     Raises CorruptResource if it is not JSON, not valid, or not the resource its key names."""
+    if ipamkinds.owns_key(key):
+        try:
+            return _with_version(ipamkinds.decode(key, value), str(mod_revision))
+        except (ValueError, ValidationError) as err:
+            raise CorruptResource(key, str(err)) from None
     try:
         res = validate(json.loads(value))
     except (ValueError, ValidationError) as err:
@@ -93,6 +105,11 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
     if res.key() != key:
         raise CorruptResource(key, f"it holds {res.KIND} {res.namespace or ''}/{res.name}")
     return _with_version(res, str(mod_revision))
+
+
+def storage_key(res: Resource) -> str:
+    """Where a resource is stored (the IPAM kinds live under /calico/ipam/v2/)."""
+    return ipamkinds.key_of(res) if ipamkinds.owns_kind(res.KIND) else res.key()
 
 
 def _with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
@@ -208,7 +225,7 @@ class ResourceClient:
                                   f'"{res.metadata.resourceVersion}" must not be set on create')
         res = _with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
         self._check_against_others(res)
-        key = res.key()
+        key = storage_key(res)
         try:
             revision = self.backend.create(key, encode(res))
         except KeyExists:
@@ -217,7 +234,7 @@ class ResourceClient:
 
     def update(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
-        key = res.key()
+        key = storage_key(res)
         expected = self._parse_version(res)
         current = self.backend.get(key)
         if current is None:
@@ -298,9 +315,19 @@ class ResourceClient:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _key(kind: str, name: str, namespace: str | None) -> tuple[str, str | None]:
+    def _key(self, kind: str, name: str, namespace: str | None) -> tuple[str, str | None]:
         cls = kind_class(kind)
+        if kind == "BlockAffinity":
+            # Affinity keys hold node and CIDR, not the name: find the key with that name.
+            keys, _ = self.backend.list(ipamkinds.prefix(kind))
+            for item in keys:
+                parsed = ipamkinds.parse_key(item.key)
+                if parsed and parsed[2] == name:
+                    return item.key, None
+            return f"{ipamkinds.prefix(kind)}?{name}", None
+        if ipamkinds.owns_kind(kind):
+            key = ipamkinds.prefix(kind)
+            return (key if name == "default" else f"{key}?{name}"), None
         namespace = (namespace or "default") if cls.NAMESPACED else None
         return kind_prefix(kind, namespace) + name, namespace
 
