@@ -23,6 +23,9 @@ def _ipam(config: str) -> IPAM:
 def _run(fn: Any, *args: Any) -> None:
     try:
         ok = fn(*args)
+    except kv.Unreachable as err:
+        click.echo(f"Failed to execute command: datastore unreachable: {err}", err=True)
+        sys.exit(1)
     except (CtlError, IPAMError, kv.DatastoreError, ValueError) as err:
         click.echo(f"Failed to execute command: {err}", err=True)
         sys.exit(1)

@@ -169,6 +169,9 @@ def _register_optional_groups() -> None:
 def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
     try:
         ok = fn(*args, **kwargs)
+    except kv.Unreachable as err:
+        click.echo(f"Failed to execute command: datastore unreachable: {err}", err=True)
+        sys.exit(1)
     except (CtlError, api.ValidationError, api.ManifestError, kv.DatastoreError,
             LookupError, ValueError, OSError) as err:
         click.echo(f"Failed to execute command: {err}", err=True)

@@ -36,10 +36,7 @@ class Session:
     def backend(self) -> kv.Backend:
         from calico.datastore import connect
 
-        try:
-            return connect(self.datastore_config)
-        except kv.Unreachable as err:
-            raise CtlError(f"datastore unreachable: {err}") from None
+        return connect(self.datastore_config)
 
     @cached_property
     def client(self) -> Any:
