@@ -1,0 +1,149 @@
+"""`calico-node`: one per host, run in the host's network namespace.
+
+    calico-node [--hostname NAME] [--run-dir DIR] [--startup-only] [--no-felix] [--no-bgp]
+
+1. Start-up (startup.py): register or update this host's Node (addresses by Calico's IP / IP6
+   settings and autodetection methods, AS), create the default IP pools when none exist.
+2. Supervise (supervisor.py), in this order: the BGP daemon (`python -m calico.bgp.daemon`,
+   which writes `<run-dir>/bird.conf`), BIRD (`bird -f -c <run-dir>/bird.conf -s
+   <run-dir>/bird.ctl`, started once the file exists) and Felix (`calico-felix --hostname
+   NAME`). A child that exits is restarted with back-off; SIGTERM/SIGINT stops them all and
+   leaves the routes in place.
+
+The datastore comes from the environment (DATASTORE_TYPE, ETCD_ENDPOINTS,
+CALICO_DATASTORE_PATH) and is passed on to the children. Calico's switches are kept:
+CALICO_NETWORKING_BACKEND=none runs no BGP (daemon nor BIRD); ours, CALICO_DISABLE_FELIX=true,
+runs no Felix. If `calico-felix` is not installed, calico-node says so once and runs without
+it (routes to workloads then come from the CNI plugin alone, and no policy is enforced).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+
+import click
+
+from calico.datastore import DatastoreConfig, connect
+from calico.datastore.client import ResourceClient
+from calico.datastore.kv import DatastoreError
+
+from .startup import StartupConfig, StartupError, ensure_default_pools, register_node
+from .supervisor import ChildSpec, Supervisor
+
+log = logging.getLogger("calico-node")
+
+DEFAULT_RUN_DIR = "/var/run/calico"
+DATASTORE_WAIT = 60.0
+
+
+def felix_command() -> str | None:
+    """The calico-felix executable: beside this interpreter (a venv), else on PATH. None
+    while the entry point exists but its module does not (Felix not installed yet)."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("calico.felix.daemon") is None:
+            return None
+    except ImportError:
+        return None
+    beside = os.path.join(os.path.dirname(sys.executable), "calico-felix")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("calico-felix")
+
+
+def child_specs(hostname: str, run_dir: str, *, felix: bool = True, bgp: bool = True,
+                env: dict[str, str] | None = None) -> list[ChildSpec]:
+    conf = os.path.join(run_dir, "bird.conf")
+    sock = os.path.join(run_dir, "bird.ctl")
+    env = dict(os.environ if env is None else env)
+    env["NODENAME"] = hostname
+    specs = []
+    if bgp:
+        specs.append(ChildSpec("bgp-daemon", [sys.executable, "-m", "calico.bgp.daemon",
+                                              "--hostname", hostname, "--config", conf,
+                                              "--socket", sock], env))
+        specs.append(ChildSpec("bird", ["bird", "-f", "-c", conf, "-s", sock,
+                                        "-P", os.path.join(run_dir, "bird.pid")], env,
+                               ready=lambda: os.path.exists(conf)))
+    if felix:
+        cmd = felix_command()
+        if cmd is None:
+            log.warning("calico-felix is not installed: running without Felix (no policy; "
+                        "workload routes come from the CNI plugin only)")
+        else:
+            specs.append(ChildSpec("felix", [cmd, "--hostname", hostname], env))
+    return specs
+
+
+def _connect_with_retry(config: DatastoreConfig, wait: float = DATASTORE_WAIT):
+    deadline = time.monotonic() + wait
+    while True:
+        backend = connect(config)
+        try:
+            backend.revision()
+            return backend
+        except DatastoreError as err:
+            backend.close()
+            if time.monotonic() > deadline:
+                raise
+            log.warning("datastore not reachable yet (%s); retrying", err)
+            time.sleep(1.0)
+
+
+def _flag(name: str) -> bool:
+    return (os.environ.get(name) or "").strip().lower() in ("true", "1", "yes")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--hostname", default=None, help="The Node name (default: $NODENAME, the host "
+              "name).")
+@click.option("--run-dir", default=lambda: os.environ.get("CALICO_RUN_DIR", DEFAULT_RUN_DIR),
+              show_default=DEFAULT_RUN_DIR, help="Where bird.conf, bird.ctl and the node name "
+              "file go ($CALICO_RUN_DIR).")
+@click.option("--startup-only", is_flag=True, help="Register the Node and pools, then exit.")
+@click.option("--no-felix", is_flag=True, help="Do not run Felix.")
+@click.option("--no-bgp", is_flag=True, help="Run neither the BGP daemon nor BIRD.")
+def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
+    """Register this host's Calico Node and run Felix, the BGP daemon and BIRD."""
+    logging.basicConfig(level=os.environ.get("CALICO_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    try:
+        cfg = StartupConfig.from_env(nodename=hostname)
+        backend = _connect_with_retry(DatastoreConfig.from_env())
+    except (DatastoreError, StartupError) as err:
+        click.echo(f"calico-node: {err}", err=True)
+        sys.exit(1)
+    try:
+        client = ResourceClient(backend)
+        node = register_node(client, cfg)
+        ensure_default_pools(client, cfg, node)
+    except (StartupError, DatastoreError, ValueError) as err:
+        click.echo(f"calico-node: {err}", err=True)
+        sys.exit(1)
+    finally:
+        backend.close()
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "nodename"), "w") as f:
+        f.write(cfg.nodename)
+    if startup_only:
+        log.info("start-up done for node %s", cfg.nodename)
+        return
+    bgp = not no_bgp and os.environ.get("CALICO_NETWORKING_BACKEND", "bird") != "none"
+    felix = not no_felix and not _flag("CALICO_DISABLE_FELIX")
+    sup = Supervisor(child_specs(cfg.nodename, run_dir, felix=felix, bgp=bgp))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sup.stop())
+    log.info("calico-node %s running: %s", cfg.nodename,
+             ", ".join(c.spec.name for c in sup.children) or "no children")
+    sup.run()
+    log.info("calico-node %s stopped", cfg.nodename)
+
+
+if __name__ == "__main__":
+    main()
