@@ -1,0 +1,66 @@
+"""Neutron's fixed IPs recorded in Calico IPAM, so Calico never hands them out twice.
+
+Neutron allocates a port's addresses itself; Calico IPAM only has to know they are taken.
+For each fixed IP inside an enabled IPPool, `claim` assigns exactly that address with handle
+= the port id (attributes: node, namespace `openstack`, port); `release` frees every address
+of a port's handle. Addresses outside every pool are Neutron's alone and are skipped.
+IPAM failures are logged, never raised: Neutron has already committed the port, and the
+next resync claims again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from calico.datastore.kv import Backend, DatastoreError
+
+from . import names
+
+log = logging.getLogger(__name__)
+
+
+class PortAddresses:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._ipam: dict[str, object] = {}
+
+    def _for_host(self, host: str):
+        from calico.ipam import IPAM
+
+        if host not in self._ipam:
+            self._ipam[host] = IPAM(self.backend, host)
+        return self._ipam[host]
+
+    def claim(self, port_id: str, host: str, ips: Iterable[str]) -> list[str]:
+        """Assign each of `ips` to handle `port_id` unless it already is; returns the
+        addresses newly assigned."""
+        from calico.ipam import AddressInUseError, IPAMError
+
+        ipam = self._for_host(host)
+        done = []
+        for ip in ips:
+            try:
+                current = ipam.get_assignment(ip)
+                if current is not None:
+                    if current.handle_id != port_id:
+                        log.warning("port %s: address %s is held in Calico IPAM by handle %s",
+                                    port_id, ip, current.handle_id)
+                    continue
+                ipam.assign_ip(ip, port_id, {"node": host, "namespace": names.NAMESPACE,
+                                             "port": port_id})
+                done.append(ip)
+            except AddressInUseError as err:
+                log.warning("port %s: %s", port_id, err)
+            except IPAMError as err:  # not in a pool: Neutron's alone
+                log.debug("port %s: %s not recorded in Calico IPAM: %s", port_id, ip, err)
+            except DatastoreError as err:
+                log.warning("port %s: recording %s in IPAM failed: %s", port_id, ip, err)
+        return done
+
+    def release(self, port_id: str, host: str = "") -> list[str]:
+        try:
+            return self._for_host(host or "openstack").release_by_handle(port_id)
+        except Exception as err:  # noqa: BLE001 - never fail the caller over IPAM
+            log.warning("port %s: releasing its addresses failed: %s", port_id, err)
+            return []

@@ -1,0 +1,120 @@
+"""Neutron port -> Calico WorkloadEndpoint: a pure mapping, no Neutron and no datastore.
+
+In: a Neutron port dict (as the ML2 plugin returns it: `id`, `device_id`, `device_owner`,
+`binding:host_id`, `mac_address`, `fixed_ips` [{subnet_id, ip_address}], `security_groups`,
+`allowed_address_pairs` [{ip_address, mac_address}], `project_id`, `network_id`,
+`port_security_enabled`, `dns_assignment`) plus what the port dict does not carry: each
+subnet's gateway, the security groups' names and the project's name (when known).
+Out: the WorkloadEndpoint resource as a dict, ready for `ResourceClient` (validated there).
+
+The endpoint (as networking-calico writes it):
+- namespace `openstack`; spec orchestrator `openstack`, node = binding host, workload = the
+  VM (device id), endpoint = the port id; so the name is `<host>-openstack-<vm>-<port>` with
+  each '-' doubled;
+- ipNetworks: each fixed IP as a /32 or /128; ipv4Gateway / ipv6Gateway from the subnets (the
+  last fixed IP of each version wins);
+- interfaceName `tap<first 11 of the port id>`; mac the port's MAC;
+- allowed address pairs become `allowSpoofedSourcePrefixes` (the VM may send from them). A
+  pair can be a whole CIDR (keepalived, a router VM), which is why they are not added to
+  ipNetworks, whose entries must be single addresses;
+- labels: `sg.projectcalico.org/openstack-<sg-id>` (value: the group's name, sanitised) per
+  security group — what the `ossg.default.<sg-id>` policies select on — plus
+  `sg-name.projectcalico.org/openstack-<name>` = id, the project id and (if known) name, and
+  `projectcalico.org/orchestrator: openstack`; annotation: the network id (and FQDN).
+- port_security_enabled false: no security-group labels (Neutron forbids groups on such a
+  port anyway) — the endpoint then gets only what non-SG policy gives it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from calico.api.endpoints import LABEL_ORCHESTRATOR, workload_endpoint_name
+
+from . import names
+
+log = logging.getLogger(__name__)
+
+
+def endpoint_spec_ids(port: Mapping[str, Any]) -> dict[str, str]:
+    """The four identifiers the endpoint's name is derived from."""
+    return {"orchestrator": names.ORCHESTRATOR, "node": port.get("binding:host_id") or "",
+            "workload": port.get("device_id") or "", "endpoint": port["id"]}
+
+
+def endpoint_name(port: Mapping[str, Any]) -> str:
+    """`<host>-openstack-<device-id>-<port-id>`. Raises calico.api FieldError when the port
+    has no binding host or device id yet."""
+    return workload_endpoint_name({**endpoint_spec_ids(port), "interfaceName": "*"})
+
+
+def is_bound_endpoint(port: Mapping[str, Any]) -> bool:
+    """A VM port that Neutron has bound (to a host, with our tap VIF): it has an endpoint."""
+    return (names.is_endpoint_port(dict(port)) and bool(port.get("binding:host_id"))
+            and bool(port.get("device_id"))
+            and port.get("binding:vif_type") not in ("unbound", "binding_failed"))
+
+
+def _host_cidr(ip: str) -> tuple[int, str]:
+    addr = ipaddress.ip_address(ip)
+    return addr.version, f"{addr}/{addr.max_prefixlen}"
+
+
+def _prefix(value: str) -> str:
+    return str(ipaddress.ip_network(value, strict=False))
+
+
+def endpoint_labels(port: Mapping[str, Any], sg_names: Mapping[str, str] | None = None,
+                    project_name: str | None = None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    if port.get("port_security_enabled", True) is not False:
+        for sg_id in port.get("security_groups") or []:
+            name = names.sanitize_label_value((sg_names or {}).get(sg_id, ""), names.SG_NAME_MAX)
+            labels[names.sg_label(sg_id)] = name
+            if name:
+                labels[names.SG_NAME_LABEL_PREFIX + name] = sg_id
+    project_id = port.get("project_id") or port.get("tenant_id")
+    if project_id:
+        labels[names.PROJECT_ID_LABEL] = names.sanitize_label_value(project_id)
+    if project_name:
+        labels[names.PROJECT_NAME_LABEL] = names.sanitize_label_value(project_name)
+    labels[LABEL_ORCHESTRATOR] = names.ORCHESTRATOR
+    return labels
+
+
+def endpoint_resource(port: Mapping[str, Any], gateways: Mapping[str, str | None],
+                      sg_names: Mapping[str, str] | None = None,
+                      project_name: str | None = None) -> dict[str, Any]:
+    """The WorkloadEndpoint for a bound VM port. `gateways` maps subnet id -> gateway IP
+    (None: the subnet has no gateway)."""
+    spec: dict[str, Any] = {**endpoint_spec_ids(port),
+                            "interfaceName": names.tap_name(port["id"])}
+    if port.get("mac_address"):
+        spec["mac"] = port["mac_address"]
+    networks = []
+    for fixed in port.get("fixed_ips") or []:
+        version, cidr = _host_cidr(fixed["ip_address"])
+        networks.append(cidr)
+        gateway = gateways.get(fixed.get("subnet_id", ""))
+        if gateway:
+            spec["ipv4Gateway" if version == 4 else "ipv6Gateway"] = gateway
+    spec["ipNetworks"] = networks
+    pairs = [_prefix(p["ip_address"]) for p in port.get("allowed_address_pairs") or []
+             if p.get("ip_address")]
+    if pairs:
+        spec["allowSpoofedSourcePrefixes"] = sorted(set(pairs))
+    annotations = {names.NETWORK_ID_ANNOTATION: port.get("network_id") or ""}
+    dns = port.get("dns_assignment") or []
+    if dns and dns[0].get("fqdn"):
+        annotations["openstack.projectcalico.org/fqdn"] = dns[0]["fqdn"]
+    return {
+        "apiVersion": "projectcalico.org/v3",
+        "kind": "WorkloadEndpoint",
+        "metadata": {"name": endpoint_name(port), "namespace": names.NAMESPACE,
+                     "labels": endpoint_labels(port, sg_names, project_name),
+                     "annotations": annotations},
+        "spec": spec,
+    }
