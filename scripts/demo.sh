@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the main job. Until the multi-host lab lands, this validates Calico manifests
-# with the resource model and shows what a rejected manifest looks like.
+# `make demo`: three virtual hosts (network namespaces) running calico-node, two workloads
+# each, the all-pairs connectivity matrix before and after a GlobalNetworkPolicy, and
+# `calicoctl node status`. Pass --keep to leave the lab running (`calico-lab down --name demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec .venv/bin/python -m calico.demo "$@"
