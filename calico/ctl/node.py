@@ -34,7 +34,9 @@ HEADERS = ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO")
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    head = "|" + "|".join(f" {h.center(w)} " for h, w in zip(HEADERS, widths, strict=True))
+    # Centred as Calico's tablewriter centres: an odd space goes to the right.
+    head = "|" + "|".join(f" {' ' * ((w - len(h)) // 2)}{h.ljust(w - (w - len(h)) // 2)} "
+                          for h, w in zip(HEADERS, widths, strict=True))
     body = ["|" + "|".join(f" {c.ljust(w)} " for c, w in zip(r, widths, strict=True)) + "|"
             for r in rows]
     return "\n".join([rule, head + "|", rule, *body, rule])

@@ -14,8 +14,8 @@ Settings, Calico's environment variables (`StartupConfig.from_env`):
   CALICO_IPV4POOL_BLOCK_SIZE, CALICO_IPV4POOL_IPIP / _VXLAN (default Never: our BGP renderer
   programs no IP-in-IP next hops, unlike Calico's default Always), CALICO_IPV4POOL_NAT_OUTGOING
   (default true), CALICO_IPV4POOL_NODE_SELECTOR; `default-ipv6-ippool` likewise from the
-  CALICO_IPV6POOL_* variables, only when this node has an IPv6 address (the CIDR defaults to
-  a random ULA /48, as Calico does).
+  CALICO_IPV6POOL_* variables, when this node has an IPv6 address or CALICO_IPV6POOL_CIDR is
+  set (the CIDR defaults to a random ULA /48, as Calico does).
 
 Registration refuses (exit, with Calico's message) an address another Node already uses.
 """
@@ -205,6 +205,11 @@ def ensure_default_pools(client: ResourceClient, cfg: StartupConfig,
         except ResourceAlreadyExists:
             continue  # another node created it first
         except ValueError as err:
+            # Another node's pool may have landed between our list and our create (the
+            # overlap check then refuses ours): that is success too.
+            if any(ipaddress.ip_network(p.spec.cidr).version == version
+                   for p in client.list("IPPool").items):
+                continue
             raise StartupError(f"cannot create the default IPv{version} pool: {err}") from None
         log.info("Created default IPv%d pool %s", version, doc["spec"]["cidr"])
         created.append(doc["spec"]["cidr"])
