@@ -17,8 +17,9 @@ What the configuration does, per address family:
   only what they originate.
 - peers: the node-to-node mesh (unless `nodeToNodeMeshEnabled: false`), and every BGPPeer that
   applies to this node (global, `node:` or `nodeSelector:`), each either one `peerIP` or every
-  Calico node matching `peerSelector`. A node with `routeReflectorClusterID` treats iBGP peers
-  outside its cluster as route-reflector clients. A peer on the node's own subnet is direct;
+  Calico node matching `peerSelector`; and, on a node that a `peerSelector` selects, the
+  reverse sessions to every node that BGPPeer applies to. A node with
+  `routeReflectorClusterID` treats iBGP peers outside its cluster as route-reflector clients. A peer on the node's own subnet is direct;
   others are multihop with recursive next hops.
 
 Protocol names follow Calico's (`Mesh_10_0_0_2`, `Node_10_0_0_3`, `Global_10_0_0_4`), so
@@ -157,6 +158,35 @@ def _peer_ip_port(text: str) -> tuple[Any, int | None]:
     return ipaddress.ip_address(text), None
 
 
+def _applies(spec: dict[str, Any], node_name: str, labels: dict[str, str]) -> bool:
+    """Whether a BGPPeer's `node` / `nodeSelector` (neither: every node) covers a node."""
+    if spec.get("node"):
+        return spec["node"] == node_name
+    if spec.get("nodeSelector"):
+        return _selects(spec["nodeSelector"], labels)
+    return True
+
+
+def _peer_extra(inp: BGPInputs, name: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """A BGPPeer's session options; None (and a note in `inp.skipped`) if its password
+    cannot be written into BIRD's configuration."""
+    password = inp.passwords.get(name)
+    if password is not None and not _BIRD_SAFE.fullmatch(password):
+        # BIRD strings cannot escape quotes: never peer without the intended password.
+        why = f'BGPPeer "{name}": password has characters BIRD cannot take'
+        if why not in inp.skipped:
+            inp.skipped.append(why)
+        return None
+    return {
+        "password": password,
+        "keep_next_hop": bool(spec.get("keepOriginalNextHop")),
+        "restart_time": _duration_seconds(spec.get("maxRestartTime")),
+        "ttl_security": spec.get("ttlSecurity") or None,
+        "allow_local_as": spec.get("numAllowedLocalASNumbers") or None,
+        "source": spec.get("sourceAddress", "UseNodeIP"),
+    }
+
+
 def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     """Every BGP peer of this node for one address family, deduplicated by peer address."""
     me = inp.nodes.get(inp.hostname)
@@ -200,6 +230,14 @@ def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     for res in sorted(inp.peers, key=lambda r: (r.get("metadata") or {}).get("name", "")):
         spec = _spec(res)
         name = (res.get("metadata") or {}).get("name", "")
+        if spec.get("peerSelector") and _selects(spec["peerSelector"], my_labels):
+            # The other end of a node-to-node BGPPeer: the nodes it applies to peer with us,
+            # so we peer back with each of them (Calico's confd does the same; this is what
+            # lets one `nodeSelector: all(), peerSelector: <reflectors>` peer configure the
+            # route reflectors too).
+            for node_name, node in sorted(inp.nodes.items()):
+                if node_name != inp.hostname and _applies(spec, node_name, _labels(node)):
+                    add_node_peer("Node", node, _peer_extra(inp, name, spec) or {})
         if spec.get("node"):
             if spec["node"] != inp.hostname:
                 continue
@@ -210,21 +248,9 @@ def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
             prefix = "Node"
         else:
             prefix = "Global"
-        password = inp.passwords.get(name)
-        if password is not None and not _BIRD_SAFE.fullmatch(password):
-            # BIRD strings cannot escape quotes: never peer without the intended password.
-            why = f'BGPPeer "{name}": password has characters BIRD cannot take'
-            if why not in inp.skipped:
-                inp.skipped.append(why)
+        extra = _peer_extra(inp, name, spec)
+        if extra is None:
             continue
-        extra = {
-            "password": password,
-            "keep_next_hop": bool(spec.get("keepOriginalNextHop")),
-            "restart_time": _duration_seconds(spec.get("maxRestartTime")),
-            "ttl_security": spec.get("ttlSecurity") or None,
-            "allow_local_as": spec.get("numAllowedLocalASNumbers") or None,
-            "source": spec.get("sourceAddress", "UseNodeIP"),
-        }
         if spec.get("peerSelector"):
             for node_name, node in sorted(inp.nodes.items()):
                 if node_name != inp.hostname and _selects(spec["peerSelector"], _labels(node)):

@@ -120,3 +120,25 @@ def test_missing_node_or_address_is_a_clear_error():
         render(BGPInputs(hostname="nope"))
     with pytest.raises(RenderError, match="has no spec.bgp"):
         render(BGPInputs(hostname="h", nodes={"h": node("h")}))
+
+
+def test_one_bgppeer_configures_route_reflector_and_clients(tmp_path):
+    """Calico's usual RR set-up: mesh off, one BGPPeer from every node to the reflectors;
+    the reflector peers back with every client."""
+    nodes = {"rr": node("rr", "10.0.0.1/24", rr="224.0.0.1", labels={"route-reflector": "true"}),
+             "c1": node("c1", "10.0.0.2/24"), "c2": node("c2", "10.0.0.3/24")}
+    peers = [peer("to-rr", nodeSelector="all()", peerSelector="route-reflector == 'true'")]
+    configs = {"default": {"spec": {"nodeToNodeMeshEnabled": False}}}
+
+    def inputs(host):
+        return BGPInputs(hostname=host, nodes=nodes, peers=peers, configs=configs,
+                         pools=[pool("10.65.0.0/16")], blocks=["10.65.0.0/26"])
+
+    rr_peers = compute_peers(inputs("rr"), 4)
+    assert [(p.name, p.rr_client) for p in rr_peers] == [("Node_10_0_0_2", True),
+                                                         ("Node_10_0_0_3", True)]
+    assert [(p.name, p.rr_client) for p in compute_peers(inputs("c1"), 4)] == [
+        ("Node_10_0_0_1", False)]
+    text = render(inputs("rr"))
+    assert "rr client; rr cluster id 224.0.0.1;" in text
+    bird_accepts(text, tmp_path)
