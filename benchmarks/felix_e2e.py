@@ -229,7 +229,19 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
         raise SystemExit(f"no IP set holds {ip10}")
     nft_mon = Monitor(host, "nft", "monitor")
     route_mon = Monitor(host, "ip", "monitor", "route")
-    time.sleep(0.5)
+    # Wait until both monitors are listening (nft monitor first caches the whole ruleset).
+    for k in range(600):
+        sh("ip", "netns", "exec", host, "nft", "add", "table", "inet", f"sentinel{k}")
+        sh("ip", "-n", host, "route", "add", f"192.0.2.{k % 250 + 1}/32", "dev", "eth0")
+        try:
+            nft_mon.wait(f"sentinel{k}", timeout=0.5)
+            route_mon.wait(f"192.0.2.{k % 250 + 1}", timeout=0.5, ip=True)
+            break
+        except queue.Empty:
+            continue
+        finally:
+            sh("ip", "netns", "exec", host, "nft", "delete", "table", "inet", f"sentinel{k}")
+            sh("ip", "-n", host, "route", "del", f"192.0.2.{k % 250 + 1}/32", "dev", "eth0")
     lat: dict[str, list[float]] = {"policy change": [], "label change": [], "endpoint add": []}
     for r in range(args.runs):
         nft_mon.drain()
