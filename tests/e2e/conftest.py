@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from calico.lab.lab import Lab
+from calico.lab.lab import Lab, state_root
 from calico.lab.proc import netns_delete, netns_list
 from tests.conftest import require_programs, require_root
 
@@ -23,6 +23,16 @@ _E2E_NETNS = re.compile(r"^calab-e(\d+)[a-z]*-")
 
 
 def _cleanup_stale() -> None:
+    """Labs of dead e2e runs: their daemons (etcd and the proxy run outside the lab's
+    namespaces), namespaces and state dirs."""
+    root = state_root()
+    for name in os.listdir(root) if os.path.isdir(root) else []:
+        m = re.match(r"^e(\d+)[a-z]*$", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            lab = Lab(name)
+            if lab.exists():
+                lab.load()
+            lab.down()
     for ns in netns_list():
         m = _E2E_NETNS.match(ns)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
