@@ -161,8 +161,31 @@ class IPAMStore:
                 ops.append(Delete(hkey))
         new_rev = self.backend.txn(compares, ops)
         if new_rev is None:
+            new_rev = self._applied_unseen(ops)
+        if new_rev is None:
             raise Conflict(key)
         return new_rev
+
+    def _applied_unseen(self, ops: Sequence[Put | Delete]) -> int | None:
+        """After a failed compare: the revision at which exactly these ops were applied, if
+        they were, else None. An etcd write retried after a timeout fails its compare when the
+        first attempt was applied unseen; re-running the allocation would then take a second
+        address (or report the first as in use). Only a block write is recognised: its JSON
+        carries the bumped sequence number, so identical block and handle values at one
+        revision can only come from a writer that made this very change from the same read."""
+        if not ops or not isinstance(ops[0], Put):
+            return None
+        revs = set()
+        for op in ops:
+            kv = self.backend.get(op.key)
+            if isinstance(op, Delete):
+                if kv is not None:
+                    return None
+                continue
+            if kv is None or kv.value != op.value:
+                return None
+            revs.add(kv.mod_revision)
+        return revs.pop() if len(revs) == 1 else None
 
     def write_handle(self, h: HandleState) -> None:
         """CAS-write one handle on its own (deleting it when empty). Raises Conflict."""

@@ -1,6 +1,8 @@
 """A tiny in-memory `kv.Backend` for IPAM unit tests: get/list/create/update/put/delete/txn
 with etcd revisions. No history, watches or leases. `fail_next_txns` makes the next N
-transactions fail their compares, to exercise CAS retries."""
+transactions fail their compares, to exercise CAS retries; `lose_next_txn_answers` makes the
+next N transactions apply but answer "compare failed", as etcd's answer to a write retried
+after its first attempt was applied unseen (a timeout) does."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class MemoryBackend(Backend):
         self.rev = 1
         self.lock = threading.Lock()
         self.fail_next_txns = 0
+        self.lose_next_txn_answers = 0
         self.txns = 0
 
     def get(self, key: str) -> KV | None:
@@ -90,6 +93,9 @@ class MemoryBackend(Backend):
                                            old.create_revision if old else self.rev)
                 else:
                     self.data.pop(op.key, None)
+            if self.lose_next_txn_answers:
+                self.lose_next_txn_answers -= 1
+                return None
             return self.rev
 
     def watch(self, prefix: str, start_revision: int) -> Watcher:

@@ -335,3 +335,28 @@ def test_node_label_change_is_noticed(kv: MemoryBackend) -> None:
     assert ipam.auto_assign(1, 0, "x")[0][0].startswith("10.65.1.")
     add_node(kv, "n", {"rack": "2"})
     assert ipam.auto_assign(1, 0, "y")[0][0].startswith("10.65.2.")
+
+
+def test_a_block_write_applied_unseen_is_not_repeated(kv: MemoryBackend) -> None:
+    # etcd retries a txn whose answer was lost; the retry's compare fails although the first
+    # attempt was applied. IPAM must recognise its own write, not allocate again (a leak).
+    add_pool(kv, "p", "10.65.0.0/24")
+    ipam = IPAM(kv, "n")
+    ipam.auto_assign(1, 0, "h0")
+    kv.lose_next_txn_answers = 1
+    (ip,), _ = ipam.auto_assign(1, 0, "h1")
+    held = {a: h for a, h in allocations(kv).items() if h == "h1"}
+    assert held == {ip: "h1"}
+    (block,) = blocks(kv)
+    assert json.loads(kv.get(model.handle_key("h1")).value)["block"] == {str(block.cidr): 1}
+    check_invariants(kv, ["10.65.0.0/24"])
+
+
+def test_an_explicit_address_applied_unseen_is_not_reported_in_use(kv: MemoryBackend) -> None:
+    add_pool(kv, "p", "10.65.0.0/24")
+    ipam = IPAM(kv, "n")
+    ipam.auto_assign(1, 0, "h0")
+    kv.lose_next_txn_answers = 1
+    ipam.assign_ip("10.65.0.7", "port-1")  # not AddressInUseError for its own allocation
+    assert ipam.get_assignment("10.65.0.7").handle_id == "port-1"
+    check_invariants(kv, ["10.65.0.0/24"])
