@@ -1,0 +1,1 @@
+"""Calico's DHCP agent for OpenStack: datastore -> dnsmasq per network on each compute host."""

@@ -1,0 +1,92 @@
+"""The DHCP agent's pure model and its dnsmasq manager (fake commands and processes)."""
+
+from calico.openstack.dhcp.dnsmasq import DnsmasqManager
+from calico.openstack.dhcp.model import desired, render
+from calico.openstack.endpoints import endpoint_resource
+
+NET = "6ccfacab-1112-4074-bcf7-836737f5eb21"
+SUBNETS = {
+    "s4": {"network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": "10.65.0.1",
+           "host_routes": [{"destination": "10.9.0.0/16", "nexthop": "10.65.0.254"}],
+           "dns_servers": ["192.0.2.53"]},
+    "s6": {"network_id": NET, "cidr": "fd00:65::/64", "gateway_ip": "fd00:65::1",
+           "host_routes": [], "dns_servers": []},
+    "other": {"network_id": "net-2", "cidr": "10.66.0.0/24", "gateway_ip": "10.66.0.1",
+              "host_routes": []},
+}
+
+
+def ep(pid, host="host-a", ips=(("s4", "10.65.0.5"),), net=NET):
+    port = {"id": pid, "device_id": "vm-" + pid, "device_owner": "compute:nova",
+            "binding:host_id": host, "mac_address": "fa:16:3e:00:00:0" + pid[-1],
+            "network_id": net, "fixed_ips": [{"subnet_id": s, "ip_address": i} for s, i in ips]}
+    return endpoint_resource(port, {})
+
+
+def test_desired_only_this_hosts_endpoints():
+    eps = [ep("p1", ips=(("s4", "10.65.0.5"), ("s6", "fd00:65::5"))), ep("p2", host="host-b"),
+           ep("p3", ips=(("other", "10.66.0.7"),), net="net-2")]
+    want = desired("host-a", eps, SUBNETS)
+    assert set(want) == {NET, "net-2"}
+    net = want[NET]
+    assert net.interface == "ns-6ccfacab-11" and net.taps == ("tapp1",)
+    assert [(h.ip, h.mac) for h in net.hosts] == [("10.65.0.5", "fa:16:3e:00:00:01"),
+                                                   ("fd00:65::5", "fa:16:3e:00:00:01")]
+    assert [s.id for s in net.subnets] == ["s4", "s6"]
+    assert desired("host-c", eps, SUBNETS) == {}
+
+
+def test_render_dnsmasq():
+    net = desired("host-a", [ep("p1", ips=(("s4", "10.65.0.5"), ("s6", "fd00:65::5")))],
+                  SUBNETS)[NET]
+    r = render(net, "/state")
+    assert "--interface=ns-6ccfacab-11" in r.args and "--interface=tapp1" in r.args
+    assert "--bridge-interface=ns-6ccfacab-11,tapp1" in r.args
+    assert "--dhcp-range=set:subnet-s4,10.65.0.0,static,255.255.255.0,86400s" in r.args
+    assert "--dhcp-range=set:subnet-s6,fd00:65::,static,off-link,64,86400s" in r.args
+    assert "--enable-ra" in r.args
+    assert r.addresses == ["10.65.0.1/32", "fd00:65::1/128"]
+    assert r.files[f"/state/{NET}/host"] == ("fa:16:3e:00:00:01,host-10-65-0-5,10.65.0.5\n"
+                                             "fa:16:3e:00:00:01,host-fd00-65--5,[fd00:65::5]\n")
+    opts = r.files[f"/state/{NET}/opts"].splitlines()
+    assert "tag:subnet-s4,option:router,10.65.0.1" in opts
+    assert "tag:subnet-s4,option:dns-server,192.0.2.53" in opts
+    assert ("tag:subnet-s4,option:classless-static-route,10.9.0.0/16,10.65.0.254,"
+            "0.0.0.0/0,10.65.0.1") in opts
+
+
+class FakeProc:
+    def __init__(self, args):
+        self.args, self.signals, self.terminated = args, [], False
+
+    def poll(self):
+        return 0 if self.terminated else None
+
+    def send_signal(self, sig):
+        self.signals.append(sig)
+
+    def terminate(self):
+        self.terminated = True
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_manager_restarts_only_when_the_command_line_changes(tmp_path):
+    cmds, procs = [], []
+    m = DnsmasqManager(str(tmp_path), run=lambda c: cmds.append(c) or True,
+                       spawn=lambda a: procs.append(FakeProc(a)) or procs[-1])
+    one = desired("host-a", [ep("p1")], SUBNETS)
+    m.apply(one)
+    assert len(procs) == 1
+    m.apply(one)  # nothing changed
+    assert len(procs) == 1 and not procs[0].signals
+    two = desired("host-a", [ep("p1"), ep("p2", ips=(("s4", "10.65.0.6"),))], SUBNETS)
+    m.apply(two)  # a new tap: restart
+    assert len(procs) == 2 and procs[0].terminated
+    moved = desired("host-a", [ep("p1"), ep("p2", ips=(("s4", "10.65.0.7"),))], SUBNETS)
+    m.apply(moved)  # same taps, new address: re-read the files
+    assert len(procs) == 2 and procs[1].signals
+    m.apply({})
+    assert procs[1].terminated
+    assert ["ip", "link", "del", "ns-6ccfacab-11"] in cmds
