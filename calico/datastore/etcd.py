@@ -227,10 +227,13 @@ class EtcdClient:
                         and reauth < 3:
                     ep.token, reauth = None, reauth + 1
                     continue
-                if not (code in (_UNAVAILABLE, _DEADLINE)
-                        or any(m in message for m in _RETRY_MESSAGES)):
-                    raise EtcdError(code, message)
-                last = f"{ep.url}: {message}"
+                raise EtcdError(code, message)
+            except EtcdError as err:
+                # etcd's answer to the request, or to authenticating with this member (which
+                # goes through raft, so it fails like a write while a leader is elected).
+                if not _retryable(err):
+                    raise
+                last = f"{ep.url}: {err}"
             except (OSError, http.client.HTTPException) as err:
                 last = f"{ep.url}: {err or type(err).__name__}"
             log.debug("etcd request %s failed: %s", path, last)
@@ -258,6 +261,11 @@ def _error_of(data: dict) -> tuple[int, str]:
     if isinstance(err, dict):  # stream messages nest it
         return int(err.get("grpc_code", err.get("code", 0))), str(err.get("message", err))
     return int(data.get("code", 0)), str(data.get("message") or err or data)
+
+
+def _retryable(err: EtcdError) -> bool:
+    """An error another member (or the same one, a moment later) may not give."""
+    return err.code in (_UNAVAILABLE, _DEADLINE) or any(m in str(err) for m in _RETRY_MESSAGES)
 
 
 def _map_error(err: EtcdError, revision: int = 0) -> DatastoreError:
