@@ -43,7 +43,8 @@ class ValidationError(ValueError):
         self.name = name
         self.path = path
         self.reason = reason
-        who = f'{self.kind} "{name}"' if name else f"{self.kind} (no name)"
+        kind_text = shown(self.kind)
+        who = f"{kind_text} {shown(name, quote=True)}" if name else f"{kind_text} (no name)"
         where = f"{path}: " if path else ""
         super().__init__(f"{who}: {where}{reason}")
 
@@ -69,13 +70,21 @@ def render_value(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def shown(text: str, quote: bool = False) -> str:
+    """A kind, name or key in a message: as it is when printable and at most 253 characters
+    (every valid name is), else as `render_value` shows a value, so a message stays one line."""
+    if text.isprintable() and len(text) <= 253:
+        return f'"{text}"' if quote else text
+    return render_value(text)
+
+
 def format_path(loc: Iterable[str | int]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{shown(part)}" if out else shown(str(part))
     return out
 
 
@@ -124,7 +133,7 @@ def _is_union_tag(part: Any) -> bool:
     # pydantic adds the union member or function name to `loc` for some errors
     return isinstance(part, str) and (
         part.startswith("function-") or part in {"int", "str", "float", "bool", "list", "dict"}
-        or "[" in part
+        or re.fullmatch(r"[\w-]+\[.*\]", part) is not None
     )
 
 

@@ -53,6 +53,8 @@ def parse_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
         raise ManifestError(f"{source}: invalid YAML/JSON{where}: {problem}") from None
+    except RecursionError:
+        raise ManifestError(f"{source}: invalid YAML/JSON: nested too deeply") from None
     out: list[dict[str, Any]] = []
     for doc in docs:
         if doc is None:

@@ -41,6 +41,7 @@ opaque object so that `calicoctl get -o yaml` output applies back unchanged.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Annotated, Any, ClassVar
 
 from pydantic import PlainSerializer, model_validator
@@ -80,6 +81,8 @@ def _check_order(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("is not a number")
+    if not abs(value) <= sys.float_info.max:  # NaN, infinities, integers beyond a float64
+        raise ValueError("is not a finite number")
     return float(value)
 
 

@@ -96,11 +96,11 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
     if ipamkinds.owns_key(key):
         try:
             return _with_version(ipamkinds.decode(key, value), str(mod_revision))
-        except (ValueError, ValidationError) as err:
+        except (ValueError, ValidationError, RecursionError) as err:
             raise CorruptResource(key, str(err)) from None
     try:
         res = validate(json.loads(value))
-    except (ValueError, ValidationError) as err:
+    except (ValueError, ValidationError, RecursionError) as err:
         raise CorruptResource(key, str(err)) from None
     if res.key() != key:
         raise CorruptResource(key, f"it holds {res.KIND} {res.namespace or ''}/{res.name}")

@@ -160,7 +160,7 @@ class Syncer:
         """The update for a new value of `key` (a deletion if it does not parse)."""
         try:
             parsed = source.parse(key, value, mod_revision)
-        except (ValueError, DatastoreError) as err:
+        except (ValueError, DatastoreError, RecursionError) as err:
             log.warning("syncer: %s: invalid value treated as deleted: %s", key, err)
             if self._cache.pop(key, None) is None:
                 return None
