@@ -51,7 +51,7 @@ def parse_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one line
         raise ManifestError(f"{source}: invalid YAML/JSON{where}: {problem}") from None
     except RecursionError:
         raise ManifestError(f"{source}: invalid YAML/JSON: nested too deeply") from None

@@ -53,6 +53,14 @@ def test_unknown_keys_are_named_on_one_line():
         assert err.value.path.startswith("spec.") and "is not a known field" in msg, msg
 
 
+@pytest.mark.parametrize("text", ['{"kind": "\x7f"}', "a: [\n b", "\t- x"])
+def test_manifest_syntax_errors_are_one_line(text):
+    # Was: PyYAML's reader error went out with its "\n  in <unicode string>" line.
+    with pytest.raises(api.ManifestError) as err:
+        api.parse_documents(text)
+    assert len(str(err.value).splitlines()) == 1, str(err.value)
+
+
 def test_deeply_nested_manifest_is_a_clear_error():
     with pytest.raises(api.ManifestError, match="nested too deeply"):
         api.parse_documents(DEEP)
