@@ -32,7 +32,10 @@ if [ ! -f "$deps_stamp" ]; then
   echo "neutron-venv: building $VENV (Neutron and pinned dependencies)" >&2
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q -c "$CONSTRAINTS" "${NEUTRON_REQS[@]}" >&2
+  # (pip warns about every name missing from the machine's local extra indexes: noise)
+  "$VENV/bin/pip" install -q -c "$CONSTRAINTS" "${NEUTRON_REQS[@]}" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  "$VENV/bin/python" -W ignore -c "import neutron.wsgi, openstack"
   touch "$deps_stamp"
   echo "neutron-venv: built in $(( $(date +%s) - start )) s" >&2
 fi
@@ -41,7 +44,9 @@ src_stamp="$VENV/.src-$(printf '%s\n' "$REPO" | cat - "$REPO/pyproject.toml" | s
 if [ ! -f "$src_stamp" ]; then
   echo "neutron-venv: installing calico-py from $REPO (editable, no deps)" >&2
   rm -f "$VENV"/.src-*
-  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO" >&2
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+  "$VENV/bin/python" -W ignore -c "import calico.openstack.mech_calico"
   touch "$src_stamp"
 fi
 echo "$VENV"
