@@ -134,7 +134,7 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
 
 
 def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
-    kinds = {d.body.get("kind") for d in docs}
+    kinds = {d.body.get("kind") for d in docs if isinstance(d.body.get("kind"), str)}
     what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
     if failures == 0:
         click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")

@@ -72,6 +72,9 @@ def test_deeply_nested_manifest_is_a_clear_error():
     "spec: {order: 1" + "0" * 400 + "}\n",
     "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\n"
     "spec: {order: .nan}\n",
+    # Was: TypeError (unhashable list) while printing the summary line.
+    "apiVersion: projectcalico.org/v3\nkind: [IPPool]\nmetadata: {name: p}\n",
+    "apiVersion: projectcalico.org/v3\nkind: {a: b}\nmetadata: {name: p}\n",
 ])
 def test_calicoctl_rejects_without_a_traceback(tmp_path, text):
     env = {"DATASTORE_TYPE": "local", "CALICO_DATASTORE_PATH": str(tmp_path / "c.db")}
