@@ -36,6 +36,8 @@ from calico.api import validate
 from calico.datastore.client import ResourceClient, encode
 from calico.datastore.kv import Put
 from calico.datastore.local import LocalBackend
+from calico.felix.dataplane.nft.names import policy_chain_name
+from calico.felix.messages import PolicyID
 from tests.fixtures.netns import netns_set, sh
 
 HOST = "benchhost"
@@ -111,17 +113,19 @@ def has_ip(text: str, ip: str) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(ip)}(?![\d/])", text) is not None
 
 
-def wait_in_set(ns: str, set_name: str, ip: str, timeout: float = 60.0) -> float:
-    """Poll the set until it holds `ip` (nft monitor cannot name elements of sets it did
-    not see created); returns when the kernel was seen holding it."""
+def wait_in(ns: str, what: list[str], needle: str, is_ip: bool = False,
+            timeout: float = 60.0) -> float:
+    """Poll `nft list <what>` until it shows `needle`; returns when the kernel was seen
+    holding it. (`nft monitor` cannot keep up with a table this size, and cannot name the
+    elements of sets it did not see created.)"""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "set", "inet",
-                              "calico", set_name], capture_output=True, text=True).stdout
-        if has_ip(out, ip):
+        out = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", what[0], "inet",
+                              "calico", what[1]], capture_output=True, text=True).stdout
+        if has_ip(out, needle) if is_ip else needle in out:
             return time.perf_counter()
         time.sleep(0.002)
-    raise TimeoutError(f"{ip} never reached {set_name}")
+    raise TimeoutError(f"{needle} never reached {what}")
 
 
 def timed(cmd: list[str], stdin: str | None = None) -> float:
@@ -227,29 +231,24 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
             break
     else:
         raise SystemExit(f"no IP set holds {ip10}")
-    nft_mon = Monitor(host, "nft", "monitor")
     route_mon = Monitor(host, "ip", "monitor", "route")
-    # Wait until both monitors are listening (nft monitor first caches the whole ruleset).
-    for k in range(600):
-        sh("ip", "netns", "exec", host, "nft", "add", "table", "inet", f"sentinel{k}")
+    for k in range(600):  # wait until the monitor is listening
         sh("ip", "-n", host, "route", "add", f"192.0.2.{k % 250 + 1}/32", "dev", "eth0")
         try:
-            nft_mon.wait(f"sentinel{k}", timeout=0.5)
             route_mon.wait(f"192.0.2.{k % 250 + 1}", timeout=0.5, ip=True)
             break
         except queue.Empty:
             continue
         finally:
-            sh("ip", "netns", "exec", host, "nft", "delete", "table", "inet", f"sentinel{k}")
             sh("ip", "-n", host, "route", "del", f"192.0.2.{k % 250 + 1}/32", "dev", "eth0")
     lat: dict[str, list[float]] = {"policy change": [], "label change": [], "endpoint add": []}
     for r in range(args.runs):
-        nft_mon.drain()
         doc = policy(r % args.policies, port_shift=7 + r)
         port = doc["spec"]["ingress"][0]["destination"]["ports"][0]
         t0 = time.perf_counter()
         client.apply(doc)
-        lat["policy change"].append(nft_mon.wait(f"dport {port} ") - t0)
+        chain = policy_chain_name(PolicyID(doc["metadata"]["name"]), inbound=True)
+        lat["policy change"].append(wait_in(host, ["chain", chain], f"dport {port} ") - t0)
 
         i = 20 * r + 1  # an existing remote endpoint (tier t1) relabelled into app10/t0's set
         doc = endpoint(i, f"remote{i % 100}", False)
@@ -257,7 +256,7 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
         ip = doc["spec"]["ipNetworks"][0].split("/")[0]
         t0 = time.perf_counter()
         client.apply(doc)
-        lat["label change"].append(wait_in_set(host, target_set, ip) - t0)
+        lat["label change"].append(wait_in(host, ["set", target_set], ip, is_ip=True) - t0)
 
         route_mon.drain()
         i = args.local + r
@@ -266,7 +265,6 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
         t0 = time.perf_counter()
         client.apply(doc)
         lat["endpoint add"].append(route_mon.wait(ip, ip=True) - t0)
-    nft_mon.close()
     route_mon.close()
 
     # The raw kernel cost of the same work, measured now.
@@ -280,8 +278,7 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
         f"link add {d} type veth peer name x{d[4:]}\nlink set {d} up\nlink set x{d[4:]} up\n"
         for d in devs))
     raw_routes = timed(["ip", "-n", scratch, "-batch", "-"], batch)
-    chain = next(line.split()[1] for line in table.splitlines()
-                 if line.strip().startswith("chain pi_"))
+    chain = policy_chain_name(PolicyID("pol-0"), inbound=True)
     body = sh("ip", "netns", "exec", scratch, "nft", "list", "chain", "inet", "calico",
               chain).stdout
     rules = [ln.strip() for ln in body.splitlines()[2:-2] if ln.strip()]
@@ -300,7 +297,10 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
 
     poll = [timed(["ip", "netns", "exec", host, "nft", "list", "set", "inet", "calico",
                    target_set]) for _ in range(5)]
-    print(f"(label change is seen by polling `nft list set`: resolution about "
+    poll_chain = [timed(["ip", "netns", "exec", host, "nft", "list", "chain", "inet",
+                         "calico", chain]) for _ in range(5)]
+    print(f"(policy and label changes are seen by polling `nft list chain|set`: resolution "
+          f"about {statistics.median(poll_chain) * 1000:.0f} / "
           f"{statistics.median(poll) * 1000:.0f} ms per poll)")
     print(f"raw: nft -f of Felix's final table {raw_cold:.2f}s; ip -batch of its "
           f"{len(routes)} routes {raw_routes:.3f}s; cold start / (nft + ip) = "
