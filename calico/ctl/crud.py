@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from calico import api
+from calico.api.base import shown
 from calico.datastore import kv
 
 from . import resources
@@ -134,7 +135,7 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
 
 
 def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
-    kinds = {d.body.get("kind") for d in docs if isinstance(d.body.get("kind"), str)}
+    kinds = {shown(d.body["kind"]) for d in docs if isinstance(d.body.get("kind"), str)}
     what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
     if failures == 0:
         click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")
@@ -145,13 +146,13 @@ def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> No
 
 
 def _describe(body: dict[str, Any]) -> str:
-    kind = body.get("kind") if isinstance(body.get("kind"), str) else "resource"
+    kind = shown(body["kind"]) if isinstance(body.get("kind"), str) else "resource"
     meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     name = meta.get("name")
     ns = meta.get("namespace")
     if not isinstance(name, str):
         return str(kind)
-    return f'{kind} "{ns}/{name}"' if ns else f'{kind} "{name}"'
+    return f"{kind} {shown(f'{ns}/{name}' if ns else name, quote=True)}"
 
 
 def _failure(body: dict[str, Any], err: Exception) -> str:

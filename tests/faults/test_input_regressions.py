@@ -75,12 +75,16 @@ def test_deeply_nested_manifest_is_a_clear_error():
     # Was: TypeError (unhashable list) while printing the summary line.
     "apiVersion: projectcalico.org/v3\nkind: [IPPool]\nmetadata: {name: p}\n",
     "apiVersion: projectcalico.org/v3\nkind: {a: b}\nmetadata: {name: p}\n",
+    # Was: the raw kind / name (with a carriage return) in calicoctl's failure lines.
+    'apiVersion: projectcalico.org/v3\nkind: "\\r"\nmetadata: {name: p}\n',
+    'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: "a\\rb"}\n',
 ])
 def test_calicoctl_rejects_without_a_traceback(tmp_path, text):
     env = {"DATASTORE_TYPE": "local", "CALICO_DATASTORE_PATH": str(tmp_path / "c.db")}
     proc = calicoctl(["apply", "-f", "-"], env, stdin=text)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("Failed to"), proc.stderr
+    assert all(line.startswith("Failed to") for line in proc.stderr.splitlines()), proc.stderr
     backend = LocalBackend(str(tmp_path / "c.db"))
     assert backend.list("/calico/")[0] == []
     backend.close()
