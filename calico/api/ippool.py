@@ -9,8 +9,8 @@ allowedUses [Workload, Tunnel], assignmentMode "Automatic"). `natOutgoing`, `dis
 
 Checks that need one pool only are model validators, in Calico's order (CIDR, block size, pool
 size, encapsulation, LoadBalancer rules). Overlap needs the other pools: the datastore client
-calls `check_pool_overlap(new, existing)` before a create. Checks that compare a pool with its
-previous version (CIDR and blockSize cannot change) belong to the update path of that client too.
+calls `check_pool_overlap(new, existing)` before a create, and `check_pool_update(new, old)`
+(CIDR and blockSize cannot change) before an update, as clientv3's ippools client does.
 
 `check_selector` is shared by the infrastructure kinds (pools, peers, controllers): it uses
 `calico.selector` when that package provides `parse`, and accepts the text otherwise.
@@ -184,6 +184,17 @@ def check_pool_overlap(new: IPPool, existing: Iterable[IPPool]) -> None:
             raise ValidationError("IPPool", new.name, "spec.cidr",
                                   f"{render_value(new.spec.cidr)} overlaps with IPPool "
                                   f"\"{other.name}\" ({other.spec.cidr})")
+
+
+def check_pool_update(new: IPPool, old: IPPool) -> None:
+    """Raise ValidationError if an update changes what clientv3 forbids changing: the CIDR
+    and the block size (blocks already carved from the pool would no longer fit it)."""
+    for field in ("cidr", "blockSize"):
+        was, now = getattr(old.spec, field), getattr(new.spec, field)
+        if now != was:
+            raise ValidationError("IPPool", new.name, f"spec.{field}",
+                                  f"{render_value(now)} cannot be modified "
+                                  f"(was {render_value(was)})")
 
 
 # ---- IPReservation ---------------------------------------------------------------------------

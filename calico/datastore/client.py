@@ -13,10 +13,11 @@ Metadata, as Calico keeps it:
   does the same by reading it first). `apply` = create, or update of the current version,
   retried when it races with another writer.
 
-Every write is validated with `calico.api.validate` (which fills Calico's defaults); IPPools
-are also checked against the other pools with `calico.api.ippool.check_pool_overlap` (that
-check reads then writes, so two pools created at the same instant can still overlap — as in
-Calico). Errors are `calico.datastore.errors` (subclasses of the KV errors) and
+Every write is validated with `calico.api.validate` (which fills Calico's defaults); a new
+IPPool is also checked against the other pools with `calico.api.ippool.check_pool_overlap`
+(that check reads then writes, so two pools created at the same instant can still overlap — as
+in Calico), and an update of one against its stored version (`check_pool_update`: CIDR and
+blockSize cannot change). Errors are `calico.datastore.errors` (subclasses of the KV errors) and
 `calico.api.ValidationError`.
 """
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from calico.api import KINDS, Resource, ValidationError, validate
+from calico.api import KINDS, Resource, ValidationError, ippool, validate
 from calico.api.base import API_GROUP
 
 from . import ipamkinds
@@ -245,11 +246,11 @@ class ResourceClient:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    current.mod_revision)
         try:
-            old = decode(key, current.value, current.mod_revision)
+            old: Resource | None = decode(key, current.value, current.mod_revision)
             uid, created = old.metadata.uid, old.metadata.creationTimestamp
         except CorruptResource as err:
             log.warning("replacing %s", err)
-            uid = created = None
+            old = uid = created = None
         res = _with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
@@ -257,7 +258,7 @@ class ResourceClient:
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
             # the same manifests (GitOps loops) costs the cluster nothing.
             return _with_version(res, str(current.mod_revision))
-        self._check_against_others(res)
+        self._check_against_others(res, old)
         try:
             revision = self.backend.update(key, value, expected)
         except KeyNotFound:
@@ -350,14 +351,12 @@ class ResourceClient:
             raise ValidationError(kind, name, "metadata.resourceVersion",
                                   f'"{version}" is not a valid resourceVersion') from None
 
-    def _check_against_others(self, res: Resource) -> None:
-        """Cross-resource rules (today: IPPools must not overlap)."""
+    def _check_against_others(self, res: Resource, old: Resource | None = None) -> None:
+        """Rules that need more than the resource, as clientv3 has them (today IPPools only):
+        a new pool must not overlap another; an update must keep its CIDR and blockSize."""
         if res.KIND != "IPPool":
             return
-        try:
-            from calico.api import ippool
-        except ImportError:
-            return
-        check = getattr(ippool, "check_pool_overlap", None)
-        if check is not None:
-            check(res, self.list("IPPool").items)
+        if old is None:
+            ippool.check_pool_overlap(res, self.list("IPPool").items)
+        else:
+            ippool.check_pool_update(res, old)

@@ -183,3 +183,17 @@ def test_parse_key():
         "NetworkPolicy", "ns", "x")
     assert parse_key("/calico/resources/v3/projectcalico.org/ippools/p") == ("IPPool", None, "p")
     assert parse_key("/calico/ipam/v2/handle/x") is None
+
+
+def test_a_pools_cidr_and_block_size_cannot_change(client):
+    # clientv3's ippools.Update: "IPPool CIDR cannot be modified", and the same for BlockSize
+    # (the blocks already carved from the pool would no longer fit it).
+    client.create(pool("pool1", "10.65.0.0/16"))
+    with pytest.raises(ValidationError, match=r'^IPPool "pool1": spec.cidr: "10.66.0.0/16" '
+                                              r'cannot be modified \(was "10.65.0.0/16"\)$'):
+        client.apply(pool("pool1", "10.66.0.0/16"))
+    with pytest.raises(ValidationError, match=r'^IPPool "pool1": spec.blockSize: 28 cannot be '
+                                              r'modified \(was 26\)$'):
+        client.update(pool("pool1", "10.65.0.0/16", blockSize=28))
+    assert client.get("IPPool", "pool1").spec.cidr == "10.65.0.0/16"
+    client.apply(pool("pool1", "10.65.0.0/16", natOutgoing=True))  # other fields may change
