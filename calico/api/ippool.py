@@ -12,8 +12,8 @@ size, encapsulation, LoadBalancer rules). Overlap needs the other pools: the dat
 calls `check_pool_overlap(new, existing)` before a create, and `check_pool_update(new, old)`
 (CIDR and blockSize cannot change) before an update, as clientv3's ippools client does.
 
-`check_selector` is shared by the infrastructure kinds (pools, peers, controllers): it uses
-`calico.selector` when that package provides `parse`, and accepts the text otherwise.
+`Selector` (rules.py's `check_selector` without its length limit) is shared by the
+infrastructure kinds (pools, peers, controllers).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from .base import CalicoModel, FieldError, Resource, ValidationError, checked, render_value
 from .nets import parse_cidr
+from .rules import check_selector
 
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
 BLOCK_SIZE_LIMITS = {4: (20, 32), 6: (116, 128)}
@@ -33,25 +34,8 @@ LINK_LOCAL = {4: ipaddress.ip_network("169.254.0.0/16"), 6: ipaddress.ip_network
 ALLOWED_USES = ("Workload", "Tunnel", "LoadBalancer")
 
 
-def check_selector(value: Any) -> Any:
-    """A label selector in Calico's grammar. Parsed lazily with `calico.selector.parse`."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("is not a selector (a string)")
-    try:
-        from calico import selector as selector_pkg
-        parse = selector_pkg.parse
-    except (ImportError, AttributeError):  # the selector package has not landed yet
-        return value
-    try:
-        parse(value)
-    except ValueError as err:
-        raise ValueError(f"is not a valid selector: {err}") from None
-    return value
-
-
-Selector = checked(str | None, check_selector)
+# The infrastructure kinds' selectors (pools, peers, controllers): no length limit.
+Selector = checked(str | None, lambda value: check_selector(value, max_len=None))
 
 
 def _check_pool_cidr(value: Any) -> str:

@@ -40,6 +40,8 @@ from typing import Any
 
 from pydantic import model_validator
 
+from calico.selector import parse as parse_selector
+
 from .base import Annotations, CalicoModel, FieldError, check_dns1123_subdomain, checked
 from .nets import parse_cidr
 
@@ -188,23 +190,17 @@ def check_rule_net(value: Any) -> str:
     return value
 
 
-def check_selector(value: Any, *, max_len: int = MAX_SELECTOR_LEN) -> str | None:
-    """A selector expression that must parse with `calico.selector` (once that package
-    provides `parse`). The empty selector means all() and is accepted."""
+def check_selector(value: Any, *, max_len: int | None = MAX_SELECTOR_LEN) -> str | None:
+    """A selector expression in Calico's grammar (`calico.selector`), at most `max_len`
+    characters (None: no limit). The empty selector means all() and is accepted."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValueError("is not a string")
-    if len(value) > max_len:
+    if max_len is not None and len(value) > max_len:
         raise ValueError(f"is too long for a selector (at most {max_len} characters)")
-    if not value.strip():
-        return value
-    try:  # imported lazily: calico.selector may land after this module
-        from calico.selector import parse
-    except ImportError:
-        return value
     try:
-        parse(value)
+        parse_selector(value)
     except ValueError as err:
         raise ValueError(f"is not a valid selector: {err}") from None
     return value
