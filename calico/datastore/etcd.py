@@ -5,24 +5,18 @@ base64, int64s as strings) with a small client of our own on the standard librar
 `http.client`, because the things that matter in production are exactly the things a
 generic client hides:
 
-- **Short timeouts, retries and fail-over.** Each request gets `request_timeout` (1.5 s);
-  on a timeout, a refused connection or a retryable etcd error (Unavailable, leader changed,
-  no leader, request timed out) the next member is tried, with a short back-off once every
-  member has failed. Killing a leader stalls writes 1.5-2 s; a long timeout would hang a
-  request 7 s. When no member answers for `unreachable_after` (4 s), `Unreachable` is raised.
+- **Short timeouts, retries, fail-over, auth and TLS** in `EtcdClient` (etcdclient.py).
 - **Streaming watch.** Each watcher holds one POST /v3/watch stream on a background thread
   that reads one JSON message a line. When the stream breaks it reconnects (to any member)
   from the revision after the last event it delivered, so no event is lost or repeated; a
   `compact_revision` in a message becomes `Compacted`; no member for `unreachable_after`
   becomes `Unreachable`.
-- **Auth.** With a username the client authenticates per member (etcd's simple tokens are
-  local to the member that issued them) and re-authenticates when a token is rejected.
-- **TLS.** An `ssl.SSLContext` from the CA / client certificate / key files.
 
 A write retried after a timeout may have been applied by its first attempt; a CAS write
 (create, update, txn) then reports a conflict for what was its own change. Callers already
-handle conflicts by re-reading, which converges; we do not guess by comparing values, since
-another writer may have stored the same value.
+handle conflicts by re-reading, which converges; we do not guess by comparing values here,
+since another writer may have stored the same value (IPAM, whose block values are unique per
+write, recognises its own: see `IPAMStore.commit`).
 """
 
 from __future__ import annotations
@@ -33,13 +27,12 @@ import json
 import logging
 import random
 import socket
-import ssl
 import threading
 import time
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from .etcdclient import NOT_FOUND, UNAUTHENTICATED, Endpoint, EtcdClient, EtcdError, error_of
 from .kv import (
     KV,
     Backend,
@@ -60,14 +53,7 @@ from .watchqueue import QueueWatcher
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 1.5
-UNREACHABLE_AFTER = 4.0
 LIST_PAGE = 5_000
-
-# gRPC status codes etcd returns through the gateway.
-_NOT_FOUND, _DEADLINE, _OUT_OF_RANGE, _UNAVAILABLE, _UNAUTHENTICATED = 5, 4, 11, 14, 16
-_RETRY_MESSAGES = ("leader changed", "no leader", "timed out", "not capable",
-                   "too many requests", "raft", "stopped")
 
 
 def _b64(text: str) -> str:
@@ -94,178 +80,6 @@ def _kv(item: dict[str, Any]) -> KV:
               mod_revision=int(item.get("mod_revision", 0)),
               create_revision=int(item.get("create_revision", 0)),
               lease=int(item.get("lease", 0)))
-
-
-class EtcdError(DatastoreError):
-    """An error etcd answered with (not a connectivity failure)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class _Endpoint:
-    def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise DatastoreError(f"etcd endpoint {url!r} is not an http(s) URL")
-        self.url = url
-        self.tls = parsed.scheme == "https"
-        self.host = parsed.hostname
-        self.port = parsed.port or 2379
-        self.token: str | None = None
-        self.idle: list[http.client.HTTPConnection] = []
-
-
-class EtcdClient:
-    """JSON-over-HTTP calls to an etcd cluster with timeouts, fail-over and auth."""
-
-    def __init__(self, endpoints: Sequence[str], *, ca_cert_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None,
-                 username: str | None = None, password: str | None = None,
-                 request_timeout: float = REQUEST_TIMEOUT,
-                 unreachable_after: float = UNREACHABLE_AFTER) -> None:
-        if not endpoints:
-            raise DatastoreError("no etcd endpoints configured")
-        self.endpoints = [_Endpoint(u) for u in endpoints]
-        self.request_timeout = request_timeout
-        self.unreachable_after = unreachable_after
-        self.username, self.password = username, password
-        self._ssl: ssl.SSLContext | None = None
-        if any(e.tls for e in self.endpoints) or ca_cert_file or cert_file:
-            self._ssl = ssl.create_default_context(cafile=ca_cert_file)
-            if cert_file:
-                self._ssl.load_cert_chain(cert_file, key_file)
-        self._lock = threading.Lock()
-        self._current = 0
-        self._closed = False
-
-    # ---- connections ---------------------------------------------------------------------
-
-    def connection(self, ep: _Endpoint, timeout: float) -> http.client.HTTPConnection:
-        if ep.tls:
-            return http.client.HTTPSConnection(ep.host, ep.port, timeout=timeout,
-                                               context=self._ssl)
-        return http.client.HTTPConnection(ep.host, ep.port, timeout=timeout)
-
-    def _take(self, ep: _Endpoint) -> http.client.HTTPConnection:
-        with self._lock:
-            if ep.idle:
-                return ep.idle.pop()
-        return self.connection(ep, self.request_timeout)
-
-    def _give(self, ep: _Endpoint, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            if not self._closed and len(ep.idle) < 8:
-                ep.idle.append(conn)
-                return
-        conn.close()
-
-    def endpoint(self) -> _Endpoint:
-        with self._lock:
-            return self.endpoints[self._current]
-
-    def fail_over(self, ep: _Endpoint) -> None:
-        with self._lock:
-            if self.endpoints[self._current] is ep:
-                self._current = (self._current + 1) % len(self.endpoints)
-            idle, ep.idle = ep.idle, []
-        for conn in idle:
-            conn.close()
-
-    def headers(self, ep: _Endpoint) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.username and ep.token is None:
-            self._authenticate(ep)
-        if ep.token:
-            headers["Authorization"] = ep.token
-        return headers
-
-    def _authenticate(self, ep: _Endpoint) -> None:
-        status, data = self._send(ep, "/v3/auth/authenticate",
-                                  {"name": self.username, "password": self.password}, auth=False)
-        if status != 200:
-            code, message = _error_of(data)
-            raise EtcdError(code, f"etcd authentication as {self.username!r} failed: {message}")
-        ep.token = data.get("token")
-
-    def _send(self, ep: _Endpoint, path: str, body: dict, auth: bool = True
-              ) -> tuple[int, dict]:
-        headers = self.headers(ep) if auth else {"Content-Type": "application/json"}
-        conn = self._take(ep)
-        try:
-            conn.request("POST", path, json.dumps(body), headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        except BaseException:
-            conn.close()
-            raise
-        self._give(ep, conn)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {"error": raw.decode(errors="replace").strip(), "code": 0}
-        return resp.status, data
-
-    # ---- calls ---------------------------------------------------------------------------
-
-    def call(self, path: str, body: dict) -> dict:
-        """POST `body` to `path` on a live member; the parsed answer. Raises EtcdError for an
-        answer that is an error, Unreachable when no member answers in time."""
-        deadline = time.monotonic() + self.unreachable_after
-        tried, delay, last, reauth = 0, 0.05, "", 0
-        while True:
-            if self._closed:
-                raise DatastoreError("the etcd client is closed")
-            ep = self.endpoint()
-            try:
-                status, data = self._send(ep, path, body)
-                if status == 200:
-                    return data
-                code, message = _error_of(data)
-                if code == _UNAUTHENTICATED and self.username and "token" in message \
-                        and reauth < 3:
-                    ep.token, reauth = None, reauth + 1
-                    continue
-                raise EtcdError(code, message)
-            except EtcdError as err:
-                # etcd's answer to the request, or to authenticating with this member (which
-                # goes through raft, so it fails like a write while a leader is elected).
-                if not _retryable(err):
-                    raise
-                last = f"{ep.url}: {err}"
-            except (OSError, http.client.HTTPException) as err:
-                last = f"{ep.url}: {err or type(err).__name__}"
-            log.debug("etcd request %s failed: %s", path, last)
-            self.fail_over(ep)
-            tried += 1
-            if time.monotonic() >= deadline:
-                raise Unreachable(f"etcd did not answer within {self.unreachable_after:g}s "
-                                  f"({last})")
-            if tried % len(self.endpoints) == 0:
-                time.sleep(min(delay * (1 + random.random()), max(0, deadline - time.monotonic())))
-                delay = min(delay * 2, 0.5)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            conns = [c for ep in self.endpoints for c in ep.idle]
-            for ep in self.endpoints:
-                ep.idle = []
-        for conn in conns:
-            conn.close()
-
-
-def _error_of(data: dict) -> tuple[int, str]:
-    err = data.get("error")
-    if isinstance(err, dict):  # stream messages nest it
-        return int(err.get("grpc_code", err.get("code", 0))), str(err.get("message", err))
-    return int(data.get("code", 0)), str(data.get("message") or err or data)
-
-
-def _retryable(err: EtcdError) -> bool:
-    """An error another member (or the same one, a moment later) may not give."""
-    return err.code in (_UNAVAILABLE, _DEADLINE) or any(m in str(err) for m in _RETRY_MESSAGES)
 
 
 def _map_error(err: EtcdError, revision: int = 0) -> DatastoreError:
@@ -317,7 +131,7 @@ class EtcdBackend(Backend):
             data = self.client.call("/v3/kv/txn", {"compare": compares, "success": success,
                                                    "failure": failure})
         except EtcdError as err:
-            if err.code == _NOT_FOUND and "lease" in str(err):
+            if err.code == NOT_FOUND and "lease" in str(err):
                 raise KeyNotFound("lease") from None
             raise
         return (bool(data.get("succeeded")), int(data["header"]["revision"]),
@@ -401,7 +215,7 @@ class EtcdBackend(Backend):
         try:
             self.client.call("/v3/lease/revoke", {"ID": str(lease)})
         except EtcdError as err:
-            if err.code == _NOT_FOUND:
+            if err.code == NOT_FOUND:
                 raise KeyNotFound(f"lease {lease}") from None
             raise
 
@@ -468,7 +282,7 @@ class _WatchStream(threading.Thread):
             except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
                 last_error = f"{ep.url}: {err or type(err).__name__}"
             except EtcdError as err:
-                if err.code == _UNAUTHENTICATED:
+                if err.code == UNAUTHENTICATED:
                     ep.token = None
                 last_error = f"{ep.url}: {err}"
             except DatastoreError as err:  # Compacted, or authentication failed
@@ -490,7 +304,7 @@ class _WatchStream(threading.Thread):
             self.client.fail_over(ep)
             time.sleep(0.05 + random.random() * 0.1)
 
-    def _stream(self, ep: _Endpoint) -> bool:
+    def _stream(self, ep: Endpoint) -> bool:
         """Run one stream until it breaks (returns False) or the watcher closes (True)."""
         self._delivered = False
         start = self.watcher.last_revision + 1
@@ -505,7 +319,7 @@ class _WatchStream(threading.Thread):
         conn.request("POST", "/v3/watch", json.dumps(body), self.client.headers(ep))
         resp = conn.getresponse()
         if resp.status != 200:
-            code, message = _error_of(json.loads(resp.read() or b"{}"))
+            code, message = error_of(json.loads(resp.read() or b"{}"))
             raise EtcdError(code, message)
         _keepalive(conn.sock)
         conn.sock.settimeout(None)  # idle watches are normal; TCP keepalive finds dead peers
@@ -515,7 +329,7 @@ class _WatchStream(threading.Thread):
                 return self.watcher.closed
             msg = json.loads(line)
             if "error" in msg:
-                code, message = _error_of(msg)
+                code, message = error_of(msg)
                 raise EtcdError(code, message)
             result = msg.get("result") or {}
             compact = int(result.get("compact_revision", 0))

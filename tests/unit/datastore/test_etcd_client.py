@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from calico.datastore.etcd import EtcdClient, EtcdError
+from calico.datastore.etcdclient import EtcdClient, EtcdError
 
 
 class _Gateway(ThreadingHTTPServer):
