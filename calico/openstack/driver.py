@@ -12,7 +12,8 @@ What flows in:
 
 What flows out: WorkloadEndpoints, NetworkPolicies and subnet records (syncers.py, with
 compare-and-swap), Calico IPAM assignments for fixed IPs, FelixConfiguration `default` with
-`endpointReportingEnabled: true`, and Neutron port status / agent heartbeats (status.py).
+`endpointReportingEnabled: true` and `tap` in `interfacePrefix`, and Neutron port status /
+agent heartbeats (status.py).
 
 Failure rule: a Neutron API call that Neutron committed never fails because of Calico. Each
 handler retries datastore errors a few times (short backoff), then logs, and asks for an
@@ -43,6 +44,8 @@ from .syncers import EndpointSyncer, PolicySyncer, SubnetSyncer
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.1, 0.3, 1.0)
+TAP_PREFIX = "tap"  # Nova's tap devices: tap<port-id[:11]>
+FELIX_PREFIX = "cali"  # Felix's default interfacePrefix
 
 
 class NeutronView(Protocol):
@@ -211,12 +214,16 @@ class CalicoDriver:
         snapshot = self.neutron.snapshot()
         for syncer in (self.policies, self.subnets, self.endpoints):
             syncer.resync(snapshot)
-        self.ensure_endpoint_reporting()
+        self.ensure_felix_config()
         self.resyncs += 1
 
-    def ensure_endpoint_reporting(self) -> None:
+    def ensure_felix_config(self) -> None:
         """FelixConfiguration `default` with endpointReportingEnabled: true (Felix then
-        writes the per-endpoint status that becomes Neutron's port status)."""
+        writes the per-endpoint status that becomes Neutron's port status) and `tap` among
+        the interfacePrefix values (Felix's default is `cali` only: without `tap` it gives
+        a VM's tap no proxy ARP and no policy), as networking-calico does. Other fields and
+        prefixes are kept; an unset prefix list becomes `cali,tap`, so containers on the
+        same cluster keep theirs."""
         client = ResourceClient(self.backend)
         for _ in range(3):
             try:
@@ -226,14 +233,19 @@ class CalicoDriver:
                     client.create({"apiVersion": "projectcalico.org/v3",
                                    "kind": "FelixConfiguration",
                                    "metadata": {"name": "default"},
-                                   "spec": {"endpointReportingEnabled": True}})
+                                   "spec": {"endpointReportingEnabled": True,
+                                            "interfacePrefix": f"{FELIX_PREFIX},{TAP_PREFIX}"}})
                     return
                 except ResourceAlreadyExists:
                     continue
-            if current.spec.endpointReportingEnabled:
-                return
             doc = current.to_dict()
-            doc["spec"]["endpointReportingEnabled"] = True
+            spec = doc.setdefault("spec", {})
+            prefixes = [p for p in (spec.get("interfacePrefix") or FELIX_PREFIX).split(",") if p]
+            if spec.get("endpointReportingEnabled") and TAP_PREFIX in prefixes:
+                return
+            spec["endpointReportingEnabled"] = True
+            if TAP_PREFIX not in prefixes:
+                spec["interfacePrefix"] = ",".join([*prefixes, TAP_PREFIX])
             try:
                 client.update(doc)  # CAS on the resourceVersion it was read at
                 return

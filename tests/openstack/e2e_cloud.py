@@ -1,0 +1,200 @@
+"""A small OpenStack cloud on one machine for the end-to-end test: a calico-lab, a real
+Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
+
+    cloud = Cloud(neutron_venv, workdir)
+    cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD), Neutron, DHCP agents
+    ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
+    vm = cloud.plug(name, host, port_id, mac)         # what Nova + libvirt do for a VM
+    vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
+    cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
+
+Datastore: the lab's `local` one (a SQLite file every namespace sees); Neutron's `[calico]`
+section points at the same file. A VM is a namespace `cpt-<pid>-<name>-...` whose eth0 (the
+port's MAC) is the peer of the tap `tap<port-id[:11]>` in the host's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from calico.lab.lab import Lab
+from calico.openstack import names
+from tests.fixtures.netns import Netns, NetnsSet, ping
+from tests.openstack.harness import HERE, NeutronServer
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# busybox udhcpc: apply the lease (address, default route, classless routes) and record it.
+[ "$1" = bound ] || [ "$1" = renew ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"
+if [ -n "$staticroutes" ]; then
+  set -- $staticroutes
+  while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+elif [ -n "$router" ]; then
+  ip route replace default via "${{router%% *}}" dev "$interface"
+fi
+echo "ip=$ip mask=$mask router=$router" > {out}
+"""
+
+SERVER = """
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True:
+        c, _ = s.accept(); c.sendall(b"ok\\n"); c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+print("listening", flush=True)
+threading.Event().wait()
+"""
+
+CLIENT = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])) as c:
+        sys.exit(0 if c.recv(3) == b"ok\\n" else 1)
+except OSError:
+    sys.exit(1)
+"""
+
+
+class VM:
+    def __init__(self, cloud: Cloud, name: str, host: str, ns: Netns, port: dict) -> None:
+        self.cloud, self.name, self.host, self.ns, self.port = cloud, name, host, ns, port
+        self.tap = names.tap_name(port["id"])
+        self.server: subprocess.Popen | None = None
+        self.lease: dict[str, str] = {}
+
+    def dhcp(self, timeout: float = 30.0) -> dict[str, str]:
+        """busybox udhcpc on eth0 until it gets a lease; returns the lease's variables."""
+        out = self.cloud.dir / f"{self.name}.lease"
+        script = self.cloud.dir / f"{self.name}-udhcpc.sh"
+        script.write_text(UDHCPC_SCRIPT.format(out=out))
+        script.chmod(0o755)
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no DHCP lease within {timeout:g}s\n"
+                                     + self.cloud.diagnostics())
+            self.ns.run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3",
+                        "-T", "1", "-s", str(script), check=False, timeout=20)
+        self.lease = dict(f.split("=", 1) for f in out.read_text().split())
+        return self.lease
+
+    def serve(self, *ports: int) -> None:
+        self.server = self.ns.popen(sys.executable, "-c", SERVER, *map(str, ports),
+                                    stdout=subprocess.PIPE, text=True)
+        assert self.server.stdout is not None and self.server.stdout.readline()
+
+    def connects(self, ip: str, port: int, timeout: float = 1.0) -> bool:
+        return self.ns.run(sys.executable, "-c", CLIENT, ip, str(port), str(timeout),
+                           check=False, timeout=timeout + 10).returncode == 0
+
+    def pings(self, ip: str, timeout: float = 1.0) -> bool:
+        return ping(self.ns, ip, timeout=timeout)
+
+
+class Cloud:
+    def __init__(self, neutron_venv: Path, workdir: Path) -> None:
+        self.venv, self.dir = neutron_venv, workdir
+        self.lab = Lab(f"e{os.getpid()}os"[:12])
+        self.nets = NetnsSet()
+        self.neutron: NeutronServer | None = None
+        self.agents: dict[str, subprocess.Popen] = {}
+        # dnsmasq drops to user nobody: its state dir must be reachable (pytest's are 0700).
+        self.dhcp_dir = tempfile.mkdtemp(prefix="calico-e2e-dhcp-")
+        os.chmod(self.dhcp_dir, 0o755)
+        self.vms: dict[str, VM] = {}
+
+    # ---- up / down ---------------------------------------------------------------------
+
+    def up(self, hosts: int = 2) -> dict[str, float]:
+        """Returns the seconds each stage took."""
+        times, t0 = {}, time.monotonic()
+        self.lab.up(hosts=hosts, datastore="local")
+        times["lab up (BGP Established)"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        self.neutron = NeutronServer(self.venv, self.dir / "neutron",
+                                     self.lab.state["datastore"]["path"])
+        self.neutron.start()
+        times["Neutron up"] = time.monotonic() - t0
+        env = {**os.environ, **self.lab.datastore_env(inside=True)}
+        for h in self.lab.state["hosts"]:
+            state = os.path.join(self.dhcp_dir, h["name"])
+            os.makedirs(state, mode=0o755)
+            self.agents[h["name"]] = Netns(h["netns"]).popen(
+                sys.executable, "-m", "calico.openstack.dhcp.agent", "--host", h["name"],
+                "--state-dir", state, env=env, stdout=subprocess.DEVNULL,
+                stderr=open(self.dir / f"dhcp-agent-{h['name']}.log", "w"),
+                start_new_session=True)
+        return times
+
+    def down(self) -> None:
+        for agent in self.agents.values():
+            if agent.poll() is None:
+                agent.terminate()
+                try:
+                    agent.wait(10)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+                    agent.wait(5)
+        self.agents.clear()
+        for vm in self.vms.values():
+            if vm.server is not None and vm.server.poll() is None:
+                vm.server.kill()
+                vm.server.wait(5)
+        self.nets.close()
+        if self.neutron is not None:
+            self.neutron.stop()
+        self.lab.down()
+        shutil.rmtree(self.dhcp_dir, ignore_errors=True)
+
+    # ---- OpenStack ---------------------------------------------------------------------
+
+    def sdk(self, *args: str) -> dict:
+        assert self.neutron is not None
+        proc = subprocess.run([str(self.venv / "bin" / "python"), "-W", "ignore",
+                               str(HERE / "e2e_sdk.py"), self.neutron.url, *args],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise AssertionError(f"e2e_sdk.py {' '.join(args[:1])} failed: "
+                                 f"{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def plug(self, name: str, host: str, port: dict) -> VM:
+        """Nova's part: the VM's namespace, its eth0 with the port's MAC, the tap on the host."""
+        vm_ns = self.nets.add(name)
+        host_ns = Netns(self.lab.host(host)["netns"])
+        tap = names.tap_name(port["id"])
+        self.nets.veth(host_ns, tap, vm_ns, "eth0")
+        vm_ns.ip("link", "set", "eth0", "down")
+        vm_ns.ip("link", "set", "eth0", "address", port["mac"])
+        vm_ns.ip("link", "set", "eth0", "up")
+        vm = VM(self, name, host, vm_ns, port)
+        self.vms[name] = vm
+        return vm
+
+    def host_ns(self, host: str) -> Netns:
+        return Netns(self.lab.host(host)["netns"])
+
+    # ---- failure reports ----------------------------------------------------------------
+
+    def diagnostics(self) -> str:
+        out = []
+        for h in self.lab.state.get("hosts", []):
+            log = Path(h["run_dir"]) / "calico-node.log"
+            if log.exists():
+                out.append(f"--- {h['name']} calico-node.log\n"
+                           + log.read_text(errors="replace")[-4000:])
+        for p in sorted(self.dir.glob("dhcp-agent-*.log")):
+            out.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-2000:])
+        if self.neutron is not None:
+            out.append(self.neutron.logs()[-4000:])
+        return "\n".join(out)
