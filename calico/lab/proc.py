@@ -85,10 +85,30 @@ def spawn(argv: Sequence[str], log_path: str, env: dict[str, str] | None = None,
     return {"pid": proc.pid, "start": start_time(proc.pid) or 0}
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def alive(record: dict[str, int] | None) -> bool:
+    """Whether the recorded daemon still runs. A daemon that died while this process is its
+    parent (the Python API, not the CLI) stays a zombie until reaped: it is reaped here and
+    counts as dead, so `start_node` after a crash starts a new one."""
     if not record or not record.get("pid"):
         return False
-    return start_time(record["pid"]) == record.get("start")
+    pid = record["pid"]
+    if start_time(pid) != record.get("start"):
+        return False
+    if _zombie(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        return False
+    return True
 
 
 def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0) -> None:

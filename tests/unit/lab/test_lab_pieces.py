@@ -2,13 +2,14 @@
 
 import os
 import subprocess
+import time
 import tomllib
 
 import pytest
 
 from calico.lab import tor
 from calico.lab.lab import Lab
-from calico.lab.proc import LabError, alive, start_time
+from calico.lab.proc import LabError, alive, spawn, start_time
 from calico.lab.workloads import netconf
 from tests.conftest import require_programs
 
@@ -62,3 +63,16 @@ def test_pid_records_detect_reuse():
     assert alive(me)
     assert not alive({**me, "start": me["start"] + 1})
     assert not alive(None)
+
+
+def test_a_dead_child_is_not_alive(tmp_path):
+    """A daemon killed while the lab's Python process is its parent stays a zombie until
+    reaped; `alive` must say dead (else `start_node` after a kill -9 starts nothing)."""
+    rec = spawn(["sleep", "30"], str(tmp_path / "log"))
+    assert alive(rec)
+    os.kill(rec["pid"], 9)
+    deadline = time.monotonic() + 5
+    while alive(rec) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not alive(rec)
+    assert start_time(rec["pid"]) is None  # reaped
