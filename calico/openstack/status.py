@@ -13,7 +13,9 @@ Out, through two callables the driver passes in:
 `active()` turns false (the driver passes "am I the master?"): a new master always starts
 from a full list, so nothing reported while nobody was master is lost. Reports are applied
 in revision order; a port status is only pushed when it differs from what this watcher last
-pushed.
+pushed. A push that fails (Neutron's database busy or deadlocked) is retried about every
+`poll` seconds until it succeeds or a newer report for that port supersedes it: a report is never
+repeated by Felix, so dropping it would leave the port in its old status for good.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from calico.datastore.kv import Backend, DatastoreError, EventType
@@ -50,18 +53,13 @@ class StatusWatcher:
         self._set_port_status = set_port_status
         self._felix_alive = felix_alive
         self._pushed: dict[str, str] = {}
+        self._failed: dict[str, str] = {}  # port id -> status whose push failed
 
     def apply(self, key: str, value: str | None) -> None:
         ep = names.parse_endpoint_status_key(key)
         if ep is not None:
             _host, port_id = ep
-            status = neutron_status(value)
-            if self._pushed.get(port_id) != status:
-                try:
-                    self._set_port_status(port_id, status)
-                    self._pushed[port_id] = status
-                except Exception:  # noqa: BLE001 - retried on the next full list
-                    log.exception("setting port %s to %s failed", port_id, status)
+            self._push(port_id, neutron_status(value))
             return
         host = names.parse_felix_status_key(key)
         if host is not None and value is not None and self._felix_alive is not None:
@@ -70,18 +68,39 @@ class StatusWatcher:
             except Exception:  # noqa: BLE001
                 log.exception("reporting Felix on %s alive failed", host)
 
+    def _push(self, port_id: str, status: str) -> None:
+        self._failed.pop(port_id, None)
+        if self._pushed.get(port_id) == status:
+            return
+        try:
+            self._set_port_status(port_id, status)
+            self._pushed[port_id] = status
+        except Exception as err:  # noqa: BLE001 - retried by retry_failed()
+            log.warning("setting port %s to %s failed (%s); will retry", port_id, status, err)
+            self._failed[port_id] = status
+
+    def retry_failed(self) -> None:
+        """Push again the statuses whose last push failed."""
+        for port_id, status in list(self._failed.items()):
+            self._push(port_id, status)
+
     def run_while(self, active: Callable[[], bool], stop: threading.Event,
                   poll: float = 1.0) -> None:
         """List and apply everything, then apply changes while `active()` and not stopped."""
         self._pushed.clear()
+        self._failed.clear()
         items, revision = self.backend.list(names.FELIX_STATUS_PREFIX)
         for kv in items:
             self.apply(kv.key, kv.value)
         with self.backend.watch(names.FELIX_STATUS_PREFIX, revision + 1) as watcher:
+            retry_at = 0.0
             while active() and not stop.is_set():
                 for event in watcher.events(timeout=poll):
                     self.apply(event.key,
                                event.value if event.type is EventType.PUT else None)
+                if self._failed and time.monotonic() >= retry_at:
+                    retry_at = time.monotonic() + poll
+                    self.retry_failed()
 
 
 def run_status_loop(watcher: StatusWatcher, active: Callable[[], bool], stop: threading.Event,
