@@ -1,6 +1,7 @@
 """A small OpenStack cloud on one machine for the end-to-end test: a calico-lab, a real
 Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
 
+    cleanup_stale()            # leftovers of runs killed before their teardown
     cloud = Cloud(neutron_venv, workdir)
     cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD), Neutron, DHCP agents
     ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
@@ -26,8 +27,23 @@ from pathlib import Path
 
 from calico.lab.lab import Lab
 from calico.openstack import names
+from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
 from tests.fixtures.netns import Netns, NetnsSet, ping
+from tests.fixtures.netns import cleanup_stale as cleanup_stale_netns
 from tests.openstack.harness import HERE, NeutronServer
+
+DHCP_DIR_PREFIX = "calico-e2e-dhcp-"
+
+
+def cleanup_stale() -> None:
+    """What runs killed before their teardown left: labs, VM namespaces, DHCP state dirs."""
+    cleanup_stale_labs()
+    cleanup_stale_netns()
+    tmp = Path(tempfile.gettempdir())
+    for d in tmp.glob(DHCP_DIR_PREFIX + "*"):
+        pid = d.name[len(DHCP_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(d, ignore_errors=True)
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc: apply the lease (address, default route, classless routes) and record it.
@@ -109,7 +125,7 @@ class Cloud:
         self.neutron: NeutronServer | None = None
         self.agents: dict[str, subprocess.Popen] = {}
         # dnsmasq drops to user nobody: its state dir must be reachable (pytest's are 0700).
-        self.dhcp_dir = tempfile.mkdtemp(prefix="calico-e2e-dhcp-")
+        self.dhcp_dir = tempfile.mkdtemp(prefix=f"{DHCP_DIR_PREFIX}{os.getpid()}-")
         os.chmod(self.dhcp_dir, 0o755)
         self.vms: dict[str, VM] = {}
 

@@ -20,8 +20,7 @@ from calico.datastore.client import ResourceClient
 from calico.ipam import IPAM
 from calico.openstack import names
 from tests.conftest import require_programs, require_root
-from tests.e2e.conftest import _cleanup_stale
-from tests.openstack.e2e_cloud import Cloud
+from tests.openstack.e2e_cloud import Cloud, cleanup_stale
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -47,7 +46,7 @@ def wait(cond, timeout: float, what: str, cloud: Cloud | None = None,
 def cloud(neutron_venv, tmp_path_factory):
     require_root()
     require_programs("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
-    _cleanup_stale()
+    cleanup_stale()
     started = time.monotonic()
     cloud = Cloud(neutron_venv, tmp_path_factory.mktemp("os-e2e"))
     try:
