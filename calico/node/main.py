@@ -5,8 +5,8 @@
 1. Start-up (startup.py): register or update this host's Node (addresses by Calico's IP / IP6
    settings and autodetection methods, AS), create the default IP pools when none exist.
 2. Supervise (supervisor.py), in this order: the BGP daemon (`python -m calico.bgp.daemon`,
-   which writes `<run-dir>/bird.conf`), BIRD (`bird -f -c <run-dir>/bird.conf -s
-   <run-dir>/bird.ctl`, started once the file exists) and Felix (`calico-felix --hostname
+   which writes `<run-dir>/bird.conf`), BIRD (`bird -f -R -c <run-dir>/bird.conf -s
+   <run-dir>/bird.ctl`, started once the file exists, in graceful-restart recovery) and Felix (`calico-felix --hostname
    NAME`). A child that exits is restarted with back-off; SIGTERM/SIGINT stops them all and
    leaves the routes in place.
 
@@ -68,7 +68,11 @@ def child_specs(hostname: str, run_dir: str, *, felix: bool = True, bgp: bool = 
         specs.append(ChildSpec("bgp-daemon", [sys.executable, "-m", "calico.bgp.daemon",
                                               "--hostname", hostname, "--config", conf,
                                               "--socket", sock], env))
-        specs.append(ChildSpec("bird", ["bird", "-f", "-c", conf, "-s", sock,
+        # -R: start in graceful-restart recovery (as Calico's calico-node does), so that the
+        # kernel protocol (`graceful restart`, `persist`) keeps the routes a previous BIRD
+        # programmed until the BGP sessions are back and have sent End-of-RIB, instead of
+        # pruning routes to other hosts' blocks at start and dropping their traffic.
+        specs.append(ChildSpec("bird", ["bird", "-f", "-R", "-c", conf, "-s", sock,
                                         "-P", os.path.join(run_dir, "bird.pid")], env,
                                ready=lambda: os.path.exists(conf)))
     if felix:

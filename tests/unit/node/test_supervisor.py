@@ -119,8 +119,8 @@ def test_child_specs(tmp_path):
     specs = child_specs("h1", str(tmp_path), felix=False, env={})
     assert [s.name for s in specs] == ["bgp-daemon", "bird"]
     bird = specs[1]
-    assert bird.argv[:6] == ["bird", "-f", "-c", f"{tmp_path}/bird.conf", "-s",
-                             f"{tmp_path}/bird.ctl"]
+    assert bird.argv[:7] == ["bird", "-f", "-R", "-c", f"{tmp_path}/bird.conf", "-s",
+                             f"{tmp_path}/bird.ctl"]  # -R: graceful-restart recovery
     assert not bird.ready()
     (tmp_path / "bird.conf").write_text("")
     assert bird.ready()
