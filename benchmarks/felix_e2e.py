@@ -24,6 +24,7 @@ import argparse
 import os
 import queue
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -162,6 +163,8 @@ def main() -> None:
     ap.add_argument("--remote", type=int, default=10000)
     ap.add_argument("--policies", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--profile", metavar="FILE", help="run Felix under cProfile, write FILE")
+    ap.add_argument("--log", metavar="FILE", help="keep Felix's log in FILE")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, netns_set() as nets:
         host, wls, scratch = nets.add("bhost"), nets.add("bwls"), nets.add("bscr")
@@ -193,7 +196,9 @@ def main() -> None:
                "FELIX_ROUTEREFRESHINTERVAL": "0", "FELIX_NFTABLESREFRESHINTERVAL": "0"}
         log = open(Path(tmp) / "felix.log", "w")  # noqa: SIM115
         t0 = time.perf_counter()
-        proc = subprocess.Popen(["ip", "netns", "exec", host.name, FELIX, "--hostname", HOST],
+        felix = ([sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "calico.felix"]
+                 if args.profile else [FELIX])
+        proc = subprocess.Popen(["ip", "netns", "exec", host.name, *felix, "--hostname", HOST],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             while host.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
@@ -214,6 +219,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
             log.close()
+            if args.log:
+                shutil.copy(Path(tmp) / "felix.log", args.log)
             backend.close()
 
 

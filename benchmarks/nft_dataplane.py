@@ -17,7 +17,8 @@ import subprocess
 import time
 
 from calico.felix import messages as m
-from calico.felix.dataplane.nft import NftDataplane, NftRunner
+from calico.felix.dataplane.nft import NftDataplane, NftRunner, make_runner
+from calico.felix.dataplane.nft.readback import parse_table
 from tests.fixtures.netns import netns_set
 
 R, A = m.Rule, m.Action
@@ -79,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     with netns_set() as nets:
         ours, raw = nets.add("bench"), nets.add("benchraw")
-        dp = NftDataplane(NftRunner(netns=ours.name))
+        dp = NftDataplane(make_runner(netns=ours.name))
         msgs = messages(args.endpoints)
         t0 = time.perf_counter()
         for msg in msgs:
@@ -101,7 +102,16 @@ def main() -> None:
         print(f"  total cold (render+apply)  {t_render + t_apply:6.2f} s")
         t0 = time.perf_counter()
         dp.refresh()
-        print(f"  read-back + diff (no-op refresh) {time.perf_counter() - t0:6.2f} s")
+        print(f"  read-back + diff (no-op refresh, {type(dp.runner).__name__}) "
+              f"{time.perf_counter() - t0:6.2f} s")
+        binary = NftRunner(netns=ours.name)
+        for label, read in (("nft -j list table + json.loads",
+                             lambda: parse_table(binary.list_table("inet", "calico"))),
+                            ("nft -y -p list table (text)",
+                             lambda: binary.read_kernel("inet", "calico"))):
+            t0 = time.perf_counter()
+            read()
+            print(f"  read-back via {label:32s} {time.perf_counter() - t0:6.2f} s")
 
         ours_t, raw_t, scripts = [], [], []
         for k in range(args.runs):

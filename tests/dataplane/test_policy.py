@@ -18,7 +18,8 @@ import time
 import pytest
 
 from calico.felix import messages as m
-from calico.felix.dataplane.nft import NftDataplane, NftRunner
+from calico.felix.dataplane.nft import LibNftRunner, NftDataplane, NftRunner
+from calico.felix.dataplane.nft.readback import parse_table
 from tests.fixtures.netns import Netns, netns_set, ping
 
 R, A = m.Rule, m.Action
@@ -81,7 +82,10 @@ class Topology:
                          stdout=-3, stderr=-3)  # DEVNULL
 
     def dataplane(self, config: dict[str, str] | None = None) -> NftDataplane:
-        return NftDataplane(NftRunner(netns=self.host.name), config)
+        """Felix's own runner: libnftables in-process, on a thread inside the host netns."""
+        runner = LibNftRunner.load(self.host.name)
+        assert runner is not None, "libnftables.so.1 is missing (Debian package libnftables1)"
+        return NftDataplane(runner, config)
 
 
 def tcp(src: Netns, addr: str, port: int, sport: int | None = None) -> str | None:
@@ -193,3 +197,22 @@ def test_rule_field(topo, case):
             endpoints=[wep("w2", tiers=(m.TierInfo("default", ingress_policies=(P,)),))])
     got = [(c, v, port, sport, check(topo, c, v, port, sport)) for c, v, port, sport, _ in probes]
     assert got == probes
+
+
+def test_both_runners_read_back_what_was_written_as_text_and_json(topo):
+    """The in-process and the `nft` binary runners agree with each other and with the JSON
+    listing on what the kernel holds, and with what the dataplane believes it wrote."""
+    pol = m.ActivePolicyUpdate(P, inbound_rules=(R(A.ALLOW, protocol=6, dst_ports=((80, 80),)),
+                                                 R(A.ALLOW, src_ip_set_ids=("sel",))))
+    dp = program(topo, SEL, NPSET, pol,
+                 endpoints=[wep("w2", tiers=(m.TierInfo("default", ingress_policies=(P,)),))])
+    binary = NftRunner(netns=topo.host.name)
+    states = [binary.read_kernel("inet", "calico"), dp.runner.read_kernel("inet", "calico"),
+              parse_table(binary.list_table("inet", "calico")),
+              parse_table(dp.runner.list_table("inet", "calico"))]
+    assert all(s == states[0] for s in states[1:])
+    assert states[0].chains == dp.table.kernel.chains
+    assert {k: v.elements for k, v in states[0].sets.items()} == \
+        {k: v.elements for k, v in dp.table.kernel.sets.items()}
+    assert binary.read_kernel("inet", "nosuchtable").exists is False
+    assert dp.runner.read_kernel("inet", "nosuchtable").exists is False

@@ -7,7 +7,7 @@
     sleep at most driver.seconds_until_due(), then apply() again (periodic repair)
 
 It holds the two halves of the Linux dataplane: `NftDataplane` (IP sets, policy and profile
-chains, endpoint chains and dispatch maps, NAT: one atomic `nft -f` per apply) and
+chains, endpoint chains and dispatch maps, NAT: one atomic nft transaction per apply) and
 `HostNetworkManager` (interfaces, sysctls, routes, neighbours, IP-in-IP: pipelined netlink).
 Each calc-graph message goes to both; each manager takes what it wants and ignores the rest.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from calico.felix import messages as m
 from calico.felix.dataplane.hostnet import HostNetworkManager
-from calico.felix.dataplane.nft import NftDataplane, NftRunner
+from calico.felix.dataplane.nft import NftDataplane, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,10 @@ class DataplaneDriver:
     @classmethod
     def linux(cls, hostname: str, *, wake: Callable[[], None] | None = None,
               nft_refresh_interval: float = 180.0) -> DataplaneDriver:
-        """The real thing: `nft` and netlink in the current network namespace."""
+        """The real thing: libnftables (else `nft`) and netlink in the current namespace."""
         from calico.felix.dataplane.netlink import NetlinkKernel
 
-        return cls(NftDataplane(NftRunner()), HostNetworkManager(NetlinkKernel(), hostname,
+        return cls(NftDataplane(make_runner()), HostNetworkManager(NetlinkKernel(), hostname,
                                                                  wake=wake),
                    nft_refresh_interval=nft_refresh_interval)
 

@@ -123,6 +123,16 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns: {os.strerror(err)}")
 
 
+def enter_netns(netns: str) -> None:
+    """Move the calling thread into a namespace (a name under /var/run/netns, or a path) for
+    good: for a thread dedicated to that namespace."""
+    fd = os.open(netns if netns.startswith("/") else f"/var/run/netns/{netns}", os.O_RDONLY)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def in_netns(netns: str | None) -> Iterator[None]:
     """Run the body with this thread inside the named namespace (None: stay put)."""

@@ -1,10 +1,10 @@
-"""Felix's nftables dataplane: managers → desired Table → one `nft -f` transaction.
+"""Felix's nftables dataplane: managers → desired Table → one nft transaction per apply.
 
 Entry point: `NftDataplane` (dataplane.py). Pure parts: rules.py, endpoints.py (rendering),
-table.py (diff), readback.py (kernel JSON → state); runner.py is the only I/O.
+table.py (diff), readback.py (kernel listing → state); runner.py and libnft.py are the only I/O.
 """
 
 from calico.felix.dataplane.nft.dataplane import NftDataplane
-from calico.felix.dataplane.nft.runner import NftError, NftRunner
+from calico.felix.dataplane.nft.runner import LibNftRunner, NftError, NftRunner, make_runner
 
-__all__ = ["NftDataplane", "NftError", "NftRunner"]
+__all__ = ["LibNftRunner", "NftDataplane", "NftError", "NftRunner", "make_runner"]

@@ -1,8 +1,8 @@
 """NftDataplane: the nftables half of Felix's dataplane, behind one small API.
 
-    dp = NftDataplane(runner=NftRunner())      # or a fake runner in unit tests
+    dp = NftDataplane(runner=make_runner())    # or a fake runner in unit tests
     dp.on_message(msg)                          # any calico.felix.messages message
-    dp.apply()                                  # ONE `nft -f` transaction of the difference
+    dp.apply()                                  # ONE nft transaction of the difference
     dp.refresh()                                # periodic: read back the kernel, repair drift
 
 The first `apply()` reads the kernel back (`resync()`) so a restarted Felix changes only
@@ -21,9 +21,8 @@ from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.endpoint_manager import EndpointManager
 from calico.felix.dataplane.nft.managers import IPSetsManager, NatManager, PolicyManager
 from calico.felix.dataplane.nft.names import TABLE_FAMILY, TABLE_NAME
-from calico.felix.dataplane.nft.readback import parse_table
 from calico.felix.dataplane.nft.rules import Marks
-from calico.felix.dataplane.nft.runner import NftError, Runner
+from calico.felix.dataplane.nft.runner import NftError, Runner, read_kernel
 from calico.felix.dataplane.nft.table import Table
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class NftDataplane:
 
     def resync(self) -> None:
         """Read the kernel's table back; the next apply() fixes whatever differs."""
-        self.table.load_kernel(parse_table(self.runner.list_table(TABLE_FAMILY, TABLE_NAME)))
+        self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME))
         self._need_resync = False
 
     def apply(self) -> str:

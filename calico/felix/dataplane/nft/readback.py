@@ -1,22 +1,112 @@
-"""Read-back: `nft -j list table` → the `KernelState` the Table diffs against.
+"""Read-back: the kernel's listing of Felix's table → the `KernelState` the Table diffs against.
 
 Chains become their hook and the tuple of their rules' comments (the hash of each rule's
 rendered text, see table.py); sets and maps become their spec and canonical element text,
 exactly as the renderer writes elements, so desired and kernel compare without guessing how
 nft normalises rule syntax.
+
+Two parsers of the same state: `parse_text` reads the text listing (`nft -y -p list table`:
+numeric priorities and protocols), which is what the runners use — nft prints text about 2.5×
+faster than JSON and the text parses about 10× faster than `json.loads` of the JSON, because
+only a rule's trailing comment is looked at; `parse_table` reads `nft -j list table` (kept for
+runners and tests that speak JSON).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from calico.felix.dataplane.nft.table import BaseHook, ChainState, KernelState, SetSpec, SetState
 
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "ipv6-icmp": 58, "icmpv6": 58,
                   "udplite": 136}
+_COMMENT = re.compile(r'comment "([^"]*)"$')
+_HOOK = re.compile(r"type (\w+) hook (\w+)(?: device \S+)? priority (-?\d+); policy (\w+);")
+_QUOTED_ITEMS = re.compile(r'(?:"[^"]*"|[^,])+')
+
+
+def parse_text(text: str | None) -> KernelState:
+    """`nft -y -p list table <family> <name>` (None: the table does not exist)."""
+    state = KernelState()
+    if text is None:
+        return state
+    state.exists = True
+    lines = iter(text.splitlines())
+    for line in lines:
+        head = line.strip()
+        if head.startswith(("set ", "map ")) and head.endswith("{"):
+            kind, name = head.split()[:2]
+            state.sets[name] = _parse_set(kind == "map", lines)
+        elif head.startswith("chain ") and head.endswith("{"):
+            state.chains[head.split()[1]] = _parse_chain(lines)
+    return state
+
+
+def _parse_set(is_map: bool, lines) -> SetState:
+    types: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    map_to = None
+    body: list[str] = []
+    for line in lines:
+        item = line.strip()
+        if item == "}":
+            break
+        if item.startswith("type "):
+            key, _, value = item[5:].partition(" : ")
+            types = tuple(key.split(" . "))
+            map_to = value or None
+        elif item.startswith("flags "):
+            flags = tuple(f.strip() for f in item[6:].split(","))
+        elif item.startswith("elements = {"):
+            body.append(item[12:])
+            while not item.endswith("}"):
+                item = next(lines).strip()
+                body.append(item)
+            body[-1] = body[-1][:-1]
+    spec = SetSpec(types, flags, map_to if is_map else None)
+    text = " ".join(body)
+    items = _QUOTED_ITEMS.findall(text) if '"' in text else text.split(",")
+    elements: dict[str, str | None] = {}
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            continue
+        if spec.map_to:
+            key, _, verdict = item.partition(" : ")
+            elements[_element(key)] = verdict.strip()
+        else:
+            elements[_element(item)] = None
+    return SetState(spec, elements)
+
+
+def _element(text: str) -> str:
+    if " . " not in text:
+        return str(_PROTO_NUMBERS.get(text, text))
+    return " . ".join(str(_PROTO_NUMBERS.get(p, p)) for p in text.split(" . "))
+
+
+def _parse_chain(lines) -> ChainState:
+    base = None
+    hashes: list[str] = []
+    for line in lines:
+        item = line.strip()
+        if item == "}":
+            break
+        if not item:
+            continue
+        if base is None and not hashes and item.startswith("type "):
+            m = _HOOK.match(item)
+            if m:
+                base = BaseHook(m[1], m[2], int(m[3]), m[4])
+                continue
+        m = _COMMENT.search(item)
+        hashes.append(m[1] if m else "")
+    return ChainState(base, tuple(hashes))
 
 
 def parse_table(doc: dict | None) -> KernelState:
+    """`nft -j list table` parsed (None: the table does not exist)."""
     state = KernelState()
     if doc is None:
         return state

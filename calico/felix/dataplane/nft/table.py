@@ -2,7 +2,7 @@
 
 Managers write *desired* objects into a `Table` (chains as lists of rule texts, sets and
 verdict maps as element dicts) and the table remembers which names are dirty. `transaction()`
-compares the dirty objects with what it believes the kernel holds and renders ONE `nft -f`
+compares the dirty objects with what it believes the kernel holds and renders ONE nft
 script that changes only those: set elements added or removed, a chain created, rewritten
 (`flush chain` + its rules) or deleted, a set or map created or deleted. After the runner
 succeeds, `commit()` records the new kernel state; after a failure the caller resyncs.

@@ -5,7 +5,7 @@ import re
 from calico.felix.dataplane.nft import endpoints as ep
 from calico.felix.dataplane.nft.config import NftConfig, ProtoPort, parse_ports
 from calico.felix.dataplane.nft.names import ip_set_name, policy_chain_name
-from calico.felix.dataplane.nft.readback import parse_table
+from calico.felix.dataplane.nft.readback import parse_table, parse_text
 from calico.felix.dataplane.nft.rules import MAX_EXPANSION, Marks, action_verdict, render_rule
 from calico.felix.messages import Action, IPSetType, PolicyID, Rule
 
@@ -190,3 +190,80 @@ def test_readback_parses_sets_maps_and_rule_hashes():
     assert state.chains["x"].hashes == ("abc", "")
     assert state.chains["filter-input"].base.priority == 0
     assert parse_table(None).exists is False
+
+
+LISTING = """table inet calico {
+	set s4-a {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.1, 10.1.0.0/16,
+			     10.2.0.1-10.2.0.5 }
+	}
+	set n4-a {
+		type ipv4_addr . inet_proto . inet_service
+		elements = { 10.0.0.1 . 6 . 8080, 10.0.0.2 . udp . 53 }
+	}
+	set empty {
+		type ipv6_addr
+		flags interval
+	}
+	map wl-from {
+		type ifname : verdict
+		elements = { "cali1" : goto fw-cali1,
+			     "cali,2" : jump fw-cali2 }
+	}
+	chain filter-input {
+		type filter hook input priority 0; policy accept;
+		iifname vmap @wl-from comment "h1"
+	}
+	chain x {
+		log prefix "comment \"y\": " comment "abc"
+		drop
+	}
+	chain nat-postrouting {
+		type nat hook postrouting priority 100; policy accept;
+	}
+}
+"""
+
+
+def test_text_readback_matches_the_json_readback():
+    state = parse_text(LISTING)
+    assert state.exists
+    assert state.sets["s4-a"].elements == dict.fromkeys(
+        ["10.0.0.1", "10.1.0.0/16", "10.2.0.1-10.2.0.5"])
+    assert state.sets["s4-a"].spec.flags == ("interval",)
+    assert set(state.sets["n4-a"].elements) == {"10.0.0.1 . 6 . 8080", "10.0.0.2 . 17 . 53"}
+    assert state.sets["n4-a"].spec.type == ("ipv4_addr", "inet_proto", "inet_service")
+    assert state.sets["empty"].elements == {}
+    assert state.sets["wl-from"].spec.map_to == "verdict"
+    assert state.sets["wl-from"].elements == {'"cali1"': "goto fw-cali1",
+                                              '"cali,2"': "jump fw-cali2"}
+    assert state.chains["filter-input"].base.hook == "input"
+    assert state.chains["filter-input"].hashes == ("h1",)
+    assert state.chains["x"].hashes == ("abc", "")
+    assert state.chains["nat-postrouting"].base.priority == 100
+    assert state.chains["nat-postrouting"].hashes == ()
+    doc = {"nftables": [
+        {"table": {"family": "inet", "name": "calico"}},
+        {"set": {"name": "s4-a", "type": "ipv4_addr", "flags": ["interval"],
+                 "elem": ["10.0.0.1", {"prefix": {"addr": "10.1.0.0", "len": 16}},
+                          {"range": ["10.2.0.1", "10.2.0.5"]}]}},
+        {"set": {"name": "n4-a", "type": ["ipv4_addr", "inet_proto", "inet_service"],
+                 "elem": [{"concat": ["10.0.0.1", "tcp", 8080]},
+                          {"concat": ["10.0.0.2", "udp", 53]}]}},
+        {"set": {"name": "empty", "type": "ipv6_addr", "flags": ["interval"]}},
+        {"map": {"name": "wl-from", "type": "ifname", "map": "verdict",
+                 "elem": [["cali1", {"goto": {"target": "fw-cali1"}}],
+                          ["cali,2", {"jump": {"target": "fw-cali2"}}]]}},
+        {"chain": {"name": "filter-input", "type": "filter", "hook": "input", "prio": 0,
+                   "policy": "accept"}},
+        {"rule": {"chain": "filter-input", "comment": "h1"}},
+        {"chain": {"name": "x"}},
+        {"rule": {"chain": "x", "comment": "abc"}},
+        {"rule": {"chain": "x"}},
+        {"chain": {"name": "nat-postrouting", "type": "nat", "hook": "postrouting",
+                   "prio": 100, "policy": "accept"}},
+    ]}
+    assert parse_table(doc) == state
+    assert parse_text(None).exists is False
