@@ -30,7 +30,7 @@ from calico.openstack import names
 from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
 from tests.fixtures.netns import Netns, NetnsSet, ping
 from tests.fixtures.netns import cleanup_stale as cleanup_stale_netns
-from tests.openstack.harness import HERE, NeutronServer
+from tests.openstack.harness import HERE, NeutronAPI, NeutronServer
 
 DHCP_DIR_PREFIX = "calico-e2e-dhcp-"
 
@@ -81,6 +81,34 @@ except OSError:
 """
 
 
+class E2ENeutronServer(NeutronServer):
+    """NeutronServer run by e2e_neutron_launcher.py, which also serialises the driver's own
+    writes to Neutron's SQLite database with API requests (see that file)."""
+
+    def start(self, timeout: float = 60.0) -> NeutronServer:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        self.proc = subprocess.Popen(
+            [str(self.venv / "bin" / "python"), str(HERE / "e2e_neutron_launcher.py"),
+             str(self.dir), str(self.port)],
+            cwd=str(self.dir), env=env, stdout=subprocess.PIPE,
+            stderr=open(self.dir / "stderr.log", "w"), text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "READY":
+            self.stop()
+            raise RuntimeError(f"Neutron did not start: {self.logs()[-3000:]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                NeutronAPI(self.url).get("/v2.0/networks")
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Neutron at {self.url} did not answer: "
+                                       f"{self.logs()[-3000:]}") from None
+                time.sleep(0.1)
+
+
 class VM:
     def __init__(self, cloud: Cloud, name: str, host: str, ns: Netns, port: dict) -> None:
         self.cloud, self.name, self.host, self.ns, self.port = cloud, name, host, ns, port
@@ -122,7 +150,7 @@ class Cloud:
         self.venv, self.dir = neutron_venv, workdir
         self.lab = Lab(f"e{os.getpid()}os"[:12])
         self.nets = NetnsSet()
-        self.neutron: NeutronServer | None = None
+        self.neutron: E2ENeutronServer | None = None
         self.agents: dict[str, subprocess.Popen] = {}
         # dnsmasq drops to user nobody: its state dir must be reachable (pytest's are 0700).
         self.dhcp_dir = tempfile.mkdtemp(prefix=f"{DHCP_DIR_PREFIX}{os.getpid()}-")
@@ -137,7 +165,7 @@ class Cloud:
         self.lab.up(hosts=hosts, datastore="local")
         times["lab up (BGP Established)"] = time.monotonic() - t0
         t0 = time.monotonic()
-        self.neutron = NeutronServer(self.venv, self.dir / "neutron",
+        self.neutron = E2ENeutronServer(self.venv, self.dir / "neutron",
                                      self.lab.state["datastore"]["path"])
         self.neutron.start()
         times["Neutron up"] = time.monotonic() - t0
@@ -146,13 +174,27 @@ class Cloud:
             state = os.path.join(self.dhcp_dir, h["name"])
             os.makedirs(state, mode=0o755)
             self.agents[h["name"]] = Netns(h["netns"]).popen(
-                sys.executable, "-m", "calico.openstack.dhcp.agent", "--host", h["name"],
+                os.path.join(os.path.dirname(sys.executable), "calico-dhcp-agent"),
+                "--host", h["name"],
                 "--state-dir", state, env=env, stdout=subprocess.DEVNULL,
                 stderr=open(self.dir / f"dhcp-agent-{h['name']}.log", "w"),
                 start_new_session=True)
         return times
 
     def down(self) -> None:
+        """Every step runs even if an earlier one fails; the first error is raised at the end."""
+        errors: list[BaseException] = []
+        for step in (self._stop_agents, self._stop_servers, self.nets.close,
+                     lambda: self.neutron and self.neutron.stop(), self.lab.down,
+                     lambda: shutil.rmtree(self.dhcp_dir, ignore_errors=True)):
+            try:
+                step()
+            except BaseException as err:  # noqa: BLE001 - keep tearing down
+                errors.append(err)
+        if errors:
+            raise errors[0]
+
+    def _stop_agents(self) -> None:
         for agent in self.agents.values():
             if agent.poll() is None:
                 agent.terminate()
@@ -162,15 +204,12 @@ class Cloud:
                     agent.kill()
                     agent.wait(5)
         self.agents.clear()
+
+    def _stop_servers(self) -> None:
         for vm in self.vms.values():
             if vm.server is not None and vm.server.poll() is None:
                 vm.server.kill()
                 vm.server.wait(5)
-        self.nets.close()
-        if self.neutron is not None:
-            self.neutron.stop()
-        self.lab.down()
-        shutil.rmtree(self.dhcp_dir, ignore_errors=True)
 
     # ---- OpenStack ---------------------------------------------------------------------
 
