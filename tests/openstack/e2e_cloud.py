@@ -5,12 +5,13 @@ Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
     cloud = Cloud(neutron_venv, workdir)
     cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD), Neutron, DHCP agents
     ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
-    vm = cloud.plug(name, host, port_id, mac)         # what Nova + libvirt do for a VM
+    vm = cloud.plug(name, host, port)   # port: {"id", "mac"}; what Nova + libvirt do
     vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
 
 Datastore: the lab's `local` one (a SQLite file every namespace sees); Neutron's `[calico]`
-section points at the same file. A VM is a namespace `cpt-<pid>-<name>-...` whose eth0 (the
+section points at the same file. Neutron runs from e2e_neutron_launcher.py (SQLite: the
+driver's own Neutron DB writes are serialised with API requests). A VM is a namespace `cpt-<pid>-<name>-...` whose eth0 (the
 port's MAC) is the peer of the tap `tap<port-id[:11]>` in the host's namespace.
 """
 
