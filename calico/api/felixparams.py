@@ -127,8 +127,10 @@ PARAMS: tuple[Param, ...] = (
     P("MetadataAddr", "metadataAddr", Str(HOSTNAME, "host name or address"), "127.0.0.1"),
     P("MetadataPort", "metadataPort", PORT, "8775"),
     # -- interfaces, routes --
+    # Calico's default is "cali" (OpenStack deployments set "tap"); ours serves both orchestrators
+    # out of the box, as DESIGN.md asks: containers' cali* veths and VMs' tap* devices.
     P("InterfacePrefix", "interfacePrefix", Str(rf"{IFACE}(,{IFACE})*", "interface prefix list"),
-      "cali"),
+      "cali,tap"),
     P("InterfaceExclude", "interfaceExclude", IfaceExclude(), "kube-ipvs0"),
     P("InterfaceRefreshInterval", "interfaceRefreshInterval", SECS, "90"),
     P("MTUIfacePattern", "mtuIfacePattern", Regexp(),

@@ -44,7 +44,7 @@ def test_linux_felix_parameters_are_present(field):
 @pytest.mark.parametrize("name, default", [
     ("ReportingIntervalSecs", "30s"), ("ReportingTTLSecs", "1m30s"),
     ("IptablesLockProbeIntervalMillis", "50ms"), ("LogSeverityScreen", "Info"),
-    ("DefaultEndpointToHostAction", "Drop"), ("InterfacePrefix", "cali"),
+    ("DefaultEndpointToHostAction", "Drop"), ("InterfacePrefix", "cali,tap"),
     ("IptablesMarkMask", 0xFFFF0000), ("HealthPort", 9099), ("PrometheusMetricsPort", 9091),
     ("DeviceRouteProtocol", 80), ("VXLANVNI", 4096), ("NFTablesMode", "Auto"),
     ("KubeNodePortRanges", ["30000:32767"]), ("ChainInsertMode", "Insert"),

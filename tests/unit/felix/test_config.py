@@ -38,7 +38,7 @@ def test_table_defaults_when_nothing_is_set():
     cfg = ConfigLoader("h1", env={}).load()
     assert cfg.healthPort == 9099 and cfg.source("healthPort") == "default"
     assert cfg.healthHost == "localhost"
-    assert cfg.interfacePrefix == "cali"
+    assert cfg.interfacePrefix == "cali,tap"
     assert cfg.routeRefreshInterval == 90.0  # durations are float seconds
     assert cfg.raw("routeRefreshInterval") == "1m30s"
     assert cfg.prometheusMetricsPort == 9091 and cfg.prometheusMetricsEnabled is False
@@ -166,7 +166,7 @@ def test_dataplane_config_text_for_the_managers():
                             "FELIX_FAILSAFEOUTBOUNDHOSTPORTS": "none",
                             "FELIX_ROUTEREFRESHINTERVAL": "2"}).load()
     text = dataplane_config(cfg).config
-    assert text["InterfacePrefix"] == "cali"
+    assert text["InterfacePrefix"] == "cali,tap"
     assert text["FailsafeInboundHostPorts"] == "tcp:22,udp:10.0.0.0/8:68"
     assert text["FailsafeOutboundHostPorts"] == "none"
     assert text["RouteRefreshInterval"] == "2s"
