@@ -191,4 +191,4 @@ class HostNetworkManager:
         self.ipip.mark_dirty()
         self._resync_requested = False
         self._next_refresh = started + self.refresh_interval
-        log.info("Host network resync read the kernel in %.3fs", self._clock() - started)
+        log.debug("Host network resync read the kernel in %.3fs", self._clock() - started)

@@ -19,7 +19,8 @@ Globally: `net.ipv4.ip_forward=1` and `net.ipv6.conf.all.forwarding=1` (IPv6 for
 ever decided by the `all` switch). IPv6 keys are skipped on interfaces without IPv6.
 
 Writes are idempotent, so `apply()` writes every key of each dirty interface; `resync()` reads
-everything back and rewrites only what differs.
+everything back, rewrites only what differs and leaves nothing dirty that it has just checked
+(at 1,000 interfaces that halves a cold start's 7,000 sysctl writes to none or one pass).
 """
 
 from __future__ import annotations
@@ -106,9 +107,14 @@ class SysctlManager:
         current = self._kernel.read_sysctls(wanted)
         drifted = {k: v for k, v in wanted.items()
                    if current.get(k) is not None and current[k] != v}
+        failed: set[str] = set()
         if drifted:
             log.info("Sysctl resync: fixing %d drifted values", len(drifted))
-            self._write(drifted)
+            failed = self._write(drifted)
+        # Everything read back is now right (or failed and is retried): no second write.
+        self._globals_dirty = any(k in failed for k in self._globals())
+        self._dirty = {n for n in self._dirty
+                       if any(k in failed for k in interface_sysctls(n, self.ipv6))}
         return len(drifted)
 
     def _write(self, values: dict[str, str]) -> set[str]:

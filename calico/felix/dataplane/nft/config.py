@@ -3,7 +3,8 @@
 Names and defaults are Calico's: InterfacePrefix (`cali`; comma-separated, e.g. `cali,tap`),
 DefaultEndpointToHostAction (`Drop` | `Return` | `Accept`), FailsafeInboundHostPorts and
 FailsafeOutboundHostPorts (`proto:port` or `proto:cidr:port`, comma-separated, or `none`),
-LogPrefix (`calico-packet`).
+LogPrefix (`calico-packet`). Names match case-insensitively: Felix sends its own names
+(`InterfacePrefix`), the calc graph FelixConfiguration field names (`interfacePrefix`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ class NftConfig:
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, str] | None = None) -> NftConfig:
-        c = dict(config or {})
-        prefixes = tuple(p.strip() for p in c.get("InterfacePrefix", "cali").split(",")
+        lower = {k.lower(): v for k, v in (config or {}).items()}
+
+        def get(name: str, default: str) -> str:
+            value = lower.get(name.lower())
+            return default if value is None else value
+
+        prefixes = tuple(p.strip() for p in get("InterfacePrefix", "cali").split(",")
                          if p.strip())
-        action = c.get("DefaultEndpointToHostAction", "Drop").strip().lower()
+        action = get("DefaultEndpointToHostAction", "Drop").strip().lower()
         if action not in ("drop", "return", "accept"):
             raise ValueError(f"FelixConfiguration DefaultEndpointToHostAction: {action!r} "
                              "is not one of Drop, Return, Accept")
@@ -44,10 +50,10 @@ class NftConfig:
             interface_prefixes=prefixes or ("cali",),
             endpoint_to_host_action=action,
             failsafe_inbound=parse_ports("FailsafeInboundHostPorts",
-                                         c.get("FailsafeInboundHostPorts", DEFAULT_FAILSAFE_IN)),
+                                         get("FailsafeInboundHostPorts", DEFAULT_FAILSAFE_IN)),
             failsafe_outbound=parse_ports("FailsafeOutboundHostPorts",
-                                          c.get("FailsafeOutboundHostPorts", DEFAULT_FAILSAFE_OUT)),
-            log_prefix=c.get("LogPrefix", "calico-packet"),
+                                          get("FailsafeOutboundHostPorts", DEFAULT_FAILSAFE_OUT)),
+            log_prefix=get("LogPrefix", "calico-packet"),
         )
 
 

@@ -193,36 +193,36 @@ def test_readback_parses_sets_maps_and_rule_hashes():
 
 
 LISTING = """table inet calico {
-	set s4-a {
-		type ipv4_addr
-		flags interval
-		elements = { 10.0.0.1, 10.1.0.0/16,
-			     10.2.0.1-10.2.0.5 }
-	}
-	set n4-a {
-		type ipv4_addr . inet_proto . inet_service
-		elements = { 10.0.0.1 . 6 . 8080, 10.0.0.2 . udp . 53 }
-	}
-	set empty {
-		type ipv6_addr
-		flags interval
-	}
-	map wl-from {
-		type ifname : verdict
-		elements = { "cali1" : goto fw-cali1,
-			     "cali,2" : jump fw-cali2 }
-	}
-	chain filter-input {
-		type filter hook input priority 0; policy accept;
-		iifname vmap @wl-from comment "h1"
-	}
-	chain x {
-		log prefix "comment \"y\": " comment "abc"
-		drop
-	}
-	chain nat-postrouting {
-		type nat hook postrouting priority 100; policy accept;
-	}
+    set s4-a {
+        type ipv4_addr
+        flags interval
+        elements = { 10.0.0.1, 10.1.0.0/16,
+                 10.2.0.1-10.2.0.5 }
+    }
+    set n4-a {
+        type ipv4_addr . inet_proto . inet_service
+        elements = { 10.0.0.1 . 6 . 8080, 10.0.0.2 . udp . 53 }
+    }
+    set empty {
+        type ipv6_addr
+        flags interval
+    }
+    map wl-from {
+        type ifname : verdict
+        elements = { "cali1" : goto fw-cali1,
+                 "cali,2" : jump fw-cali2 }
+    }
+    chain filter-input {
+        type filter hook input priority 0; policy accept;
+        iifname vmap @wl-from comment "h1"
+    }
+    chain x {
+        log prefix "comment \"y\": " comment "abc"
+        drop
+    }
+    chain nat-postrouting {
+        type nat hook postrouting priority 100; policy accept;
+    }
 }
 """
 
@@ -267,3 +267,16 @@ def test_text_readback_matches_the_json_readback():
     ]}
     assert parse_table(doc) == state
     assert parse_text(None).exists is False
+
+
+def test_config_names_match_case_insensitively():
+    """Felix sends its own names, the calc graph FelixConfiguration field names."""
+    calc = NftConfig.from_mapping({"interfacePrefix": "tap", "defaultEndpointToHostAction":
+                                   "Accept", "failsafeInboundHostPorts": "udp:53",
+                                   "logPrefix": "x"})
+    felix = NftConfig.from_mapping({"InterfacePrefix": "tap", "DefaultEndpointToHostAction":
+                                    "Accept", "FailsafeInboundHostPorts": "udp:53",
+                                    "LogPrefix": "x"})
+    assert calc == felix
+    assert calc.interface_prefixes == ("tap",) and calc.endpoint_to_host_action == "accept"
+    assert calc.failsafe_inbound == (ProtoPort(17, 53),) and calc.log_prefix == "x"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from calico.felix.dataplane.hostnet import HostNetworkManager
+from calico.felix.dataplane.sysctls import interface_sysctls
 from tests.unit.felix.dataplane.test_routes import Clock, feed
 from tests.unit.felix.dataplane.test_routes_fake_kernel import FakeKernel
 
@@ -54,3 +55,21 @@ def test_sysctl_resync_rewrites_only_drift(kernel, hn, clock):
     feed(hn)
     assert kernel.sysctls["net/ipv4/conf/cali3/rp_filter"] == "1"
     assert kernel.sysctl_writes == writes + 1
+
+
+def test_first_apply_writes_each_drifted_sysctl_once(kernel, hn):
+    """Link events and the first resync both see every interface: the resync's read-back
+    and fix must leave nothing for a second pass of writes."""
+    for i in range(5):
+        kernel.add_link(f"cali{i}")
+    for link in kernel.links():
+        hn.notify_link(link, True)
+    wanted = {"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}
+    for i in range(5):
+        wanted.update(interface_sysctls(f"cali{i}"))
+    drifted = sum(kernel.sysctls.get(k) != v for k, v in wanted.items())
+    assert drifted > 5 * 3
+    before = kernel.sysctl_writes
+    feed(hn)
+    assert kernel.sysctl_writes - before == drifted
+    assert all(kernel.sysctls[k] == v for k, v in wanted.items())
