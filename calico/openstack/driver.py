@@ -220,10 +220,10 @@ class CalicoDriver:
     def ensure_felix_config(self) -> None:
         """FelixConfiguration `default` with endpointReportingEnabled: true (Felix then
         writes the per-endpoint status that becomes Neutron's port status) and `tap` among
-        the interfacePrefix values (Felix's default is `cali` only: without `tap` it gives
-        a VM's tap no proxy ARP and no policy), as networking-calico does. Other fields and
-        prefixes are kept; an unset prefix list becomes `cali,tap`, so containers on the
-        same cluster keep theirs."""
+        the interfacePrefix values (our Felix's default is `cali,tap`, but an operator may
+        have narrowed it; without `tap` a VM's tap gets no proxy ARP and no policy), as
+        networking-calico does. Other fields and prefixes are kept; an unset prefix list
+        becomes `cali,tap`, so containers on the same cluster keep theirs."""
         client = ResourceClient(self.backend)
         for _ in range(3):
             try:
