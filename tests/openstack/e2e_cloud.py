@@ -10,7 +10,7 @@ Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
 
 Datastore: the lab's `local` one (a SQLite file every namespace sees); Neutron's `[calico]`
-section points at the same file. Neutron runs from e2e_neutron_launcher.py (SQLite: the
+section points at the same file. Neutron runs from neutron_launcher.py (SQLite: the
 driver's own Neutron DB writes are serialised with API requests). A VM is a namespace `cpt-<pid>-<name>-...` whose eth0 (the
 port's MAC) is the peer of the tap `tap<port-id[:11]>` in the host's namespace.
 """
@@ -31,7 +31,7 @@ from calico.openstack import names
 from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
 from tests.fixtures.netns import Netns, NetnsSet, ping
 from tests.fixtures.netns import cleanup_stale as cleanup_stale_netns
-from tests.openstack.harness import HERE, NeutronAPI, NeutronServer
+from tests.openstack.harness import HERE, NeutronServer
 
 DHCP_DIR_PREFIX = "calico-e2e-dhcp-"
 
@@ -82,34 +82,6 @@ except OSError:
 """
 
 
-class E2ENeutronServer(NeutronServer):
-    """NeutronServer run by e2e_neutron_launcher.py, which also serialises the driver's own
-    writes to Neutron's SQLite database with API requests (see that file)."""
-
-    def start(self, timeout: float = 60.0) -> NeutronServer:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-        self.proc = subprocess.Popen(
-            [str(self.venv / "bin" / "python"), str(HERE / "e2e_neutron_launcher.py"),
-             str(self.dir), str(self.port)],
-            cwd=str(self.dir), env=env, stdout=subprocess.PIPE,
-            stderr=open(self.dir / "stderr.log", "w"), text=True, start_new_session=True)
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != "READY":
-            self.stop()
-            raise RuntimeError(f"Neutron did not start: {self.logs()[-3000:]}")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                NeutronAPI(self.url).get("/v2.0/networks")
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Neutron at {self.url} did not answer: "
-                                       f"{self.logs()[-3000:]}") from None
-                time.sleep(0.1)
-
-
 class VM:
     def __init__(self, cloud: Cloud, name: str, host: str, ns: Netns, port: dict) -> None:
         self.cloud, self.name, self.host, self.ns, self.port = cloud, name, host, ns, port
@@ -151,7 +123,7 @@ class Cloud:
         self.venv, self.dir = neutron_venv, workdir
         self.lab = Lab(f"e{os.getpid()}os"[:12])
         self.nets = NetnsSet()
-        self.neutron: E2ENeutronServer | None = None
+        self.neutron: NeutronServer | None = None
         self.agents: dict[str, subprocess.Popen] = {}
         # dnsmasq drops to user nobody: its state dir must be reachable (pytest's are 0700).
         self.dhcp_dir = tempfile.mkdtemp(prefix=f"{DHCP_DIR_PREFIX}{os.getpid()}-")
@@ -166,7 +138,7 @@ class Cloud:
         self.lab.up(hosts=hosts, datastore="local")
         times["lab up (BGP Established)"] = time.monotonic() - t0
         t0 = time.monotonic()
-        self.neutron = E2ENeutronServer(self.venv, self.dir / "neutron",
+        self.neutron = NeutronServer(self.venv, self.dir / "neutron",
                                      self.lab.state["datastore"]["path"])
         self.neutron.start()
         times["Neutron up"] = time.monotonic() - t0

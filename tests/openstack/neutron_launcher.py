@@ -55,14 +55,28 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
+def serialise_driver_writes(lock: threading.RLock) -> None:
+    """The driver's own background writes to Neutron's database (port status, Felix agent
+    heartbeats) take the same lock as API requests: SQLite allows one writer at a time."""
+    from calico.openstack.neutron_view import PluginNeutronView
+
+    for name in ("set_port_status", "felix_alive"):
+        original = getattr(PluginNeutronView, name)
+
+        def locked(self, *args, _original=original, **kwargs):
+            with lock:
+                return _original(self, *args, **kwargs)
+        setattr(PluginNeutronView, name, locked)
+
+
 def main() -> None:
     state_dir, port = sys.argv[1], int(sys.argv[2])
     conf = [os.path.join(state_dir, "neutron.conf"), os.path.join(state_dir, "ml2_conf.ini")]
     create_schema(f"sqlite:///{os.path.join(state_dir, 'neutron.db')}")
+    lock = threading.RLock()
+    serialise_driver_writes(lock)
     sys.argv = ["neutron-api"] + [a for c in conf for a in ("--config-file", c)]
     from neutron.wsgi.api import application
-
-    lock = threading.Lock()
 
     def serialised(environ, start_response):
         with lock:
