@@ -412,6 +412,12 @@ def summary(res: LoadResult) -> list[str]:
                  f"{h} {g * 100:+.1f}% ({res.rss_kib[h][0][1] // 1024}->"
                  f"{res.rss_kib[h][-1][1] // 1024} MiB)"
                  for h, g in sorted(res.rss_growth.items()))]
+    for h, samples in sorted(res.rss_kib.items()):
+        by_minute = {}
+        for t, r in samples:
+            by_minute.setdefault(int(t // 60), []).append(r)
+        lines.append(f"  {h} Felix RSS median per minute (MiB): " + ", ".join(
+            f"{statistics.median(v) / 1024:.1f}" for _, v in sorted(by_minute.items())))
     if res.cni_errors:
         lines.append(f"CNI errors: {res.cni_errors[:3]}")
     return lines
