@@ -25,12 +25,13 @@ uses them verbatim after its own short prefix (well within nft's 63-character se
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any
 
 from calico.felix import messages as m
+from calico.felix.cidrs import normalise_net
 from calico.selector import Selector
 
 from .selectors import ALL, entity_selectors, field
@@ -56,6 +57,7 @@ class IPSetSpec:
         return m.IPSetType.NET_PORT if self.named_port else m.IPSetType.NET
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _hash_id(prefix: str, text: str) -> str:
     digest = hashlib.sha224(f"{prefix}:{text}".encode()).digest()
     return prefix + "-" + base64.b32encode(digest).decode().lower()[:30]  # 150 bits
@@ -97,7 +99,7 @@ def split_ports(ports: Any) -> tuple[tuple[m.PortRange, ...], tuple[str, ...]]:
 
 
 def normalise_nets(nets: Any) -> tuple[str, ...]:
-    return tuple(str(ipaddress.ip_network(n, strict=False)) for n in nets or ())
+    return tuple(map(normalise_net, nets or ()))
 
 
 def _family(net: str) -> int:

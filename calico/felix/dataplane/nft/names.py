@@ -9,6 +9,7 @@ can never collide. Policy and profile chains are always hashed (their ids are lo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -20,6 +21,7 @@ MAX_NAME = 63
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def short_hash(text: str, chars: int = 20) -> str:
     digest = hashlib.sha256(text.encode()).digest()
     return base64.b32encode(digest).decode().lower()[:chars]

@@ -16,10 +16,10 @@ One Calico rule becomes one or more nft rules:
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 from dataclasses import dataclass, field
 
+from calico.felix.cidrs import canonical_net, collapse_nets
 from calico.felix.dataplane.nft.names import ip_set_name, literal_set_name
 from calico.felix.dataplane.nft.table import SetSpec
 from calico.felix.messages import Action, IPSetType, PortRange, Rule
@@ -64,18 +64,6 @@ class Rendered:
 
 def net_family(net: str) -> int:
     return 6 if ":" in net else 4
-
-
-def canonical_net(net: str) -> str:
-    """The text nft prints for a net: a host address bare, a prefix as `addr/len`."""
-    n = ipaddress.ip_network(net, strict=False)
-    return str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n)
-
-
-def collapse_nets(nets) -> list[str]:
-    """Non-overlapping canonical elements for an interval set (one family)."""
-    parsed = [ipaddress.ip_network(n, strict=False) for n in nets]
-    return [canonical_net(str(n)) for n in ipaddress.collapse_addresses(parsed)]
 
 
 def _port(p: PortRange) -> str:
