@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from calico import api
@@ -44,7 +44,7 @@ from tests.faults.mutations import MUST_REJECT, Mutant, format_path, mutants
 VALIDATE_EXAMPLES = int(os.environ.get("FAULTS_VALIDATE", 7000))
 CTL_EXAMPLES = int(os.environ.get("FAULTS_CTL", 3000))
 SUBPROCESS_EXAMPLES = 12
-JUNK_EXAMPLES = 8  # pipelines per backend, each with 45-115 junk values
+JUNK_EXAMPLES = int(os.environ.get("FAULTS_JUNK", 8))  # pipelines per backend, each with 45-115 junk values
 
 BULK = settings(deadline=None, database=None, derandomize=False,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -72,13 +72,23 @@ def check_rejection(err: api.ValidationError, doc: dict[str, Any], mutant: Mutan
     assert blames_the_mutation(err, mutant), f"{mutant.describe()}: blames {err.path}: {msg}"
 
 
+CROSS_REFERENCES = [("spec.communities", "spec.prefixAdvertisements")]
+
+
 def blames_the_mutation(err: api.ValidationError, mutant: Mutant) -> bool:
     """The blamed field is the changed one, one of its parents, or a sibling (a cross-field
     rule such as "ports need a protocol")."""
     changed, parent = format_path(mutant.path), format_path(mutant.path[:-1])
     if changed.startswith(err.path) or err.path.startswith(parent):
         return True
-    # A WorkloadEndpoint's name encodes its node, orchestrator, pod and interface.
+    # Some rules tie the name and the spec: a WorkloadEndpoint's name encodes its node, pod
+    # and interface; only the BGPConfiguration "default" may set the cluster-wide fields.
+    if mutant.path == ("metadata", "name"):
+        return True
+    # Fields that refer to each other by name (a community must be defined and used).
+    for a, b in CROSS_REFERENCES + [(b, a) for a, b in CROSS_REFERENCES]:
+        if changed.startswith(a) and err.path.startswith(b):
+            return True
     return err.path == "metadata.name" and mutant.source.get("kind") == "WorkloadEndpoint"
 
 
@@ -375,7 +385,8 @@ def test_junk_at_resource_keys_is_skipped_and_valid_data_still_served(junk_confi
     # etcd refuses a request over --max-request-bytes (1.5 MiB): keep every value under it.
     huge = 1_000_000
 
-    @settings(BULK, max_examples=JUNK_EXAMPLES)
+    # No shrinking: each example is a whole pipeline, and the failure names the key.
+    @settings(BULK, max_examples=JUNK_EXAMPLES, phases=[Phase.explicit, Phase.generate])
     @given(junk_values(valid, huge))
     def run(junk):
         tried[0] += len(junk)
