@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import model_validator
 
 from .base import CalicoModel, FieldError, Resource, checked
-from .nets import check_cidr, parse_cidr, parse_ip
+from .nets import V4_HOST, check_cidr, parse_cidr, parse_ip
 from .rules import Name, check_name, check_port_name, parse_protocol, protocol_supports_ports
 
 LABEL_NAMESPACE = "projectcalico.org/namespace"
@@ -76,6 +76,8 @@ def _check_mac(value: Any) -> str:
 
 def _check_ip_network(value: Any) -> str:
     """An endpoint address: a bare address or a /32 (/128), host bits clear."""
+    if isinstance(value, str) and V4_HOST.fullmatch(value):
+        return value  # the common case, without building an IPv4Network
     net = parse_cidr(value, strict=True)
     if net.prefixlen != net.max_prefixlen:
         raise ValueError(f"is not a single address: workload ipNetworks must be /"
@@ -210,6 +212,8 @@ class WorkloadEndpointSpec(CalicoModel):
 
     @model_validator(mode="after")
     def _nats_inside_networks(self) -> WorkloadEndpointSpec:
+        if not self.ipNATs:
+            return self
         networks = [parse_cidr(n) for n in self.ipNetworks or []]
         for i, nat in enumerate(self.ipNATs or []):
             internal = ipaddress.ip_address(nat.internalIP)

@@ -12,6 +12,9 @@ import re
 from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+# An IPv4 address in the spelling `ipaddress` accepts (no leading zeros), bare or /32.
+V4_HOST = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/32)?")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 

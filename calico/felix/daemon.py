@@ -29,6 +29,7 @@ Neither touches the dataplane: what is programmed stays programmed for the next 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import queue
@@ -392,6 +393,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def tune_gc() -> None:
+    """Felix keeps a large, long-lived heap (every endpoint, selector match and rendered
+    rule). With CPython's default thresholds the cyclic collector rescans it every few
+    hundred allocations; at 11k endpoints and 1k policies that was about a third of the
+    cold start's CPU. Modules and classes loaded so far live for the whole process: freeze
+    them out of the scans, and collect young objects every 50k allocations, not 700."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = dict(os.environ)
@@ -409,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calico-felix: datastore: {err}", file=sys.stderr)
         return 2
     felix = Felix(hostname, loader, backend)
+    tune_gc()
     signal.signal(signal.SIGTERM, lambda *_: felix.stop(0))
     signal.signal(signal.SIGINT, lambda *_: felix.stop(0))
     signal.signal(signal.SIGHUP, lambda *_: felix.stop(RESTART_EXIT_CODE))
