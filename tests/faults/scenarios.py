@@ -173,7 +173,9 @@ class ChurnFigures:
     missing_final: int = 0  # keys whose final store state is not their last acked write
     max_write_latency: float = 0.0
     election_s: float = 0.0  # leader killed -> a new leader answers
-    resume_s: float | None = None  # new leader -> first post-election write delivered
+    resume_s: float | None = None  # new leader seen -> first post-election write delivered
+    max_delivery_lag: float = 0.0  # the longest a write waited between its ack and delivery
+    max_event_gap: float = 0.0  # the longest pause in deliveries while writers ran
     settle_s: float | None = None  # writers stopped -> syncer view equals the store
     view_equals_store: bool = False
 
@@ -221,7 +223,7 @@ def leader_kill_under_churn(cluster: EtcdCluster, *, writers: int = 4, keys: int
         figures.settle_s = wait_until_equal(view, check, settle_timeout)
         figures.view_equals_store = figures.settle_s is not None
         settled_at = time.monotonic()
-        _count(figures, workers, view, check, back_at)
+        _count(figures, workers, view, check, back_at, stopped_at)
         if figures.settle_s is not None:
             figures.settle_s = settled_at - stopped_at
         check.close()
@@ -235,7 +237,7 @@ def leader_kill_under_churn(cluster: EtcdCluster, *, writers: int = 4, keys: int
 
 
 def _count(figures: ChurnFigures, workers: list[Writer], view: View, store: Backend,
-           back_at: float) -> None:
+           back_at: float, stopped_at: float) -> None:
     with view.cond:
         updates = list(view.updates)
     delivered = Counter((u.key, u.revision) for _, u in updates if u.value is not None)
@@ -260,13 +262,17 @@ def _count(figures: ChurnFigures, workers: list[Writer], view: View, store: Back
         for key, rev, when in w.acked:
             if (key, rev) not in delivered:
                 figures.lost += 1
-            elif when >= back_at:
+            else:
                 seen = seen_at[(key, rev)]
-                first_after = seen if first_after is None else min(first_after, seen)
+                figures.max_delivery_lag = max(figures.max_delivery_lag, seen - when)
+                if when >= back_at:
+                    first_after = seen if first_after is None else min(first_after, seen)
         for key, rev in w.last.items():
             if final.get(key) != rev:
                 figures.missing_final += 1
     figures.resume_s = None if first_after is None else max(0.0, first_after - back_at)
+    times = sorted(t for t, _ in updates if t <= stopped_at)
+    figures.max_event_gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
 
 # ---- whole-datastore outage and resync ---------------------------------------------------------

@@ -27,6 +27,7 @@ def test_leader_kill_under_churn_loses_and_duplicates_nothing(etcd_cluster):
     assert fig.view_equals_store
     assert fig.resume_s is not None and fig.resume_s < CONVERGE_S
     assert fig.settle_s is not None and fig.settle_s < CONVERGE_S
+    assert fig.max_delivery_lag < CONVERGE_S and fig.max_event_gap < CONVERGE_S
     # etcd needs ~0.5 s to elect (election timeout 500 ms), then clients fail over.
     assert fig.max_write_latency < 6.0
 
