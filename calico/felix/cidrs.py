@@ -80,6 +80,44 @@ def collapse_nets(nets: Iterable[str]) -> list[str]:
     return out
 
 
+def outermost_nets(nets: Iterable[str]) -> list[str]:
+    """Non-overlapping canonical elements for an interval set (one family) that keep each
+    member's own spelling: the nets not contained in another, ascending. Unlike
+    `collapse_nets`, neighbours are not merged, so adding or removing a host address that no
+    prefix covers changes exactly that one element — the form an element delta produces — and a
+    set built whole equals the same set built by deltas."""
+    nets = list(nets)
+    ranges = []
+    for net in nets:
+        parsed = _parse_v4(net)
+        if parsed is None:
+            return _outermost_slow(nets)
+        addr, prefix = parsed
+        ranges.append((addr, prefix))
+    ranges.sort()  # at one address the widest net comes first
+    out: list[str] = []
+    end = -1
+    for addr, prefix in ranges:
+        if addr <= end:
+            continue  # inside (or equal to) the previous outermost net
+        end = addr + (1 << (32 - prefix)) - 1
+        out.append(_v4_text(addr) if prefix == 32 else f"{_v4_text(addr)}/{prefix}")
+    return out
+
+
+def _outermost_slow(nets: list[str]) -> list[str]:
+    parsed = sorted({ipaddress.ip_network(n, strict=False) for n in nets},
+                    key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+    out: list[str] = []
+    last = None
+    for net in parsed:
+        if last is not None and net.version == last.version and net.subnet_of(last):
+            continue
+        last = net
+        out.append(canonical_net(str(net)))
+    return out
+
+
 def _cover(start: int, end: int, out: list[str]) -> None:
     """Append the fewest aligned CIDRs covering [start, end] (IPv4), ascending."""
     while start <= end:

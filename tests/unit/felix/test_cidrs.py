@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from calico.felix.cidrs import canonical_net, collapse_nets, normalise_net
+from calico.felix.cidrs import canonical_net, collapse_nets, normalise_net, outermost_nets
 
 ODD = ["1.2.3.4/33", "01.2.3.4", "1.2.3.4/08", "256.1.1.1", "1.2.3", "", "1.2.3.4/",
        " 1.2.3.4", "1.2.3.4\n", "::1", "fe80::1/10", "2001:db8::/32", "0.0.0.0/0",
@@ -71,3 +71,23 @@ def test_collapse_ipv6_and_edges():
     assert collapse_nets(["0.0.0.0/1", "128.0.0.0/1"]) == ["0.0.0.0/0"]
     assert collapse_nets(["10.0.0.1", "10.0.0.0", "10.0.0.2/31"]) == ["10.0.0.0/30"]
     assert collapse_nets(["2001:db8::1", "2001:db8::/127"]) == ["2001:db8::/127"]
+
+
+def _old_outermost(nets):
+    parsed = [ipaddress.ip_network(n, strict=False) for n in nets]
+    keep = {n for n in parsed if not any(o != n and n.subnet_of(o) for o in parsed)}
+    return [_old_canonical(str(n)) for n in sorted(keep)]
+
+
+def test_outermost_keeps_members_not_inside_another():
+    rnd = random.Random(13)
+    for _ in range(2000):
+        base = rnd.randrange(1 << 32) & ~0xFFF
+        nets = [str(ipaddress.IPv4Address(base + rnd.randrange(4096)))
+                + (f"/{rnd.choice([22, 26, 30, 31, 32])}" if rnd.random() < 0.3 else "")
+                for _ in range(rnd.randrange(12))]
+        assert outermost_nets(iter(nets)) == _old_outermost(nets), nets
+    assert outermost_nets(["10.0.0.1", "10.0.0.0"]) == ["10.0.0.0", "10.0.0.1"]
+    assert outermost_nets(["10.0.0.1", "10.0.0.0/30", "10.0.0.0/30"]) == ["10.0.0.0/30"]
+    assert outermost_nets(["2001:db8::1", "2001:db8::/127", "2001:db8::8"]) == [
+        "2001:db8::/127", "2001:db8::8"]

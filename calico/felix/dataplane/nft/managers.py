@@ -5,8 +5,8 @@ objects it derives into the shared `Table`, which tracks what is dirty. None doe
 `NftDataplane` (dataplane.py) turns the Table's difference into one transaction.
 
 - IPSetsManager: IPSetUpdate / IPSetDeltaUpdate / IPSetRemove → named sets `s4-`/`s6-`
-  (NET: ipv4_addr/ipv6_addr, flags interval, elements are the collapsed, non-overlapping
-  prefixes of the members) and `n4-`/`n6-` (NET_PORT: addr . inet_proto . inet_service).
+  (NET: ipv4_addr/ipv6_addr, flags interval, elements are the members not inside another
+  member, so a set built whole equals the same set built by deltas) and `n4-`/`n6-` (NET_PORT: addr . inet_proto . inet_service).
   A delta of host addresses to a set without prefixes is applied as an element delta.
 - PolicyManager: Active{Policy,Profile}{Update,Remove} → one chain per policy/profile and
   direction, plus the content-addressed literal sets its rules use (reference-counted).
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from calico.felix import messages as m
+from calico.felix.cidrs import outermost_nets
 from calico.felix.dataplane.nft.names import (
     ip_set_name,
     policy_chain_name,
@@ -71,7 +72,7 @@ class IPSetsManager:
         name = ip_set_name(set_id, fam, set_type)
         mine = [x for x in members if _member_family(x) == fam]
         if set_type is m.IPSetType.NET:
-            self._table.put_set(name, NET_SPEC[fam], collapse_nets(mine))
+            self._table.put_set(name, NET_SPEC[fam], outermost_nets(mine))
         else:
             self._table.put_set(name, NET_PORT_SPEC[fam], (_net_port(x) for x in mine))
 
