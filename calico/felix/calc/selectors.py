@@ -77,15 +77,21 @@ def _namespace_markers(node: ast.Node) -> ast.Node:
     return node
 
 
+# The canonical text of a tree is str(node), which is also what str(Selector(node)) returns;
+# building a Selector would compile an `evaluate` function (exec) only to throw it away, and
+# that function and its globals form a reference cycle that only the cyclic GC frees — with
+# Felix's GC tuning (daemon.tune_gc), megabytes of them piled up under policy churn (#10).
+
+
 def prefix_selector(text: str, prefix: str) -> str:
     """`text` with every label key prefixed (Calico's PrefixVisitor), canonical."""
-    return str(Selector(_prefixed(parse(text).root, prefix)))
+    return str(_prefixed(parse(text).root, prefix))
 
 
 def namespace_selector(text: str) -> str:
     """A namespaceSelector as an endpoint selector (see the module docstring)."""
     root = _prefixed(parse(text).root, NAMESPACE_PREFIX)
-    return str(Selector(_namespace_markers(root)))
+    return str(_namespace_markers(root))
 
 
 def service_account_selector(match: Any) -> str:
@@ -96,13 +102,13 @@ def service_account_selector(match: Any) -> str:
     out = prefix_selector(sel, SERVICE_ACCOUNT_PREFIX) if sel else ""
     names = field(match, "names", [])
     if names:
-        by_name = str(Selector(ast.In(LABEL_SERVICE_ACCOUNT, names)))
+        by_name = str(ast.In(LABEL_SERVICE_ACCOUNT, names))
         out = f"({out}) && ({by_name})" if out else by_name
     return out
 
 
 def _namespace_eq(namespace: str) -> str:
-    return str(Selector(ast.Eq(LABEL_NAMESPACE, namespace)))
+    return str(ast.Eq(LABEL_NAMESPACE, namespace))
 
 
 def entity_selectors(entity: Any, namespace: str) -> tuple[Selector | None, Selector | None]:
