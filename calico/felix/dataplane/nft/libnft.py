@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TypeVar
 
 from calico.felix.dataplane.netlink import enter_netns
@@ -86,15 +87,61 @@ def available() -> bool:
     return _library() is not None
 
 
+class _NamespaceThread:
+    """One daemon thread inside a network namespace that runs the calls given to it, in order.
+    `post()` is a SimpleQueue put, which Python documents as safe from finalisers and garbage
+    collection; a ThreadPoolExecutor is not (its submit takes a module-wide lock, and a
+    finaliser that submitted while the same thread was inside another submit deadlocked a
+    test run)."""
+
+    def __init__(self, netns: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, args=(netns,), daemon=True,
+                                        name=f"libnft-{netns}")
+        self._thread.start()
+
+    def _serve(self, netns: str) -> None:
+        try:
+            enter_netns(netns)
+            failed: BaseException | None = None
+        except BaseException as err:  # noqa: BLE001 - every call reports it
+            failed = err
+        while (item := self._queue.get()) is not None:
+            fn, args, future = item
+            if future is None:  # posted: nobody waits for the outcome
+                if failed is None:
+                    try:
+                        fn(*args)
+                    except Exception:  # noqa: BLE001
+                        pass
+                continue
+            if failed is not None:
+                future.set_exception(failed)
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:  # noqa: BLE001 - handed to the caller
+                future.set_exception(err)
+
+    def call(self, fn: Callable[..., T], *args) -> T:
+        future: Future = Future()
+        self._queue.put((fn, args, future))
+        return future.result()
+
+    def post(self, fn: Callable[..., object], *args) -> None:
+        self._queue.put((fn, args, None))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+
 class LibNft:
     """One libnftables context. `run(script, flags)` → (ok, output, error text)."""
 
     def __init__(self, lib: ctypes.CDLL, netns: str | None = None) -> None:
         self._lib = lib
-        self._pool: ThreadPoolExecutor | None = None
-        if netns is not None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="libnft",
-                                            initializer=enter_netns, initargs=(netns,))
+        self._ctx = None
+        self._thread = _NamespaceThread(netns) if netns is not None else None
         self._ctx = self._call(self._new_ctx)
         if not self._ctx:
             raise OSError("nft_ctx_new failed")
@@ -105,9 +152,9 @@ class LibNft:
         return None if lib is None else cls(lib, netns)
 
     def _call(self, fn: Callable[..., T], *args) -> T:
-        if self._pool is None:
+        if self._thread is None:
             return fn(*args)
-        return self._pool.submit(fn, *args).result()
+        return self._thread.call(fn, *args)
 
     def _new_ctx(self):
         ctx = self._lib.nft_ctx_new(0)
@@ -121,10 +168,10 @@ class LibNft:
         data = script.encode()
         ok, out, err, large = self._call(self._run, data, flags)
         if large:
-            if self._pool is None:
+            if self._thread is None:
                 _malloc_trim()
             else:  # not waited for: the next call queues behind it
-                self._pool.submit(_malloc_trim)
+                self._thread.post(_malloc_trim)
         return ok, out, err
 
     def _run(self, script: bytes, flags: int) -> tuple[bool, str, str, bool]:
@@ -140,24 +187,23 @@ class LibNft:
         if self._ctx:
             self._call(self._lib.nft_ctx_free, self._ctx)
             self._ctx = None
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
 
     def __del__(self) -> None:
-        # Never wait here: a finaliser can run inside garbage collection on any thread, and
-        # blocking it on the namespace thread (close()'s result()) has deadlocked a test run.
-        # Hand the free to that thread and let it exit on its own.
+        # Never wait or lock here: a finaliser can run inside garbage collection on any
+        # thread. The namespace thread frees the context (post is reentrant) and exits.
+        ctx, self._ctx = getattr(self, "_ctx", None), None
+        thread, self._thread = getattr(self, "_thread", None), None
         try:
-            ctx, self._ctx = self._ctx, None
-            if self._pool is None:
+            if thread is None:
                 if ctx:
                     self._lib.nft_ctx_free(ctx)
                 return
             if ctx:
-                self._pool.submit(self._lib.nft_ctx_free, ctx)
-            self._pool.shutdown(wait=False)
-            self._pool = None
+                thread.post(self._lib.nft_ctx_free, ctx)
+            thread.stop()
         except Exception:  # noqa: BLE001 (interpreter shutdown)
             pass
 
