@@ -2,7 +2,8 @@
 
 Load (defaults): 1,000 local workload endpoints (real veths `cali<N>` in a throwaway host
 namespace), 10,000 remote endpoints, 1,000 GlobalNetworkPolicies × 10 rules, ~1,100 distinct
-selectors (100 policy selectors, 1,000 source selectors). Resources are written to a local
+selectors (100 policy selectors, 1,000 source selectors, each matching ~11 endpoints, all
+IPv4). Resources are written to a local
 datastore in a temp dir before Felix starts.
 
 Prints:
@@ -59,7 +60,8 @@ def res(kind: str, name: str, spec: dict, namespace: str | None = None,
 
 def endpoint(i: int, node: str, local: bool) -> dict:
     ip = f"10.{64 + (0 if local else 1 + i // 60000)}.{(i // 250) % 240}.{i % 250 + 1}"
-    labels = {"app": f"app{i % 100}", "tier": f"t{i % 10}"}
+    # app and tier independent: each of the 1,000 (app, tier) source selectors matches ~11.
+    labels = {"app": f"app{i % 100}", "tier": f"t{(i // 100) % 10}"}
     return res("WorkloadEndpoint", f"{node.replace('-', '--')}-k8s-p{i}-eth0", {
         "orchestrator": "k8s", "node": node, "pod": f"p{i}", "endpoint": "eth0",
         "interfaceName": f"cali{i}", "ipNetworks": [f"{ip}/32"], "profiles": ["allow-all"]},
@@ -316,7 +318,7 @@ def measure_changes(args, host: str, client: ResourceClient, scratch: str, cold:
         lat["policy change"].append(probe.wait(lambda c=chain: probe.chain(c),
                                                lambda now, b=before: now != b) - t0)
 
-        i = 20 * r + 1  # an existing remote endpoint (tier t1) relabelled into app10/t0's set
+        i = 20 * r + 1  # an existing remote endpoint (not app10) relabelled into app10/t0's set
         doc = endpoint(i, f"remote{i % 100}", False)
         doc["metadata"]["labels"] = {"app": "app10", "tier": "t0"}
         ip = doc["spec"]["ipNetworks"][0].split("/")[0]

@@ -147,6 +147,9 @@ class Syncer:
                 update = self._put(source, key, value, mod_revision)
                 if update is not None:
                     updates.append(update)
+                    if len(updates) == self.batch_size:  # consumers start while we parse
+                        self._emit(updates)
+                        updates = []
         for key in sorted(set(self._cache) - set(listed)):
             del self._cache[key]
             updates.append(SyncUpdate(key, None, revision))

@@ -17,9 +17,10 @@ The order of one apply is what keeps enforcement continuous:
    policy is in force. Removals are safe in this order too: a workload-prefixed interface
    without a map entry hits the dispatch chains' final `drop`.
 2. Then the host network: sysctls (proxy ARP) and routes to new endpoints, removal of routes
-   to gone ones. Only after an nftables apply that succeeded: if the ruleset could not be
-   written, routes to new endpoints would be routes into an unenforced dataplane, so they wait
-   (the next apply retries both).
+   to gone ones. Routes only after an nftables apply that succeeded: if the ruleset could not
+   be written, routes to new endpoints would be routes into an unenforced dataplane, so they
+   wait (the next apply retries both). Sysctls follow interface names, not endpoints, so on
+   the first apply they are written while the big transaction runs on a worker thread.
 
 Nothing is applied before `InSync`: a snapshot applied half-way would delete what the rest of
 the snapshot still wants. The first apply after it reads both kernels back (nftables was read
@@ -37,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from calico.felix import messages as m
@@ -70,6 +72,7 @@ class DataplaneDriver:
         self._next_nft_refresh = 0.0
         self._nft_ok = False      # the last nftables apply succeeded
         self._failed = False      # the last apply (either half) failed
+        self._applied = False     # an nftables apply has succeeded since start
 
     @classmethod
     def linux(cls, hostname: str, *, wake: Callable[[], None] | None = None,
@@ -154,13 +157,15 @@ class DataplaneDriver:
                 if script:
                     log.warning("nftables refresh repaired drift (%d lines)",
                                 script.count("\n") + 1)
+            elif not self._applied:
+                script = self._nft_alongside(self.hostnet.prepare)
             else:
                 script = self.nft.apply()
             result.nft_script_lines = script.count("\n") + 1 if script else 0
         except Exception:
             self._nft_ok = False
             raise
-        self._nft_ok = True
+        self._nft_ok = self._applied = True
         middle = self._clock()
         result.nft_seconds = middle - started
         if self.hostnet.seconds_until_refresh() == 0.0:
@@ -169,6 +174,16 @@ class DataplaneDriver:
         result.hostnet_seconds = self._clock() - middle
         self._failed = False
         return result
+
+    def _nft_alongside(self, work: Callable[[], None]) -> str:
+        """`nft.apply()` on a worker thread while `work` runs on this one. For the first
+        apply: its transaction is the whole ruleset and spends its time in nft and the kernel
+        (the GIL released), while the host network's endpoint-independent part (sysctls on
+        every workload interface) is thousands of small syscalls; side by side, not in turn."""
+        with ThreadPoolExecutor(1, thread_name_prefix="nft-first-apply") as pool:
+            future = pool.submit(self.nft.apply)
+            work()
+            return future.result()
 
     # ---- status ----
 

@@ -141,10 +141,19 @@ class HostNetworkManager:
             return None
         return max(0.0, self._next_refresh - self._clock())
 
+    def prepare(self) -> None:
+        """The part of apply() that does not depend on endpoints: link events, the resync if
+        due, sysctls (they follow interface names). Safe at any time; the driver runs it while
+        its first, whole-ruleset nftables transaction runs on another thread."""
+        self._apply(routes=False)
+
     def apply(self) -> None:
         """Process queued link events, resync if due, then sysctls, routes, IP-in-IP. A
         kernel error (netlink socket trouble, a namespace gone) is logged, not raised: the
         managers' caches may then be wrong, so the next apply() starts with a full resync."""
+        self._apply(routes=True)
+
+    def _apply(self, routes: bool) -> None:
         self._drain_link_events()
         try:
             now = self._clock()
@@ -152,8 +161,9 @@ class HostNetworkManager:
                                           and now >= self._next_refresh):
                 self._do_resync()
             self.sysctls.apply()
-            self.routes.apply()
-            self.ipip.apply()
+            if routes:
+                self.routes.apply()
+                self.ipip.apply()
         except OSError:
             log.exception("Host network apply failed; will resync")
             self._resync_requested = True

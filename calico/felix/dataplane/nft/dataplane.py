@@ -35,8 +35,10 @@ class NftDataplane:
         self.marks = marks or Marks()
         self.table = Table(TABLE_FAMILY, TABLE_NAME)
         cfg = NftConfig.from_mapping(config)
-        self.ip_sets = IPSetsManager(self.table)
-        self.policies = PolicyManager(self.table, self.marks, cfg.log_prefix)
+        self.ip_sets = IPSetsManager(self.table, lambda set_id: self.policies
+                                     .ip_set_emptiness_changed(set_id))
+        self.policies = PolicyManager(self.table, self.marks, cfg.log_prefix,
+                                      empty=self.ip_sets.empty)
         self.endpoints = EndpointManager(self.table, self.marks, cfg)
         self.nat = NatManager(self.table)
         self._managers = (self.ip_sets, self.policies, self.endpoints, self.nat)
@@ -61,6 +63,7 @@ class NftDataplane:
 
     def apply(self) -> str:
         """Apply the pending difference as one transaction; returns the script ("" if none)."""
+        self.policies.render_stale()
         for attempt in (1, 2):
             if self._need_resync:
                 self.resync()

@@ -18,6 +18,7 @@ objects it derives into the shared `Table`, which tracks what is dirty. None doe
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from calico.felix import messages as m
 from calico.felix.cidrs import outermost_nets
@@ -43,29 +44,61 @@ _PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
 class IPSetsManager:
-    def __init__(self, table: Table) -> None:
+    """`on_emptiness(set_id)` is called when a set gains its first, or loses its last,
+    member of a family (the policy manager re-renders the chains that use it)."""
+
+    def __init__(self, table: Table,
+                 on_emptiness: Callable[[str], None] = lambda set_id: None) -> None:
         self._table = table
         self._sets: dict[str, tuple[m.IPSetType, set[str]]] = {}
+        self._counts: dict[str, list[int]] = {}  # set id -> members per family [v4, v6]
+        self._on_emptiness = on_emptiness
+
+    def empty(self, set_id: str, fam: int) -> bool:
+        """No member of that family (also for a set not known here)."""
+        counts = self._counts.get(set_id)
+        return counts is None or counts[fam == 6] == 0
 
     def on_message(self, msg: m.Message) -> bool:
         if isinstance(msg, m.IPSetUpdate):
             self._sets[msg.id] = (msg.type, set(msg.members))
+            self._recount(msg.id)
             for fam in (4, 6):
                 self._put_family(msg.id, fam)
         elif isinstance(msg, m.IPSetDeltaUpdate):
             set_type, members = self._sets[msg.id]
+            counts = list(self._counts.get(msg.id, (0, 0)))
+            for x in msg.removed & members:
+                counts[":" in x] -= 1
             members -= msg.removed
+            for x in msg.added - members:
+                counts[":" in x] += 1
             members |= msg.added
             changed = {_member_family(x) for x in msg.added | msg.removed}
             for fam in sorted(changed):
                 self._apply_delta(msg, set_type, fam)
+            self._set_counts(msg.id, set_type, counts)
         elif isinstance(msg, m.IPSetRemove):
             set_type, _ = self._sets.pop(msg.id, (m.IPSetType.NET, set()))
+            self._counts.pop(msg.id, None)
             for fam in (4, 6):
                 self._table.remove_set(ip_set_name(msg.id, fam, set_type))
         else:
             return False
         return True
+
+    def _recount(self, set_id: str) -> None:
+        set_type, members = self._sets[set_id]
+        v6 = sum(1 for x in members if ":" in x)
+        self._set_counts(set_id, set_type, [len(members) - v6, v6])
+
+    def _set_counts(self, set_id: str, set_type: m.IPSetType, counts: list[int]) -> None:
+        if set_type is not m.IPSetType.NET:
+            return  # named-port sets are alternatives to ports, never left out
+        old = self._counts.get(set_id, (0, 0))
+        self._counts[set_id] = counts
+        if [n > 0 for n in old] != [n > 0 for n in counts]:
+            self._on_emptiness(set_id)
 
     def _put_family(self, set_id: str, fam: int) -> None:
         set_type, members = self._sets[set_id]
@@ -106,10 +139,30 @@ def _net_port(member: str) -> str:
 
 
 class PolicyManager:
-    def __init__(self, table: Table, marks: Marks, log_prefix: str = "calico-packet") -> None:
+    """`empty(set_id, family)` says whether an IP set has no member of a family; rules whose
+    selector sets are empty in a family are not rendered for it (rules.render_rule), and
+    `ip_set_emptiness_changed` re-renders the chains that use a set when that flips."""
+
+    def __init__(self, table: Table, marks: Marks, log_prefix: str = "calico-packet",
+                 empty: Callable[[str, int], bool] = lambda set_id, fam: False) -> None:
         self._table, self._marks, self.log_prefix = table, marks, log_prefix
+        self._empty = empty
         self._literal_refs: dict[str, set[str]] = defaultdict(set)  # set -> chains using it
         self._chain_literals: dict[str, set[str]] = {}
+        self._chain_rules: dict[str, tuple[tuple[m.Rule, ...], bool]] = {}
+        self._set_users: dict[str, set[str]] = defaultdict(set)  # IP set id -> chains
+        self._stale: set[str] = set()  # chains to re-render before the next transaction
+
+    def ip_set_emptiness_changed(self, set_id: str) -> None:
+        self._stale |= self._set_users.get(set_id, set())
+
+    def render_stale(self) -> None:
+        """Re-render the chains whose sets flipped between empty and not (once each, however
+        many flips; the dataplane calls this before each transaction)."""
+        stale, self._stale = self._stale, set()
+        for chain in sorted(stale):
+            if chain in self._chain_rules:
+                self._render(chain)
 
     def on_message(self, msg: m.Message) -> bool:
         if isinstance(msg, m.ActivePolicyUpdate):
@@ -129,8 +182,14 @@ class PolicyManager:
         return True
 
     def _put(self, chain: str, rules: tuple[m.Rule, ...], untracked: bool) -> None:
+        self._set_uses(chain, rules)
+        self._chain_rules[chain] = (rules, untracked)
+        self._render(chain)
+
+    def _render(self, chain: str) -> None:
+        rules, untracked = self._chain_rules[chain]
         out = render_rules(rules, lambda r: action_verdict(r, self._marks, untracked,
-                                                            self.log_prefix))
+                                                            self.log_prefix), self._empty)
         for name, (spec, elements) in out.sets.items():
             self._table.put_set(name, spec, sorted(elements))
         self._set_literals(chain, set(out.sets))
@@ -139,6 +198,20 @@ class PolicyManager:
     def _remove(self, chain: str) -> None:
         self._table.remove_chain(chain)
         self._set_literals(chain, set())
+        self._set_uses(chain, ())  # reads the chain's old rules: before they are dropped
+        self._chain_rules.pop(chain, None)
+
+    def _set_uses(self, chain: str, rules: tuple[m.Rule, ...]) -> None:
+        old = self._chain_rules.get(chain, ((), False))[0]
+        before = {i for r in old for i in (*r.src_ip_set_ids, *r.dst_ip_set_ids)}
+        after = {i for r in rules for i in (*r.src_ip_set_ids, *r.dst_ip_set_ids)}
+        for set_id in after - before:
+            self._set_users[set_id].add(chain)
+        for set_id in before - after:
+            users = self._set_users[set_id]
+            users.discard(chain)
+            if not users:
+                del self._set_users[set_id]
 
     def _set_literals(self, chain: str, names: set[str]) -> None:
         old = self._chain_literals.pop(chain, set())

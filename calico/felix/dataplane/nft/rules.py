@@ -9,7 +9,8 @@ One Calico rule becomes one or more nft rules:
   caller creates. Inline anonymous sets (`{ 80, 443 }`) are never generated: DESIGN.md
   measured them at 2–10× the transaction cost.
 - A rule for both IP versions that matches addresses or ICMP renders once per family
-  (`ip ...` / `ip6 ...`, referencing `s4-` / `s6-` sets); otherwise it renders once.
+  (`ip ...` / `ip6 ...`, referencing `s4-` / `s6-` sets); otherwise it renders once. A family
+  whose selector sets are empty is left out (it could not match).
 - `icmp type T code C` negated is `@th,0,16 != T*256+C` (type and code are the first two
   bytes of the ICMP header): NOT(type AND code) in one expression.
 """
@@ -17,6 +18,7 @@ One Calico rule becomes one or more nft rules:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from calico.felix.cidrs import canonical_net, collapse_nets
@@ -92,7 +94,17 @@ def action_verdict(rule: Rule, marks: Marks, untracked: bool = False,
     return f'log prefix "{prefix}: "'
 
 
-def render_rule(rule: Rule, verdict: str) -> Rendered:
+def _never_empty(set_id: str, fam: int) -> bool:
+    return False
+
+
+def render_rule(rule: Rule, verdict: str, empty: Callable[[str, int], bool] = _never_empty
+                ) -> Rendered:
+    """`empty(set_id, family)`: whether an IP set has no members of that family. A family
+    whose rule would need an address in an empty set (a selector matching no endpoint with
+    such an address) cannot match anything, so it is not rendered: in an IPv4-only cluster
+    that halves the rules of every selector-based policy (the caller re-renders when a set
+    gains its first member of a family)."""
     out = Rendered()
     fams: list[int | None] = [rule.ip_version] if rule.ip_version else [4, 6]
     if rule.protocol == 1:
@@ -105,6 +117,8 @@ def render_rule(rule: Rule, verdict: str) -> Rendered:
     if not specific:
         fams = [None]
     for fam in fams:
+        if fam and any(empty(i, fam) for i in (*rule.src_ip_set_ids, *rule.dst_ip_set_ids)):
+            continue
         _render_family(rule, fam, verdict, out)
     return out
 
@@ -193,11 +207,12 @@ def _range(v: str) -> tuple[int, int]:
     return int(lo), int(hi or lo)
 
 
-def render_rules(rules, verdict_for) -> Rendered:
+def render_rules(rules, verdict_for, empty: Callable[[str, int], bool] = _never_empty
+                 ) -> Rendered:
     """Render a rule list in order; `verdict_for(rule)` gives each rule's verdict text."""
     out = Rendered()
     for rule in rules:
-        r = render_rule(rule, verdict_for(rule))
+        r = render_rule(rule, verdict_for(rule), empty)
         out.rules += r.rules
         out.sets.update(r.sets)
     return out

@@ -240,6 +240,7 @@ def test_a_set_built_by_deltas_equals_the_same_set_built_whole():
 
     rnd = random.Random(5)
     pool = [f"10.0.{i // 256}.{i % 256}/32" for i in range(64)] + ["10.0.0.0/30", "10.0.1.0/28"]
+    pool += [f"fd00::{i:x}/128" for i in range(8)]
     for _ in range(200):
         members = set(rnd.sample(pool, 8))
         churned = NftDataplane(FakeRunner())
@@ -252,5 +253,34 @@ def test_a_set_built_by_deltas_equals_the_same_set_built_whole():
             churned.on_message(m.IPSetDeltaUpdate("s", added=added, removed=removed))
         whole = NftDataplane(FakeRunner())
         whole.on_message(m.IPSetUpdate("s", m.IPSetType.NET, frozenset(members)))
-        name = ip_set_name("s", 4, m.IPSetType.NET)
-        assert churned.table.sets[name].elements == whole.table.sets[name].elements, members
+        for fam in (4, 6):
+            name = ip_set_name("s", fam, m.IPSetType.NET)
+            assert churned.table.sets[name].elements == whole.table.sets[name].elements, members
+            assert churned.ip_sets.empty("s", fam) == whole.ip_sets.empty("s", fam), members
+
+
+def test_a_family_whose_selector_set_is_empty_is_not_rendered(dp):
+    """s1 holds IPv4 addresses only: P1's `ip6 saddr @s6-...` rule could never match."""
+    chain = policy_chain_name(P1, True)
+    v6_set = ip_set_name("s1", 6, m.IPSetType.NET)
+    assert not any(v6_set in r for r in dp.table.chains[chain].rules)
+    # The first IPv6 member: the element and the rule that uses it, in one transaction.
+    dp.on_message(m.IPSetDeltaUpdate("s1", added=frozenset({"fd00::1/128"})))
+    script = dp.apply()
+    assert f"add rule inet calico {chain} " in script and f"ip6 saddr @{v6_set}" in script
+    assert script.index(f"add set inet calico {v6_set}") < script.index(f"ip6 saddr @{v6_set}")
+    # The last one leaves: the rule goes again.
+    dp.on_message(m.IPSetDeltaUpdate("s1", removed=frozenset({"fd00::1/128"})))
+    script = dp.apply()
+    assert f"flush chain inet calico {chain}" in script and f"@{v6_set}" not in script.split(
+        f"flush chain inet calico {chain}")[1].split("delete element")[0]
+
+
+def test_negated_selectors_and_empty_sets_keep_their_rules():
+    d = NftDataplane(FakeRunner())
+    d.on_message(m.IPSetUpdate("e", m.IPSetType.NET, frozenset()))
+    d.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(
+        R(A.DENY, not_src_ip_set_ids=("e",)), R(A.ALLOW, src_ip_set_ids=("e",)))))
+    rules = d.table.chains[policy_chain_name(P1, True)].rules
+    assert len(rules) == 2  # the negated rule for both families; the positive one for neither
+    assert all("!= @" in r for r in rules)
