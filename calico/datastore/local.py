@@ -24,17 +24,22 @@ lease is past its expiry and, if so, reaps it in a write transaction — deletin
 history rows, so watchers see the deletions. The watch poller does the same.
 
 Watches: one background thread per backend (started on the first watch, gone with the last)
-polls `PRAGMA data_version` every 10 ms (at once after a write by this process) — a counter SQLite bumps when another connection
-commits, costing no I/O — reads the new history rows once and fans them out to every watcher.
+checks `PRAGMA data_version` — a counter SQLite bumps when another connection commits, costing
+no I/O — reads the new history rows once and fans them out to every watcher. It checks at once
+after a write by this process, at once when inotify reports a change in the database's
+directory (another process's commit writes the `-wal` file), and every 10 ms regardless (the
+fallback where inotify is missing or silent, as on network filesystems).
 A new watcher is caught up from history under the poller's lock, so no change is missed or
 delivered twice.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import random
+import select
 import sqlite3
 import threading
 import time
@@ -451,7 +456,7 @@ class _Poller:
         self._lock = threading.Lock()
         self._watchers: list[QueueWatcher] = []
         self._stopping = threading.Event()
-        self.wake = threading.Event()
+        self.wake = _Wakeup(os.path.dirname(os.path.abspath(backend.path)))
         self._seen, _ = _meta(self._conn)
         self._data_version = -1
         self._thread = threading.Thread(target=self._run, name="calico-local-watch", daemon=True)
@@ -495,12 +500,12 @@ class _Poller:
             for w in self._watchers:
                 w.fail(Unreachable("the local datastore was closed"))
             self._conn.close()
+        self.wake.close()
 
     def _run(self) -> None:
         last_reap = 0.0
         while not self._stopping.is_set():
             self.wake.wait(POLL_INTERVAL)
-            self.wake.clear()
             try:
                 self._poll()
                 if time.monotonic() - last_reap > 0.1:
@@ -535,6 +540,65 @@ class _Poller:
                 for w in self._watchers:
                     w.push(events)
             self._seen = current
+
+
+class _Wakeup:
+    """What the poller sleeps on: `set()` from this process (a pipe), or a change in the
+    database's directory by any process (inotify; skipped where the C library lacks it)."""
+
+    _IN_NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC  # inotify_init1's flags are these
+    _IN_MODIFY, _IN_MOVED_TO, _IN_CREATE = 0x2, 0x80, 0x100
+
+    def __init__(self, directory: str) -> None:
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fds = [self._r]
+        self._inotify = -1
+        init = getattr(_libc(), "inotify_init1", None)
+        if init is not None:
+            fd = init(self._IN_NONBLOCK_CLOEXEC)
+            mask = self._IN_MODIFY | self._IN_MOVED_TO | self._IN_CREATE
+            if fd >= 0 and _libc().inotify_add_watch(fd, os.fsencode(directory), mask) >= 0:
+                self._inotify = fd
+                self._fds.append(fd)
+            elif fd >= 0:
+                os.close(fd)
+
+    def set(self) -> None:
+        try:
+            os.write(self._w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending anyway) or closed
+
+    def wait(self, timeout: float) -> None:
+        """Until set(), a change in the directory, or `timeout`; then drain both."""
+        try:
+            ready, _, _ = select.select(self._fds, [], [], timeout)
+        except (OSError, ValueError):
+            return  # closed under us by stop()
+        for fd in ready:
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+
+    def close(self) -> None:
+        for fd in (*self._fds, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._fds = []
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+_LIBC = None
 
 
 def _events(rows: Sequence[tuple]) -> list[WatchEvent]:

@@ -95,3 +95,26 @@ def test_a_forked_child_reopens_the_file(path):
     assert child.exitcode == 0
     assert backend.get("/k/child").mod_revision == out.get(timeout=1)
     backend.close()
+
+
+def test_another_process_commit_wakes_the_poller_through_inotify(tmp_path):
+    """The poller sleeps on a pipe (this process's writes) and inotify on the database's
+    directory (anyone's): a file written there ends a wait long before its timeout."""
+    from calico.datastore.local import _Wakeup
+
+    wake = _Wakeup(str(tmp_path))
+    try:
+        assert wake._inotify >= 0, "inotify is available on every machine we support"
+        (tmp_path / "calico.db-wal").write_bytes(b"x")
+        started = time.monotonic()
+        wake.wait(30.0)
+        assert time.monotonic() - started < 29.0  # woken, not timed out
+        started = time.monotonic()
+        wake.set()
+        wake.wait(30.0)
+        assert time.monotonic() - started < 29.0
+        started = time.monotonic()
+        wake.wait(0.05)  # both drained: nothing pending, the timeout ends this one
+        assert time.monotonic() - started >= 0.04
+    finally:
+        wake.close()
