@@ -100,12 +100,18 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
         except (ValueError, ValidationError, RecursionError) as err:
             raise CorruptResource(key, str(err)) from None
     try:
-        res = validate(json.loads(value))
+        doc = json.loads(value)
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        if isinstance(meta, dict):  # the version goes in before validation: no model copies
+            meta["resourceVersion"] = str(mod_revision)
+            res = validate(doc)
+        else:
+            res = _with_version(validate(doc), str(mod_revision))
     except (ValueError, ValidationError, RecursionError) as err:
         raise CorruptResource(key, str(err)) from None
     if res.key() != key:
         raise CorruptResource(key, f"it holds {res.KIND} {res.namespace or ''}/{res.name}")
-    return _with_version(res, str(mod_revision))
+    return res
 
 
 def storage_key(res: Resource) -> str:
