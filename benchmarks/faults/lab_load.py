@@ -73,6 +73,8 @@ class LoadResult:
     ipam_ok: bool = False
     rss_kib: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     rss_growth: dict[str, float] = field(default_factory=dict)  # host -> fraction
+    # second window -> last: the same, once the heap has grown to churn's working size
+    rss_growth_after_first: dict[str, float] = field(default_factory=dict)
 
     @property
     def dataplane_ok(self) -> bool:
@@ -242,9 +244,13 @@ def churn(lab: Lab, wls: Workloads, size: LoadSize, rng: random.Random,
     window = min(60.0, size.churn_seconds / 4)
     for host, samples in res.rss_kib.items():
         first = [r for t, r in samples if t <= window]
+        second = [r for t, r in samples if window < t <= 2 * window]
         last = [r for t, r in samples if t >= samples[-1][0] - window]
         if first and last:
             res.rss_growth[host] = statistics.median(last) / statistics.median(first) - 1
+        if second and last and samples[-1][0] > 3 * window:
+            res.rss_growth_after_first[host] = (statistics.median(last)
+                                                / statistics.median(second) - 1)
 
 
 # ---- checks ------------------------------------------------------------------------------
@@ -412,6 +418,9 @@ def summary(res: LoadResult) -> list[str]:
                  f"{h} {g * 100:+.1f}% ({res.rss_kib[h][0][1] // 1024}->"
                  f"{res.rss_kib[h][-1][1] // 1024} MiB)"
                  for h, g in sorted(res.rss_growth.items()))]
+    if res.rss_growth_after_first:
+        lines.append("Felix RSS growth (second vs last window, a figure only): " + ", ".join(
+            f"{h} {g * 100:+.1f}%" for h, g in sorted(res.rss_growth_after_first.items())))
     for h, samples in sorted(res.rss_kib.items()):
         by_minute = {}
         for t, r in samples:
