@@ -33,6 +33,16 @@ def test_order_must_be_a_finite_float64(order):
         api.validate(gnp(order=order))
 
 
+@pytest.mark.parametrize("peer_ip", ["1" * 5000, "1" * 3000 + ":1", "9" * 64 + ":179"])
+def test_a_long_run_of_digits_as_peer_ip_is_rejected_at_once(peer_ip):
+    # Was: Calico's unescaped `(\d+).(\d+).(\d+).(\d+):(\d+)` backtracked for ever on it,
+    # and a syncer thread decoding such a stored BGPPeer never reached in-sync.
+    doc = {"apiVersion": V3, "kind": "BGPPeer", "metadata": {"name": "p"},
+           "spec": {"peerIP": peer_ip, "asNumber": 64512}}
+    with pytest.raises(api.ValidationError, match="peerIP"):
+        api.validate(doc)
+
+
 def test_a_huge_or_multiline_name_gives_a_short_single_line():
     # Was: the whole 1 MB name, and raw newlines, in the message.
     for name in ["a" * 1_000_000, "bad\nname", "bad\u2028name"]:
