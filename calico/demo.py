@@ -84,10 +84,10 @@ def show(console, title: str, workloads: list[dict], now: dict, before: dict | N
         cells = []
         for b in workloads:
             if a is b:
-                cells.append("·")
+                cells.append(" · ")
                 continue
             ok = now[(a["name"], b["name"])]
-            text = "[green]✓[/green]" if ok else "[red]✗[/red]"
+            text = "[green] ✓ [/green]" if ok else "[red] ✗ [/red]"  # all cells 3 wide
             if before is not None and before[(a["name"], b["name"])] != ok:
                 text = f"[reverse]{' ✓ ' if ok else ' ✗ '}[/reverse]"
             cells.append(text)
