@@ -54,18 +54,25 @@ def canonical_net(net: str) -> str:
     return _v4_text(addr) if prefix == 32 else f"{_v4_text(addr)}/{prefix}"
 
 
+def _parse_all_v4(nets: list[str]) -> list[tuple[int, int]] | None:
+    """(network, prefix length) of each net, or None if any needs the slow path."""
+    out = []
+    for net in nets:
+        parsed = _parse_v4(net)
+        if parsed is None:
+            return None
+        out.append(parsed)
+    return out
+
+
 def collapse_nets(nets: Iterable[str]) -> list[str]:
     """Non-overlapping canonical elements for an interval set (one family): the canonical
     texts of `ipaddress.collapse_addresses` of the nets, in the same (ascending) order."""
     nets = list(nets)
-    ranges = []
-    for net in nets:
-        parsed = _parse_v4(net)
-        if parsed is None:
-            return _collapse_slow(nets)
-        addr, prefix = parsed
-        ranges.append((addr, addr + (1 << (32 - prefix)) - 1))
-    ranges.sort()
+    parsed = _parse_all_v4(nets)
+    if parsed is None:
+        return _collapse_slow(nets)
+    ranges = sorted((addr, addr + (1 << (32 - prefix)) - 1) for addr, prefix in parsed)
     out: list[str] = []
     start = end = -1
     for lo, hi in ranges:
@@ -87,13 +94,9 @@ def outermost_nets(nets: Iterable[str]) -> list[str]:
     prefix covers changes exactly that one element — the form an element delta produces — and a
     set built whole equals the same set built by deltas."""
     nets = list(nets)
-    ranges = []
-    for net in nets:
-        parsed = _parse_v4(net)
-        if parsed is None:
-            return _outermost_slow(nets)
-        addr, prefix = parsed
-        ranges.append((addr, prefix))
+    ranges = _parse_all_v4(nets)
+    if ranges is None:
+        return _outermost_slow(nets)
     ranges.sort()  # at one address the widest net comes first
     out: list[str] = []
     end = -1
