@@ -6,7 +6,8 @@ objects it derives into the shared `Table`, which tracks what is dirty. None doe
 
 - IPSetsManager: IPSetUpdate / IPSetDeltaUpdate / IPSetRemove → named sets `s4-`/`s6-`
   (NET: ipv4_addr/ipv6_addr, flags interval, elements are the members not inside another
-  member, so a set built whole equals the same set built by deltas) and `n4-`/`n6-` (NET_PORT: addr . inet_proto . inet_service).
+  member, so a set built whole equals the same set built by deltas) and `n4-`/`n6-`
+  (NET_PORT: addr . inet_proto . inet_service).
   A delta of host addresses to a set without prefixes is applied as an element delta.
 - PolicyManager: Active{Policy,Profile}{Update,Remove} → one chain per policy/profile and
   direction, plus the content-addressed literal sets its rules use (reference-counted).
