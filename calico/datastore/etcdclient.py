@@ -162,6 +162,7 @@ class EtcdClient:
         answer that is an error, Unreachable when no member answers in time."""
         deadline = time.monotonic() + self.unreachable_after
         tried, delay, last, reauth = 0, 0.05, "", 0
+        refused_tls = ""  # a TLS alert from the server: the reason, whichever attempt gave it
         while True:
             if self._closed:
                 raise DatastoreError("the etcd client is closed")
@@ -184,12 +185,16 @@ class EtcdClient:
                 last = f"{ep.url}: {err}"
             except (OSError, http.client.HTTPException) as err:
                 last = f"{ep.url}: {err or type(err).__name__}"
+                # With TLS 1.3 the server's alert (a missing client certificate) races the
+                # close: an attempt may see only EOF. Keep the alert for the final message.
+                if isinstance(err, ssl.SSLError) and not isinstance(err, ssl.SSLEOFError):
+                    refused_tls = last
             log.debug("etcd request %s failed: %s", path, last)
             self.fail_over(ep)
             tried += 1
             if time.monotonic() >= deadline:
                 raise Unreachable(f"etcd did not answer within {self.unreachable_after:g}s "
-                                  f"({last})")
+                                  f"({refused_tls or last})")
             if tried % len(self.endpoints) == 0:
                 time.sleep(min(delay * (1 + random.random()), max(0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.5)
