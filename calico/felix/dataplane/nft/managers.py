@@ -63,22 +63,23 @@ class IPSetsManager:
     def on_message(self, msg: m.Message) -> bool:
         if isinstance(msg, m.IPSetUpdate):
             self._sets[msg.id] = (msg.type, set(msg.members))
-            self._recount(msg.id)
+            if msg.type is m.IPSetType.NET:
+                self._set_counts(msg.id, _by_family(msg.members))
             for fam in (4, 6):
                 self._put_family(msg.id, fam)
         elif isinstance(msg, m.IPSetDeltaUpdate):
             set_type, members = self._sets[msg.id]
-            counts = list(self._counts.get(msg.id, (0, 0)))
-            for x in msg.removed & members:
-                counts[":" in x] -= 1
+            gone = msg.removed & members
             members -= msg.removed
-            for x in msg.added - members:
-                counts[":" in x] += 1
+            new = msg.added - members
             members |= msg.added
             changed = {_member_family(x) for x in msg.added | msg.removed}
             for fam in sorted(changed):
                 self._apply_delta(msg, set_type, fam)
-            self._set_counts(msg.id, set_type, counts)
+            if set_type is m.IPSetType.NET:
+                old = self._counts.get(msg.id, [0, 0])
+                (g4, g6), (n4, n6) = _by_family(gone), _by_family(new)
+                self._set_counts(msg.id, [old[0] - g4 + n4, old[1] - g6 + n6])
         elif isinstance(msg, m.IPSetRemove):
             set_type, _ = self._sets.pop(msg.id, (m.IPSetType.NET, set()))
             self._counts.pop(msg.id, None)
@@ -88,14 +89,8 @@ class IPSetsManager:
             return False
         return True
 
-    def _recount(self, set_id: str) -> None:
-        set_type, members = self._sets[set_id]
-        v6 = sum(1 for x in members if ":" in x)
-        self._set_counts(set_id, set_type, [len(members) - v6, v6])
-
-    def _set_counts(self, set_id: str, set_type: m.IPSetType, counts: list[int]) -> None:
-        if set_type is not m.IPSetType.NET:
-            return  # named-port sets are alternatives to ports, never left out
+    def _set_counts(self, set_id: str, counts: list[int]) -> None:
+        """NET sets only: named-port sets are alternatives to ports, never left out."""
         old = self._counts.get(set_id, (0, 0))
         self._counts[set_id] = counts
         if [n > 0 for n in old] != [n > 0 for n in counts]:
@@ -123,6 +118,12 @@ class IPSetsManager:
                                         map(canonical_net, removed))
         else:  # prefixes involved: recompute the non-overlapping cover
             self._put_family(msg.id, fam)
+
+
+def _by_family(members) -> list[int]:
+    """[IPv4, IPv6] counts of NET members (addresses or CIDRs)."""
+    v6 = sum(1 for x in members if ":" in x)
+    return [len(members) - v6, v6]
 
 
 def _member_family(member: str) -> int:
