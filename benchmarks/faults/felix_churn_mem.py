@@ -211,6 +211,9 @@ def main() -> int:
     p.add_argument("--nft-netns", action="store_true",
                    help="real nftables (libnftables, as Felix runs it) in a temporary netns "
                         "calab-mem<pid> instead of the null runner (root)")
+    p.add_argument("--nft-refresh", type=float, default=0.0, metavar="SECONDS",
+                   help="Felix's periodic nftables re-read (nftablesRefreshInterval; "
+                        "default 0: off)")
     args = p.parse_args()
     if args.tracemalloc:
         import tracemalloc
@@ -260,7 +263,7 @@ def main() -> int:
                                       nft_refresh_interval=config.nftablesRefreshInterval)
         return holder["d"]
 
-    env = {"FELIX_NFTABLESREFRESHINTERVAL": "0", "FELIX_LOGSEVERITYSCREEN": "warning"}
+    env = {"FELIX_NFTABLESREFRESHINTERVAL": str(args.nft_refresh), "FELIX_LOGSEVERITYSCREEN": "warning"}
     felix = Felix(LOCAL, ConfigLoader(LOCAL, env=env), backend, driver_factory=factory)
     import logging
     logging.basicConfig(level=logging.WARNING)

@@ -154,9 +154,6 @@ class DataplaneDriver:
                 result.refreshed.append("nftables")
                 self._next_nft_refresh = started + self.nft_refresh_interval
                 script = self.nft.refresh()
-                if script:
-                    log.warning("nftables refresh repaired drift (%d lines)",
-                                script.count("\n") + 1)
             elif not self._applied:
                 script = self._nft_alongside(self.hostnet.prepare)
             else:

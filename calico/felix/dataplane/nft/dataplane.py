@@ -56,10 +56,12 @@ class NftDataplane:
             if manager.on_message(msg):
                 return
 
-    def resync(self) -> None:
-        """Read the kernel's table back; the next apply() fixes whatever differs."""
-        self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME))
+    def resync(self) -> list[str]:
+        """Read the kernel's table back; the next apply() fixes whatever differs. Returns
+        the sets and chains that differed from what this Felix believed it had written."""
+        drift = self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME))
         self._need_resync = False
+        return drift
 
     def apply(self) -> str:
         """Apply the pending difference as one transaction; returns the script ("" if none)."""
@@ -69,6 +71,7 @@ class NftDataplane:
                 self.resync()
             script = self.table.transaction()
             if not script:
+                self.table.commit()  # nothing differed: the dirty marks are settled too
                 return ""
             try:
                 self.runner.run(script)
@@ -85,6 +88,10 @@ class NftDataplane:
         return ""
 
     def refresh(self) -> str:
-        """Periodic repair: re-read the kernel and re-apply (e.g. a chain flushed by hand)."""
-        self._need_resync = True
+        """Periodic repair: re-read the kernel and re-apply (e.g. a chain flushed by hand).
+        The transaction also carries whatever was pending; drift is logged on its own."""
+        drift = self.resync()
+        if drift:
+            log.warning("nftables drifted from what Felix wrote (%d sets and chains, e.g. "
+                        "%s); repairing", len(drift), ", ".join(drift[:5]))
         return self.apply()

@@ -25,6 +25,11 @@ faults its pages back in); with a namespace thread it runs there after the call 
 overlapping the rest of the apply. Measured with that benchmark (300 endpoints, 200
 policies, real libnftables): steady RSS 91-92 -> 80 MiB, median apply 80-92 -> 86-98 ms
 (+6 ms) under continuous churn. TRIM_BYTES = 1 MiB restores the old trade-off.
+Two things outlive a large call, so the call after it trims too, and a large output resets
+the output buffer: libnftables keeps what a listing read (every set element, chain and rule)
+in the context's cache until the next command, and its output buffer never shrinks. Without
+them Felix's first periodic refresh (a whole-table listing) raised its RSS by a step of
+several MiB for good (issue #10's lab load).
 
 `load()` returns None when libnftables.so.1 is not installed; callers fall back to the binary.
 """
@@ -74,6 +79,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     p, c, i, u = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint
     for fn, res, args in (("nft_ctx_new", p, [u]), ("nft_ctx_free", None, [p]),
                           ("nft_ctx_buffer_output", i, [p]), ("nft_ctx_buffer_error", i, [p]),
+                          ("nft_ctx_unbuffer_output", i, [p]),
                           ("nft_ctx_get_output_buffer", c, [p]),
                           ("nft_ctx_get_error_buffer", c, [p]),
                           ("nft_ctx_output_get_flags", u, [p]),
@@ -142,6 +148,7 @@ class LibNft:
         self._lib = lib
         self._ctx = None
         self._thread = _NamespaceThread(netns) if netns is not None else None
+        self._trims_due = 0  # calls still to be followed by a trim (see run)
         self._ctx = self._call(self._new_ctx)
         if not self._ctx:
             raise OSError("nft_ctx_new failed")
@@ -167,7 +174,10 @@ class LibNft:
         """Run one script (one transaction); output flags apply to this call only."""
         data = script.encode()
         ok, out, err, large = self._call(self._run, data, flags)
-        if large:
+        # A large call trims after itself and after the next call: libnftables keeps the
+        # objects a listing read in its cache until the next command replaces them.
+        self._trims_due = 2 if large else max(0, self._trims_due - 1)
+        if self._trims_due:
             if self._thread is None:
                 _malloc_trim()
             else:  # not waited for: the next call queues behind it
@@ -181,6 +191,11 @@ class LibNft:
         out = lib.nft_ctx_get_output_buffer(ctx) or b""
         err = lib.nft_ctx_get_error_buffer(ctx) or b""
         large = len(script) > TRIM_BYTES or len(out) > TRIM_BYTES
+        if len(out) > TRIM_BYTES:
+            # The output buffer keeps its largest size for the life of the context (a whole
+            # listing, megabytes at Calico scale); a fresh one starts small.
+            lib.nft_ctx_unbuffer_output(ctx)
+            lib.nft_ctx_buffer_output(ctx)
         return rc == 0, out.decode(errors="replace"), err.decode(errors="replace"), large
 
     def close(self) -> None:

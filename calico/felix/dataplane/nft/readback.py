@@ -14,6 +14,7 @@ runners and tests that speak JSON).
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
@@ -32,7 +33,10 @@ def parse_text(text: str | None) -> KernelState:
     if text is None:
         return state
     state.exists = True
-    lines = iter(text.splitlines())
+    # Lines one at a time, not a list of them all: at Calico scale that list is tens of
+    # thousands of strings alive at once, and the pymalloc arenas they spread over stayed in
+    # Felix's RSS after each periodic refresh (issue #10).
+    lines = io.StringIO(text)
     for line in lines:
         head = line.strip()
         if head.startswith(("set ", "map ")) and head.endswith("{"):

@@ -147,11 +147,33 @@ class Table:
     def dirty(self) -> bool:
         return bool(self._dirty_chains or self._dirty_sets or not self.kernel.exists)
 
-    def load_kernel(self, kernel: KernelState) -> None:
-        """Adopt a read-back of the kernel; everything either side holds becomes dirty."""
-        self.kernel = kernel
-        self._dirty_chains |= set(kernel.chains) | set(self.chains)
-        self._dirty_sets |= set(kernel.sets) | set(self.sets)
+    def load_kernel(self, kernel: KernelState) -> list[str]:
+        """Adopt a read-back of the kernel. Returns the drift: the sets and chains whose
+        read-back differs from what the table believed the kernel held, which become dirty.
+        Objects that match keep the believed copy (it shares its strings with the desired
+        state; a periodic refresh then leaves no second copy of the ruleset behind) and are
+        not re-diffed; objects dirty before stay dirty."""
+        b = self.kernel
+        if not b.exists:  # nothing believed yet (the first read-back): adopt it whole
+            self.kernel = kernel
+            self._dirty_chains |= set(kernel.chains) | set(self.chains)
+            self._dirty_sets |= set(kernel.sets) | set(self.sets)
+            return sorted(kernel.sets) + sorted(kernel.chains)
+        drift: list[str] = []
+        for believed, read, dirty in ((b.sets, kernel.sets, self._dirty_sets),
+                                      (b.chains, kernel.chains, self._dirty_chains)):
+            for name in sorted(believed.keys() | read.keys()):
+                have = read.get(name)
+                if believed.get(name) == have:
+                    continue
+                drift.append(name)
+                dirty.add(name)
+                if have is None:
+                    del believed[name]
+                else:
+                    believed[name] = have
+        b.exists = kernel.exists
+        return drift
 
     # ---- the transaction ----------------------------------------------------------------
 

@@ -12,11 +12,16 @@ class FakeLib:
     def __init__(self, output: bytes = b"") -> None:
         self.scripts: list[bytes] = []
         self.output = output
+        self.rebuffered = 0
 
     def nft_ctx_new(self, flags):
         return 1
 
     def nft_ctx_buffer_output(self, ctx):
+        return 0
+
+    def nft_ctx_unbuffer_output(self, ctx):
+        self.rebuffered += 1
         return 0
 
     def nft_ctx_buffer_error(self, ctx):
@@ -53,26 +58,40 @@ def test_small_calls_do_not_trim(trims):
     assert trims == []
 
 
-def test_a_churn_sized_transaction_trims_once(trims):
-    nft = libnft.LibNft(FakeLib())
+def test_a_churn_sized_transaction_trims_after_itself_and_the_next_call(trims):
+    lib = FakeLib()
+    nft = libnft.LibNft(lib)
     script = "add element inet calico s { 10.0.0.1 }\n" * 2000  # ~80 KB, as under churn
     assert len(script) > libnft.TRIM_BYTES
     nft.run(script)
     assert trims == [1]
+    nft.run("add rule inet calico c accept\n")  # libnftables drops its cache in this one
+    assert trims == [1, 1]
+    for _ in range(10):
+        nft.run("add rule inet calico c accept\n")
+    assert trims == [1, 1]
+    assert lib.rebuffered == 0  # the output was small
 
 
-def test_a_large_output_trims(trims):
-    nft = libnft.LibNft(FakeLib(output=b"x" * (libnft.TRIM_BYTES + 1)))
+def test_a_large_output_trims_and_starts_a_fresh_output_buffer(trims):
+    lib = FakeLib(output=b"x" * (libnft.TRIM_BYTES + 1))
+    nft = libnft.LibNft(lib)
     ok, out, _ = nft.run("list table inet calico")
     assert ok and len(out) == libnft.TRIM_BYTES + 1
     assert trims == [1]
+    assert lib.rebuffered == 1
+    lib.output = b""
+    nft.run("add rule inet calico c accept\n")
+    assert trims == [1, 1]
 
 
-def test_with_a_namespace_thread_the_trim_runs_there_after_the_call(trims, monkeypatch):
+def test_with_a_namespace_thread_the_trims_run_there_after_the_calls(trims, monkeypatch):
     monkeypatch.setattr(libnft, "enter_netns", lambda name: None)
     nft = libnft.LibNft(FakeLib(), netns="test")
     try:
         nft.run("x" * (libnft.TRIM_BYTES + 1))
+        nft.run("y")
+        nft.run("z")
     finally:
-        nft.close()  # waits for the queued trim
-    assert trims == [1]
+        nft.close()  # waits for the queued trims
+    assert trims == [1, 1]

@@ -182,6 +182,42 @@ def test_refresh_repairs_a_chain_flushed_by_hand(dp):
     assert all(line.startswith("add rule inet calico fw-cali1") for line in out)
 
 
+def test_refresh_names_the_drift_and_adopts_only_that(dp, caplog):
+    doc = kernel_json(dp)
+    for item in doc["nftables"]:
+        if "rule" in item and item["rule"]["chain"] == "fw-cali1":
+            item["rule"]["chain"] = "gone"
+    dp.runner.table_json = doc
+    believed = dict(dp.table.kernel.chains)
+    with caplog.at_level("WARNING"):
+        dp.refresh()
+    (record,) = caplog.records
+    assert "1 sets and chains, e.g. fw-cali1" in record.getMessage()
+    # what matched the read-back is still the believed object, not a parsed copy
+    for name, chain in dp.table.kernel.chains.items():
+        if name != "fw-cali1":
+            assert chain is believed[name]
+
+
+def test_refresh_without_drift_logs_nothing_and_leaves_nothing_dirty(dp, caplog):
+    dp.runner.table_json = kernel_json(dp)
+    with caplog.at_level("WARNING"):
+        assert dp.refresh() == ""
+    assert caplog.records == []
+    assert dp.table.transaction() == ""
+    assert not dp.table._dirty_chains and not dp.table._dirty_sets
+
+
+def test_pending_changes_in_a_refresh_are_not_drift(dp, caplog):
+    dp.runner.table_json = kernel_json(dp)
+    dp.on_message(m.ActivePolicyUpdate(P2, inbound_rules=(R(A.DENY, protocol=17),)))
+    with caplog.at_level("WARNING"):
+        out = lines(dp.refresh())
+    assert caplog.records == []
+    assert out[0] == f"flush chain inet calico {policy_chain_name(P2, True)}"
+    assert len(out) == 2
+
+
 def test_config_update_changes_static_chains_only(dp):
     dp.on_message(m.ConfigUpdate({"DefaultEndpointToHostAction": "Accept"}))
     out = lines(dp.apply())
