@@ -2,8 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/faults/felix_churn_mem.py [--cycles 6000]
         [--every 500] [--workloads 100] [--hosts 3] [--policies 200] [--etcd]
-        [--nft-netns] [--collect] [--tracemalloc [--base 0]] [--trim] [--types 15]
-        [--no-tune-gc]
+        [--nft-netns [--nft-refresh SECONDS]] [--collect] [--tracemalloc [--base 0]]
+        [--trim] [--types 15] [--no-tune-gc]
 
 The real Felix main loop (calico.felix.daemon.Felix: syncer, calc graph, the real dataplane
 driver with NftDataplane and HostNetworkManager) over a local datastore, with a fake nft

@@ -11,7 +11,8 @@ Threads: the syncer's (datastore list+watch), the link watcher's, the status rep
 the HTTP servers'. Only the main thread touches the calc graph and the dataplane; the others
 put items on one queue (syncer updates and status, "wake" from the link watcher). The main
 loop takes everything queued (a burst of updates becomes one batch), feeds the calc graph,
-flushes it, hands the messages to the driver and applies once.
+flushes it, hands the messages to the driver and applies once. When the queue is empty and
+there was work since, it returns free heap to the kernel at most every 10 s (heap.py).
 
 Start is stateless and never disturbs traffic:
 1. read the FelixConfiguration resources (so the health port etc. are known up front);
@@ -50,6 +51,7 @@ from calico.felix import messages as m
 from calico.felix.calc import CalcGraph
 from calico.felix.config import LIVE_PARAMS, RESTART_EXIT_CODE, ConfigLoader, FelixConfig
 from calico.felix.dataplane.driver import DataplaneDriver
+from calico.felix.heap import IdleTrimmer
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
 
 log = logging.getLogger("calico.felix")
@@ -121,6 +123,7 @@ class Felix:
         self._endpoint_keys: dict[m.WorkloadEndpointID, EndpointKey] = {}
         self._cluster: dict[str, set[str]] = {}
         self._updates_before_sync = 0
+        self._heap = IdleTrimmer(clock=clock)
 
     # ---- syncer callbacks (syncer thread) ----
 
@@ -193,6 +196,8 @@ class Felix:
 
     def _loop(self, started: float) -> int:
         while self._stop_code is None:
+            if self._queue.empty():
+                self._heap.maybe_trim()
             due = self.driver.seconds_until_due() if self.driver else None
             items = self._take(POLL if due is None else min(due, POLL))
             woke = self._consume(items)
@@ -211,6 +216,7 @@ class Felix:
             due = self.driver.seconds_until_due()
             if messages or woke or (due is not None and due <= 0):
                 self._apply(messages, started)
+                self._heap.worked()
             self.health.report("dataplane", live=True, ready=self._programmed,
                                timeout=max(self.config.dataplaneWatchdogTimeout, 1.0))
         return self._stop_code

@@ -6,13 +6,19 @@ incremental transaction at 1,000 endpoints is 51 ms through `nft -f`, 24 ms in-p
 `LibNft` keeps one libnftables context for the life of the runner and feeds it scripts as
 `nft -f` would read them: the same syntax, the same single atomic transaction per call.
 
-Network namespaces. A netlink socket belongs to the namespace of the thread that opened it,
-and libnftables opens its socket when the context is created. `LibNft(netns="name")` so
-runs every call on one dedicated thread that has entered `/run/netns/<name>` (setns affects
-only the calling thread), which keeps the rest of the process where it was. Without a netns
-the calls run on the caller's thread, in the process's namespace.
+One thread. Every call runs on a thread of the context's own, for two reasons:
+- Network namespaces. A netlink socket belongs to the namespace of the thread that opened
+  it, and libnftables opens its socket when the context is created. `LibNft(netns="name")`
+  so has its thread enter `/run/netns/<name>` first (setns affects only the calling thread),
+  which keeps the rest of the process where it was.
+- Memory. A thread that allocates gets its own glibc arena, so libnftables' parse trees and
+  cache live apart from Python's long-lived objects instead of interleaved with them in the
+  main heap. Issue #10's lab load (a host's Felix, 5 minutes of churn): the main heap grew
+  13 -> 18 MiB with libnftables on the main thread, 11 -> 14 MiB with its own; its arena
+  then breathes between 2 and 6 MiB from trim to trim.
+The hop costs about 30 microseconds a call.
 
-Memory. libnftables builds its whole parse tree and netlink batch in the caller's heap: a
+Trims. libnftables builds its whole parse tree and netlink batch on the heap: a
 cold-start transaction of Felix's ruleset at 1,000 endpoints peaks at about 240 MB, and glibc
 keeps freed heap pages. After a large call (script or output over `TRIM_BYTES`) the heap is
 trimmed (`malloc_trim`), which brings the process back to its steady size. "Large" is
@@ -21,7 +27,7 @@ loses members is flushed and refilled, see table.py), and their parse trees left
 about 15 MiB above its steady size from the first minute of churn on — no leak, all of it
 free heap that a trim hands back (issue #10, benchmarks/faults/felix_churn_mem.py
 --nft-netns). A trim costs 5-10 ms at Felix's size (madvise calls; the next call then
-faults its pages back in); with a namespace thread it runs there after the call has returned,
+faults its pages back in); it runs on the library's thread after the call has returned,
 overlapping the rest of the apply. Measured with that benchmark (300 endpoints, 200
 policies, real libnftables): steady RSS 91-92 -> 80 MiB, median apply 80-92 -> 86-98 ms
 (+6 ms) under continuous churn. TRIM_BYTES = 1 MiB restores the old trade-off.
@@ -45,6 +51,7 @@ from concurrent.futures import Future
 from typing import TypeVar
 
 from calico.felix.dataplane.netlink import enter_netns
+from calico.felix.heap import trim as _malloc_trim
 
 T = TypeVar("T")
 
@@ -93,22 +100,24 @@ def available() -> bool:
     return _library() is not None
 
 
-class _NamespaceThread:
-    """One daemon thread inside a network namespace that runs the calls given to it, in order.
+class _NftThread:
+    """One daemon thread (inside a network namespace if given one) that runs the calls given
+    to it, in order.
     `post()` is a SimpleQueue put, which Python documents as safe from finalisers and garbage
     collection; a ThreadPoolExecutor is not (its submit takes a module-wide lock, and a
     finaliser that submitted while the same thread was inside another submit deadlocked a
     test run)."""
 
-    def __init__(self, netns: str) -> None:
+    def __init__(self, netns: str | None) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, args=(netns,), daemon=True,
-                                        name=f"libnft-{netns}")
+                                        name=f"libnft-{netns}" if netns else "libnft")
         self._thread.start()
 
-    def _serve(self, netns: str) -> None:
+    def _serve(self, netns: str | None) -> None:
         try:
-            enter_netns(netns)
+            if netns is not None:
+                enter_netns(netns)
             failed: BaseException | None = None
         except BaseException as err:  # noqa: BLE001 - every call reports it
             failed = err
@@ -147,7 +156,7 @@ class LibNft:
     def __init__(self, lib: ctypes.CDLL, netns: str | None = None) -> None:
         self._lib = lib
         self._ctx = None
-        self._thread = _NamespaceThread(netns) if netns is not None else None
+        self._thread: _NftThread | None = _NftThread(netns)
         self._trims_due = 0  # calls still to be followed by a trim (see run)
         self._ctx = self._call(self._new_ctx)
         if not self._ctx:
@@ -160,7 +169,7 @@ class LibNft:
 
     def _call(self, fn: Callable[..., T], *args) -> T:
         if self._thread is None:
-            return fn(*args)
+            raise OSError("libnftables context closed")
         return self._thread.call(fn, *args)
 
     def _new_ctx(self):
@@ -177,11 +186,8 @@ class LibNft:
         # A large call trims after itself and after the next call: libnftables keeps the
         # objects a listing read in its cache until the next command replaces them.
         self._trims_due = 2 if large else max(0, self._trims_due - 1)
-        if self._trims_due:
-            if self._thread is None:
-                _malloc_trim()
-            else:  # not waited for: the next call queues behind it
-                self._thread.post(_malloc_trim)
+        if self._trims_due and self._thread is not None:
+            self._thread.post(_malloc_trim)  # not waited for: the next call queues behind it
         return ok, out, err
 
     def _run(self, script: bytes, flags: int) -> tuple[bool, str, str, bool]:
@@ -208,28 +214,14 @@ class LibNft:
 
     def __del__(self) -> None:
         # Never wait or lock here: a finaliser can run inside garbage collection on any
-        # thread. The namespace thread frees the context (post is reentrant) and exits.
+        # thread. The library's thread frees the context (post is reentrant) and exits.
         ctx, self._ctx = getattr(self, "_ctx", None), None
         thread, self._thread = getattr(self, "_thread", None), None
         try:
-            if thread is None:
-                if ctx:
-                    self._lib.nft_ctx_free(ctx)
+            if thread is None:  # closed, or __init__ failed before the thread
                 return
             if ctx:
                 thread.post(self._lib.nft_ctx_free, ctx)
             thread.stop()
         except Exception:  # noqa: BLE001 (interpreter shutdown)
             pass
-
-
-_trim: Callable[[int], int] | None = None
-
-
-def _malloc_trim() -> None:
-    """glibc's malloc_trim(0): every arena (the libnft thread's too) returns its free pages
-    to the kernel. A no-op without glibc."""
-    global _trim
-    if _trim is None:
-        _trim = getattr(ctypes.CDLL(None), "malloc_trim", None) or (lambda pad: 0)
-    _trim(0)

@@ -3,6 +3,8 @@ libnftables: a fake library object stands in for the ctypes one."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from calico.felix.dataplane.nft import libnft
@@ -55,6 +57,7 @@ def test_small_calls_do_not_trim(trims):
     nft = libnft.LibNft(FakeLib())
     for _ in range(100):
         assert nft.run("add rule inet calico c accept\n") == (True, "", "")
+    nft.close()  # waits for anything queued
     assert trims == []
 
 
@@ -64,11 +67,10 @@ def test_a_churn_sized_transaction_trims_after_itself_and_the_next_call(trims):
     script = "add element inet calico s { 10.0.0.1 }\n" * 2000  # ~80 KB, as under churn
     assert len(script) > libnft.TRIM_BYTES
     nft.run(script)
-    assert trims == [1]
     nft.run("add rule inet calico c accept\n")  # libnftables drops its cache in this one
-    assert trims == [1, 1]
     for _ in range(10):
         nft.run("add rule inet calico c accept\n")
+    nft.close()
     assert trims == [1, 1]
     assert lib.rebuffered == 0  # the output was small
 
@@ -78,20 +80,30 @@ def test_a_large_output_trims_and_starts_a_fresh_output_buffer(trims):
     nft = libnft.LibNft(lib)
     ok, out, _ = nft.run("list table inet calico")
     assert ok and len(out) == libnft.TRIM_BYTES + 1
-    assert trims == [1]
-    assert lib.rebuffered == 1
     lib.output = b""
     nft.run("add rule inet calico c accept\n")
+    nft.close()
     assert trims == [1, 1]
+    assert lib.rebuffered == 1
 
 
-def test_with_a_namespace_thread_the_trims_run_there_after_the_calls(trims, monkeypatch):
-    monkeypatch.setattr(libnft, "enter_netns", lambda name: None)
-    nft = libnft.LibNft(FakeLib(), netns="test")
-    try:
-        nft.run("x" * (libnft.TRIM_BYTES + 1))
-        nft.run("y")
-        nft.run("z")
-    finally:
-        nft.close()  # waits for the queued trims
-    assert trims == [1, 1]
+def test_calls_run_on_the_librarys_thread_in_its_namespace(monkeypatch):
+    entered, threads = [], []
+    monkeypatch.setattr(libnft, "enter_netns", entered.append)
+    lib = FakeLib()
+    run = lib.nft_run_cmd_from_buffer
+    lib.nft_run_cmd_from_buffer = lambda ctx, script: (
+        threads.append(threading.current_thread().name), run(ctx, script))[1]
+    for netns, name in (("test", "libnft-test"), (None, "libnft")):
+        nft = libnft.LibNft(lib, netns=netns)
+        nft.run("add rule inet calico c accept\n")
+        nft.close()
+        assert threads[-1] == name
+    assert entered == ["test"]
+
+
+def test_a_closed_context_refuses_calls():
+    nft = libnft.LibNft(FakeLib())
+    nft.close()
+    with pytest.raises(OSError, match="closed"):
+        nft.run("add rule inet calico c accept\n")
