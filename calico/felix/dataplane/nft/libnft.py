@@ -34,8 +34,8 @@ policies, real libnftables): steady RSS 91-92 -> 80 MiB, median apply 80-92 -> 8
 Two things outlive a large call, so the call after it trims too, and a large output resets
 the output buffer: libnftables keeps what a listing read (every set element, chain and rule)
 in the context's cache until the next command, and its output buffer never shrinks. Without
-them Felix's first periodic refresh (a whole-table listing) raised its RSS by a step of
-several MiB for good (issue #10's lab load).
+them Felix's first periodic refresh (a whole-table listing) left its RSS about 2 MiB higher
+for good (issue #10's lab load: per-minute medians 67 -> 65 MiB with them).
 
 `load()` returns None when libnftables.so.1 is not installed; callers fall back to the binary.
 """
