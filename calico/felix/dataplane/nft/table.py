@@ -152,13 +152,10 @@ class Table:
         read-back differs from what the table believed the kernel held, which become dirty.
         Objects that match keep the believed copy (it shares its strings with the desired
         state; a periodic refresh then leaves no second copy of the ruleset behind) and are
-        not re-diffed; objects dirty before stay dirty."""
+        not re-diffed; objects dirty before stay dirty. (A desired object missing from the
+        belief is always dirty already: only a commit puts it there, and only drift takes it
+        out.) The first read-back is all drift: nothing is believed yet."""
         b = self.kernel
-        if not b.exists:  # nothing believed yet (the first read-back): adopt it whole
-            self.kernel = kernel
-            self._dirty_chains |= set(kernel.chains) | set(self.chains)
-            self._dirty_sets |= set(kernel.sets) | set(self.sets)
-            return sorted(kernel.sets) + sorted(kernel.chains)
         drift: list[str] = []
         for believed, read, dirty in ((b.sets, kernel.sets, self._dirty_sets),
                                       (b.chains, kernel.chains, self._dirty_chains)):
