@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from calico.lab.lab import Lab
-from calico.lab.proc import sh
+from calico.lab.proc import alive, sh
 
 PORT = 7001
 
@@ -333,16 +333,40 @@ def kill_felix(lab: Lab, host: str) -> float:
     return time.monotonic() - start
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid`, other than a zombie, is left."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == pgid:
+            return True
+    return False
+
+
+def kill9_node(lab: Lab, host: str) -> None:
+    """kill -9 calico-node and all its children (its process group), and wait until every one
+    of them has exited and calico-node is reaped. Until then the lab still counts calico-node
+    as running, and `start_node` would do nothing: a SIGKILLed Python process with threads
+    takes a moment to exit, and its children (zombies, without a command line) stop looking
+    like BIRD or Felix before it has."""
+    record = lab.host(host)["node"]
+    os.killpg(record["pid"], signal.SIGKILL)
+    wait_for(lambda: not _group_alive(record["pid"]) and not alive(record), 10,
+             f"calico-node on {host} and its children gone")
+
+
 def kill_node(lab: Lab, host: str, down_for: float = 0.5) -> float:
     """kill -9 calico-node and all its children (its process group), start it again after
     `down_for`. Returns seconds from the kill until Felix programmed and every host's
     sessions are Established again."""
-    h = lab.host(host)
     before = node_log(lab, host).count(PROGRAMMED)
     start = time.monotonic()
-    os.killpg(h["node"]["pid"], signal.SIGKILL)
-    wait_for(lambda: child_pid(lab, host, "felix") is None
-             and child_pid(lab, host, "bird") is None, 5, "calico-node's children gone")
+    kill9_node(lab, host)
     time.sleep(down_for)
     lab.start_node(host)
     wait_felix_programmed(lab, host, before)

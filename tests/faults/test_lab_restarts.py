@@ -13,8 +13,6 @@ scenarios longer.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
@@ -82,8 +80,7 @@ def test_bird_restarted_while_a_peer_is_down_syncs_its_kernel(lab, figures):
     block = sorted(blocks_of(lab, "host1"))[0]
     lab.stop_node("host3")
     try:
-        os.killpg(lab.host("host2")["node"]["pid"], signal.SIGKILL)
-        lt.wait_for(lambda: lt.child_pid(lab, "host2", "bird") is None, 5, "BIRD gone")
+        lt.kill9_node(lab, "host2")
         sh("ip", "-n", lab.host("host2")["netns"], "route", "del", block)
         lab.start_node("host2")
         started = time.monotonic()
