@@ -25,6 +25,7 @@ Start is stateless and never disturbs traffic:
 A change to datastore config that needs a restart makes Felix exit with code 129 (Calico's
 "config changed") after stopping its threads; SIGHUP does the same. SIGTERM and SIGINT exit 0.
 Neither touches the dataplane: what is programmed stays programmed for the next Felix.
+SIGUSR1 writes a heap profile when DebugMemoryProfilePath is set (heap.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from calico.felix import messages as m
 from calico.felix.calc import CalcGraph
 from calico.felix.config import LIVE_PARAMS, RESTART_EXIT_CODE, ConfigLoader, FelixConfig
 from calico.felix.dataplane.driver import DataplaneDriver
-from calico.felix.heap import IdleTrimmer
+from calico.felix.heap import HeapProfiler, IdleTrimmer
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
 
 log = logging.getLogger("calico.felix")
@@ -124,6 +125,8 @@ class Felix:
         self._cluster: dict[str, set[str]] = {}
         self._updates_before_sync = 0
         self._heap = IdleTrimmer(clock=clock)
+        self._profiler: HeapProfiler | None = None
+        self._profile_requested = False
 
     # ---- syncer callbacks (syncer thread) ----
 
@@ -135,6 +138,11 @@ class Felix:
 
     def wake(self) -> None:
         self._queue.put(("wake", None))
+
+    def request_heap_profile(self) -> None:
+        """Write a heap profile at the next turn of the main loop (safe from a signal
+        handler); ignored, with a log, unless DebugMemoryProfilePath is set."""
+        self._profile_requested = True
 
     def stop(self, code: int = 0) -> None:
         """Ask the main loop to exit with `code` (safe from a signal handler)."""
@@ -173,6 +181,9 @@ class Felix:
             self._servers.append(server)
             log.info("Health checks on http://%s:%d/liveness and /readiness", cfg.healthHost,
                      server.port)
+        if cfg.debugMemoryProfilePath:
+            self._profiler = HeapProfiler(cfg.debugMemoryProfilePath)
+            self._profiler.start()
         self.metrics = Metrics()
         if cfg.prometheusMetricsEnabled:
             self.metrics.start_server(cfg.prometheusMetricsHost or "localhost",
@@ -196,6 +207,12 @@ class Felix:
 
     def _loop(self, started: float) -> int:
         while self._stop_code is None:
+            if self._profile_requested:
+                self._profile_requested = False
+                if self._profiler is None:
+                    log.warning("Asked for a heap profile, but DebugMemoryProfilePath is not set")
+                else:
+                    self._profiler.dump()
             if self._queue.empty():
                 self._heap.maybe_trim()
             due = self.driver.seconds_until_due() if self.driver else None
@@ -430,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: felix.stop(0))
     signal.signal(signal.SIGINT, lambda *_: felix.stop(0))
     signal.signal(signal.SIGHUP, lambda *_: felix.stop(RESTART_EXIT_CODE))
+    signal.signal(signal.SIGUSR1, lambda *_: felix.request_heap_profile())
     try:
         code = felix.run()
     finally:

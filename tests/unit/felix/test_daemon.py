@@ -192,6 +192,35 @@ def test_start_uses_datastore_config_read_before_the_syncer(backend):
         felix.stop()
 
 
+def test_sigusr1_writes_a_heap_profile_when_a_path_is_set(backend, tmp_path):
+    import tracemalloc
+
+    was_tracing = tracemalloc.is_tracing()
+    path = tmp_path / "felix-<timestamp>.heap"
+    felix = Running(backend, env={"FELIX_DEBUGMEMORYPROFILEPATH": str(path)})
+    try:
+        felix.wait(felix.programmed)
+        felix.felix.request_heap_profile()  # what the SIGUSR1 handler calls
+        felix.wait(lambda: list(tmp_path.glob("felix-*.heap")))
+        (written,) = tmp_path.glob("felix-*.heap")
+        assert "<timestamp>" not in written.name
+        assert tracemalloc.Snapshot.load(str(written)).traces
+    finally:
+        assert felix.stop() == 0
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+def test_heap_profile_request_without_a_path_is_only_logged(backend, caplog):
+    felix = Running(backend)
+    try:
+        felix.wait(felix.programmed)
+        felix.felix.request_heap_profile()
+        felix.wait(lambda: "DebugMemoryProfilePath is not set" in caplog.text)
+    finally:
+        assert felix.stop() == 0
+
+
 def test_status_and_endpoint_reports(backend):
     client = ResourceClient(backend)
     client.create(ALLOW)

@@ -50,3 +50,49 @@ def test_zero_turns_it_off():
     assert not t.maybe_trim()
     assert calls == []
 
+
+
+# ---- HeapProfiler: DebugMemoryProfilePath ------------------------------------------------
+
+
+def test_profile_file_name_takes_the_timestamp():
+    import time
+
+    at = time.mktime((2026, 11, 27, 10, 4, 5, 0, 0, -1))
+    profiler = heap.HeapProfiler("/tmp/felix-<timestamp>.heap", clock=lambda: at)
+    assert profiler.file_name() == "/tmp/felix-2026-11-27-10:04:05.heap"
+    assert heap.HeapProfiler("/tmp/felix.heap").file_name() == "/tmp/felix.heap"
+
+
+def test_profile_dump_is_a_loadable_snapshot_of_what_was_allocated(tmp_path):
+    import tracemalloc
+
+    was_tracing = tracemalloc.is_tracing()
+    profiler = heap.HeapProfiler(str(tmp_path / "sub" / "felix.heap"))
+    profiler.start()
+    try:
+        held = [bytearray(1 << 16) for _ in range(16)]  # 1 MiB from this line
+        name = profiler.dump()
+        assert name == str(tmp_path / "sub" / "felix.heap")
+        stats = tracemalloc.Snapshot.load(name).statistics("lineno")
+        here = [s for s in stats if s.traceback[0].filename == __file__]
+        assert max(s.size for s in here) >= len(held) << 16
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
+def test_profile_dump_to_an_unwritable_path_is_logged_not_raised(tmp_path, caplog):
+    import tracemalloc
+
+    was_tracing = tracemalloc.is_tracing()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    profiler = heap.HeapProfiler(str(blocker / "felix.heap"))  # a directory under a file
+    profiler.start()
+    try:
+        assert profiler.dump() is None
+        assert "Could not write the heap profile" in caplog.text
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
