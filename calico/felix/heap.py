@@ -19,6 +19,7 @@ is set: it slows allocation and costs memory, so it is a debugging aid, not a de
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import time
@@ -79,6 +80,8 @@ class HeapProfiler:
     def dump(self) -> str | None:
         """Write the snapshot; returns its file name, or None (logged) if it could not."""
         name = self.file_name()
+        before = tracemalloc.get_traced_memory()[0]
+        unreachable = gc.collect()  # profile what is live, not garbage awaiting a collection
         snapshot = tracemalloc.take_snapshot()
         traced, peak = tracemalloc.get_traced_memory()
         try:
@@ -90,8 +93,9 @@ class HeapProfiler:
             log.error("Could not write the heap profile to %s: %s", name, err)
             return None
         top = snapshot.statistics("lineno")[:5]
-        log.info("Wrote a heap profile to %s: %.1f MiB traced (peak %.1f MiB); largest: %s",
-                 name, traced / 2**20, peak / 2**20,
+        log.info("Wrote a heap profile to %s: %.1f MiB traced (peak %.1f MiB), %.1f MiB "
+                 "before collecting %d unreachable objects; largest: %s",
+                 name, traced / 2**20, peak / 2**20, before / 2**20, unreachable,
                  "; ".join(f"{s.traceback[0].filename}:{s.traceback[0].lineno} "
                            f"{s.size / 1024:.0f} KiB" for s in top))
         return name
