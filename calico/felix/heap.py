@@ -9,6 +9,12 @@ Two callers: libnft.py trims right after a large libnftables call, and the main 
 through an `IdleTrimmer` at most every `every` seconds, after work and only with nothing
 queued, so the 1-10 ms a trim takes never sits in front of an update.
 
+`compact` keeps Felix's sets and dicts near the size of what they hold. CPython never shrinks a
+set or dict when members leave, and churn (one member out, a new one in) leaves dummies that
+make the table grow at its next resize: a set of 60 churned endpoints settles at about 8 KiB
+where a fresh one of the same 60 takes 2 KiB. The calc graph's match sets, the IP sets'
+member counts and the nft table's set elements call it after removing members.
+
 `HeapProfiler` is Felix's `DebugMemoryProfilePath`: as in Calico, SIGUSR1 writes a heap profile
 to that path ("<timestamp>" in it replaced by the time). Ours is a `tracemalloc` snapshot
 (`tracemalloc.Snapshot.load(path)`; two of them show what grew with
@@ -22,11 +28,18 @@ import ctypes
 import gc
 import logging
 import os
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
+
+SPARSE = 1.5  # compact when a container takes this many times what a compacted one would
+
+# (set or dict, str members?, bit length of the length) -> bytes above which a container of
+# that many members counts as sparse: SPARSE x a compacted one of the bucket's largest length.
+_limits: dict[tuple[type, bool, int], int] = {}
 
 _trim: Callable[[int], int] | None = None
 
@@ -37,6 +50,42 @@ def trim() -> None:
     if _trim is None:
         _trim = getattr(ctypes.CDLL(None), "malloc_trim", None) or (lambda pad: 0)
     _trim(0)
+
+
+def compact(container: set | dict) -> bool:
+    """Rebuild `container` in place (it keeps its identity, and a dict its order) when it
+    takes more than SPARSE times the memory a compacted one of the largest length in its
+    power-of-two bucket would. Returns whether it did. Cost: a few hundred ns when it does
+    not; O(len) when it does, which under churn is about once per table resize."""
+    n = len(container)
+    if not n:
+        return False
+    kind = type(container)
+    key = (kind, isinstance(next(iter(container)), str), n.bit_length())
+    limit = _limits.get(key)
+    if limit is None:
+        limit = _limits[key] = int(SPARSE * _compacted_size(*key))
+    size = sys.getsizeof(container)
+    if size <= limit:
+        return False
+    tight = kind(container)  # a copy is presized to its length
+    if sys.getsizeof(tight) * SPARSE > size:
+        return False  # members unlike the bucket's model (mixed key types): nothing to gain
+    container.clear()
+    container.update(tight)
+    return True
+
+
+def _compacted_size(kind: type, strings: bool, bits: int) -> int:
+    """The size `compact` leaves a container of 2**bits - 1 members in."""
+    n = (1 << bits) - 1
+    members = [str(i) for i in range(n + 1)] if strings else list(range(n + 1))
+    model: set | dict = set(members) if kind is set else dict.fromkeys(members)
+    model.remove(members[-1]) if isinstance(model, set) else model.pop(members[-1])
+    tight = kind(model)
+    model.clear()
+    model.update(tight)
+    return sys.getsizeof(model)
 
 
 class IdleTrimmer:

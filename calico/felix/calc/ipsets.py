@@ -19,6 +19,7 @@ from collections.abc import Hashable, Iterable
 from typing import Protocol
 
 from calico.felix import messages as m
+from calico.felix.heap import compact
 
 from .labelindex import LabelIndex
 from .rules import IPSetSpec
@@ -114,6 +115,7 @@ class IPSetCalculator:
             counts[member] = count
         else:
             del counts[member]
+            compact(counts)
             self._listener.member_removed(set_id, member)
 
 

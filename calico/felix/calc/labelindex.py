@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
 
+from calico.felix.heap import compact
 from calico.selector import Selector, ast
 
 ItemID = Hashable
@@ -313,8 +314,11 @@ class LabelIndex:
         self._on_match(sel_id, item_id)
 
     def _unmatch(self, sel_id: SelID, item_id: ItemID) -> None:
-        self._matches[sel_id].discard(item_id)
-        self._item_matches[item_id].discard(sel_id)
+        matches, item_matches = self._matches[sel_id], self._item_matches[item_id]
+        matches.discard(item_id)
+        item_matches.discard(sel_id)
+        compact(matches)
+        compact(item_matches)
         self._on_unmatch(sel_id, item_id)
 
 
@@ -324,6 +328,8 @@ def _discard(multidict: dict, key: Hashable, value: Hashable) -> None:
         values.discard(value)
         if not values:
             del multidict[key]
+        else:
+            compact(values)
 
 
 def _chain(sets: Iterable[Iterable[ItemID]]) -> list[ItemID]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from calico.felix import messages as m
+from calico.felix.heap import compact
 from calico.selector import Selector
 
 from .ipsets import IPSetRefs
@@ -99,9 +100,12 @@ class PolicyCalculator:
         self._on_dirty(ep)
 
     def _on_unmatch(self, pid: m.PolicyID, ep: EndpointID) -> None:
-        self._ep_policies[ep].discard(pid)
+        policies = self._ep_policies[ep]
+        policies.discard(pid)
+        compact(policies)
         eps = self._policy_eps[pid]
         eps.discard(ep)
+        compact(eps)
         if not eps:
             del self._policy_eps[pid]
             self._refs.set_uses(pid, self._sets.pop(pid), {})

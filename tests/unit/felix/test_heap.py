@@ -3,6 +3,9 @@ only after work (issue #10)."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from calico.felix import heap
 
 
@@ -96,3 +99,71 @@ def test_profile_dump_to_an_unwritable_path_is_logged_not_raised(tmp_path, caplo
     finally:
         if not was_tracing:
             tracemalloc.stop()
+
+
+# ---- compact: containers back to the size of what they hold -----------------------------
+
+
+def _churn(container, rounds: int, compacting: bool):
+    """Replace members one at a time with new ones, as endpoint churn does."""
+    import sys
+
+    sizes, nxt = [], len(container)
+    for i in range(rounds):
+        victim = next(iter(container))
+        if isinstance(container, dict):
+            del container[victim]
+            if compacting:
+                heap.compact(container)
+            container[f"m{nxt}"] = i
+        else:
+            container.discard(victim)
+            if compacting:
+                heap.compact(container)
+            container.add(f"m{nxt}")
+        nxt += 1
+        sizes.append(sys.getsizeof(container))
+    return sorted(sizes)[len(sizes) // 2]
+
+
+def test_compact_keeps_churned_containers_near_their_fresh_size():
+    import sys
+
+    for make in (lambda n: {f"m{i}" for i in range(n)},
+                 lambda n: {f"m{i}": i for i in range(n)}):
+        fresh = sys.getsizeof(make(60))
+        churned = _churn(make(60), 5000, compacting=False)
+        compacted = _churn(make(60), 5000, compacting=True)
+        assert churned > 1.5 * fresh  # what CPython does on its own
+        assert compacted <= 1.5 * fresh
+
+
+def test_compact_rebuilds_in_place_and_keeps_dict_order():
+    d = {f"k{i}": i for i in range(1000)}
+    for i in range(0, 1000, 2):
+        del d[f"k{i}"]
+    for i in range(1, 900, 2):
+        del d[f"k{i}"]
+    same, before = d, list(d.items())
+    assert heap.compact(d) is True
+    assert d is same and list(d.items()) == before
+    assert heap.compact(d) is False  # now tight
+    s = set(range(1000))
+    s -= set(range(990))
+    assert heap.compact(s) is True and s == set(range(990, 1000))
+    assert heap.compact(set()) is False and heap.compact({}) is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 40)), max_size=300))
+def test_compact_never_changes_what_a_container_holds(ops):
+    s, d, ref_s, ref_d = set(), {}, set(), {}
+    for add, key in ops:
+        if add:
+            s.add(key), ref_s.add(key)
+            d[key] = ref_d[key] = key * 2
+        else:
+            s.discard(key), ref_s.discard(key)
+            d.pop(key, None), ref_d.pop(key, None)
+            heap.compact(s), heap.compact(d)
+    assert s == ref_s and list(d.items()) == list(ref_d.items())

@@ -39,6 +39,7 @@ from calico.felix.dataplane.nft.rules import (
     render_rules,
 )
 from calico.felix.dataplane.nft.table import BaseHook, Chain, SetSpec, Table
+from calico.felix.heap import compact
 
 NET_PORT_SPEC = {f: SetSpec((ADDR_TYPE[f], "inet_proto", "inet_service")) for f in (4, 6)}
 _PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
@@ -71,6 +72,7 @@ class IPSetsManager:
             set_type, members = self._sets[msg.id]
             gone = msg.removed & members
             members -= msg.removed
+            compact(members)
             new = msg.added - members
             members |= msg.added
             changed = {_member_family(x) for x in msg.added | msg.removed}

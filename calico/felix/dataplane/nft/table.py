@@ -33,6 +33,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from calico.felix.heap import compact
+
 
 @dataclass(frozen=True, slots=True)
 class SetSpec:
@@ -136,6 +138,7 @@ class Table:
         elems = self.sets[name].elements
         for key in removed:
             elems.pop(key, None)
+        compact(elems)
         elems.update(added if isinstance(added, Mapping) else dict.fromkeys(added))
         self._dirty_sets.add(name)
 
