@@ -30,6 +30,8 @@ With --nft-netns (real libnftables) RSS rose ~15 MiB within the first 250 cycles
 stayed flat: free glibc heap left by libnftables' parse trees for churn-sized scripts
 (40-250 KB), which calico/felix/dataplane/nft/libnft.py now trims after each such call
 (RSS 91-92 -> 80 MiB at cycle 500; its docstring has the latency cost).
+With calico.felix.heap.compact (sets and dicts rebuilt when churn left them sparse), 3000
+cycles with --etcd: RSS at cycle 3000 66.7 MiB (68.5 before), +0.8% from cycle 500 (+1.3%).
 """
 
 from __future__ import annotations
