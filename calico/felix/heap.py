@@ -58,9 +58,9 @@ def compact(container: set | dict) -> bool:
     power-of-two bucket would. Returns whether it did. Cost: a few hundred ns when it does
     not; O(len) when it does, which under churn is about once per table resize."""
     n = len(container)
-    if not n:
-        return False
     kind = type(container)
+    if not n or (kind is not set and kind is not dict):
+        return False  # subclasses (Counter, defaultdict) copy differently: left alone
     key = (kind, isinstance(next(iter(container)), str), n.bit_length())
     limit = _limits.get(key)
     if limit is None:

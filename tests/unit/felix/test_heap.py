@@ -167,3 +167,13 @@ def test_compact_never_changes_what_a_container_holds(ops):
             d.pop(key, None), ref_d.pop(key, None)
             heap.compact(s), heap.compact(d)
     assert s == ref_s and list(d.items()) == list(ref_d.items())
+
+
+def test_compact_leaves_subclasses_alone():
+    from collections import Counter, defaultdict
+
+    for container in (Counter({i: 1 for i in range(1000)}), defaultdict(int, {i: 1 for i in
+                                                                              range(1000)})):
+        for i in range(990):
+            del container[i]
+        assert heap.compact(container) is False and len(container) == 10
