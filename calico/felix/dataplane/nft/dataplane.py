@@ -59,7 +59,8 @@ class NftDataplane:
     def resync(self) -> list[str]:
         """Read the kernel's table back; the next apply() fixes whatever differs. Returns
         the sets and chains that differed from what this Felix believed it had written."""
-        drift = self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME))
+        drift = self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME,
+                                                   believed=self.table.kernel))
         self._need_resync = False
         return drift
 

@@ -27,8 +27,14 @@ _HOOK = re.compile(r"type (\w+) hook (\w+)(?: device \S+)? priority (-?\d+); pol
 _QUOTED_ITEMS = re.compile(r'(?:"[^"]*"|[^,])+')
 
 
-def parse_text(text: str | None) -> KernelState:
-    """`nft -y -p list table <family> <name>` (None: the table does not exist)."""
+def parse_text(text: str | None, believed: KernelState | None = None) -> KernelState:
+    """`nft -y -p list table <family> <name>` (None: the table does not exist).
+
+    With `believed` (what the Table thinks the kernel holds), each set or chain read back
+    that equals the believed one is replaced by it as soon as it is parsed, so the parse
+    never holds a second copy of the whole ruleset: at most one object's worth of new
+    strings is alive at a time (issue #10: a periodic refresh of the lab load's table used
+    to leave Felix's pymalloc arenas about 1.5 MiB larger)."""
     state = KernelState()
     if text is None:
         return state
@@ -41,10 +47,19 @@ def parse_text(text: str | None) -> KernelState:
         head = line.strip()
         if head.startswith(("set ", "map ")) and head.endswith("{"):
             kind, name = head.split()[:2]
-            state.sets[name] = _parse_set(kind == "map", lines)
+            state.sets[name] = _shared(_parse_set(kind == "map", lines), name,
+                                       believed.sets if believed else None)
         elif head.startswith("chain ") and head.endswith("{"):
-            state.chains[head.split()[1]] = _parse_chain(lines)
+            name = head.split()[1]
+            state.chains[name] = _shared(_parse_chain(lines), name,
+                                         believed.chains if believed else None)
     return state
+
+
+def _shared(read, name: str, believed: dict | None):
+    """The believed object when it equals what was read, else what was read."""
+    have = believed.get(name) if believed is not None else None
+    return have if have is not None and have == read else read
 
 
 def _parse_set(is_map: bool, lines) -> SetState:

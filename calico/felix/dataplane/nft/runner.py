@@ -45,11 +45,13 @@ class Runner(Protocol):
         """`nft -j list table` parsed, or None when the table does not exist."""
 
 
-def read_kernel(runner: Runner, family: str, name: str) -> KernelState:
-    """The runner's cheapest read-back of a table (text when it can, else JSON)."""
+def read_kernel(runner: Runner, family: str, name: str, *,
+                believed: KernelState | None = None) -> KernelState:
+    """The runner's cheapest read-back of a table (text when it can, else JSON); with
+    `believed`, objects that match it are shared with it (see readback.parse_text)."""
     read = getattr(runner, "read_kernel", None)
     if read is not None:
-        return read(family, name)
+        return read(family, name, believed=believed)
     return parse_table(runner.list_table(family, name))
 
 
@@ -86,8 +88,9 @@ class NftRunner:
         out = self._list(["-j"], family, name)
         return None if out is None else json.loads(out)
 
-    def read_kernel(self, family: str, name: str) -> KernelState:
-        return parse_text(self._list(["-y", "-p"], family, name))
+    def read_kernel(self, family: str, name: str, *,
+                    believed: KernelState | None = None) -> KernelState:
+        return parse_text(self._list(["-y", "-p"], family, name), believed)
 
 
 class LibNftRunner:
@@ -130,8 +133,9 @@ class LibNftRunner:
         out = self._list(OUTPUT_JSON, family, name)
         return None if out is None else json.loads(out)
 
-    def read_kernel(self, family: str, name: str) -> KernelState:
-        return parse_text(self._list(_LIST_FLAGS, family, name))
+    def read_kernel(self, family: str, name: str, *,
+                    believed: KernelState | None = None) -> KernelState:
+        return parse_text(self._list(_LIST_FLAGS, family, name), believed)
 
     def close(self) -> None:
         self._lib.close()

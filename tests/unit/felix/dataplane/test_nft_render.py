@@ -280,3 +280,18 @@ def test_config_names_match_case_insensitively():
     assert calc == felix
     assert calc.interface_prefixes == ("tap",) and calc.endpoint_to_host_action == "accept"
     assert calc.failsafe_inbound == (ProtoPort(17, 53),) and calc.log_prefix == "x"
+
+
+def test_text_readback_shares_what_matches_the_belief():
+    from dataclasses import replace
+
+    believed = parse_text(LISTING)
+    believed.sets["empty"] = replace(believed.sets["empty"], elements={"fd00::1": None})
+    believed.chains["x"] = replace(believed.chains["x"], hashes=("abc",))
+    read = parse_text(LISTING, believed)
+    assert read.sets["s4-a"] is believed.sets["s4-a"]
+    assert read.chains["filter-input"] is believed.chains["filter-input"]
+    assert read.sets["empty"] is not believed.sets["empty"]  # drifted: what the kernel has
+    assert read.sets["empty"].elements == {}
+    assert read.chains["x"].hashes == ("abc", "")
+    assert read == parse_text(LISTING)  # the same state, whatever is shared
