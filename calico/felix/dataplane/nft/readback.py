@@ -39,6 +39,7 @@ def parse_text(text: str | None, believed: KernelState | None = None) -> KernelS
     if text is None:
         return state
     state.exists = True
+    known = believed or KernelState()
     # Lines one at a time, not a list of them all: at Calico scale that list is tens of
     # thousands of strings alive at once, and the pymalloc arenas they spread over stayed in
     # Felix's RSS after each periodic refresh (issue #10).
@@ -47,19 +48,16 @@ def parse_text(text: str | None, believed: KernelState | None = None) -> KernelS
         head = line.strip()
         if head.startswith(("set ", "map ")) and head.endswith("{"):
             kind, name = head.split()[:2]
-            state.sets[name] = _shared(_parse_set(kind == "map", lines), name,
-                                       believed.sets if believed else None)
+            state.sets[name] = _shared(_parse_set(kind == "map", lines), known.sets.get(name))
         elif head.startswith("chain ") and head.endswith("{"):
             name = head.split()[1]
-            state.chains[name] = _shared(_parse_chain(lines), name,
-                                         believed.chains if believed else None)
+            state.chains[name] = _shared(_parse_chain(lines), known.chains.get(name))
     return state
 
 
-def _shared(read, name: str, believed: dict | None):
+def _shared(read, believed):
     """The believed object when it equals what was read, else what was read."""
-    have = believed.get(name) if believed is not None else None
-    return have if have is not None and have == read else read
+    return believed if believed == read else read
 
 
 def _parse_set(is_map: bool, lines) -> SetState:
