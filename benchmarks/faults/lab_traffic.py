@@ -268,21 +268,30 @@ class RouteWatch:
 # ---- processes of a host's calico-node --------------------------------------------------
 
 
-def _children(pid: int) -> list[tuple[int, list[str]]]:
-    out = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process:
+    [0] is its state, [1] its parent, [3] its process group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = [a.decode() for a in f.read().split(b"\0") if a]
-        except (OSError, ValueError, IndexError):
+                yield int(entry), f.read().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        out.append((int(entry), argv))
+
+
+def _children(pid: int) -> list[tuple[int, list[str]]]:
+    out = []
+    for child, fields in _processes():
+        if int(fields[1]) != pid:
+            continue
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                argv = [a.decode() for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        out.append((child, argv))
     return out
 
 
@@ -335,17 +344,7 @@ def kill_felix(lab: Lab, host: str) -> float:
 
 def _group_alive(pgid: int) -> bool:
     """Whether any process of group `pgid`, other than a zombie, is left."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[3]) == pgid:
-            return True
-    return False
+    return any(fields[0] != "Z" and int(fields[3]) == pgid for _, fields in _processes())
 
 
 def kill9_node(lab: Lab, host: str) -> None:

@@ -71,8 +71,9 @@ class IPSetsManager:
         elif isinstance(msg, m.IPSetDeltaUpdate):
             set_type, members = self._sets[msg.id]
             gone = msg.removed & members
-            members -= msg.removed
-            compact(members)
+            if msg.removed:
+                members -= msg.removed
+                compact(members)
             new = msg.added - members
             members |= msg.added
             changed = {_member_family(x) for x in msg.added | msg.removed}

@@ -136,9 +136,11 @@ class Table:
     def update_elements(self, name: str, added: Mapping[str, str | None] | Iterable[str] = (),
                         removed: Iterable[str] = ()) -> None:
         elems = self.sets[name].elements
+        held = len(elems)
         for key in removed:
             elems.pop(key, None)
-        compact(elems)
+        if len(elems) < held:
+            compact(elems)
         elems.update(added if isinstance(added, Mapping) else dict.fromkeys(added))
         self._dirty_sets.add(name)
 
