@@ -137,7 +137,10 @@ class HeapProfiler:
             directory = os.path.dirname(name)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            snapshot.dump(name)
+            # Written aside and renamed, so whoever watches for the file never reads half of it.
+            partial = os.path.join(directory, f".{os.path.basename(name)}.partial")
+            snapshot.dump(partial)
+            os.replace(partial, name)
         except OSError as err:
             log.error("Could not write the heap profile to %s: %s", name, err)
             return None

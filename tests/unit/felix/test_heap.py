@@ -77,6 +77,7 @@ def test_profile_dump_is_a_loadable_snapshot_of_what_was_allocated(tmp_path):
         held = [bytearray(1 << 16) for _ in range(16)]  # 1 MiB from this line
         name = profiler.dump()
         assert name == str(tmp_path / "sub" / "felix.heap")
+        assert [p.name for p in (tmp_path / "sub").iterdir()] == ["felix.heap"]  # no partial
         stats = tracemalloc.Snapshot.load(name).statistics("lineno")
         here = [s for s in stats if s.traceback[0].filename == __file__]
         assert max(s.size for s in here) >= len(held) << 16
