@@ -24,6 +24,7 @@ is set: it slows allocation and costs memory, so it is a debugging aid, not a de
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -133,16 +134,18 @@ class HeapProfiler:
         unreachable = gc.collect()  # profile what is live, not garbage awaiting a collection
         snapshot = tracemalloc.take_snapshot()
         traced, peak = tracemalloc.get_traced_memory()
+        # Written aside and renamed, so whoever watches for the file never reads half of it.
+        directory = os.path.dirname(name)
+        partial = os.path.join(directory, f".{os.path.basename(name)}.partial")
         try:
-            directory = os.path.dirname(name)
             if directory:
                 os.makedirs(directory, exist_ok=True)
-            # Written aside and renamed, so whoever watches for the file never reads half of it.
-            partial = os.path.join(directory, f".{os.path.basename(name)}.partial")
             snapshot.dump(partial)
             os.replace(partial, name)
         except OSError as err:
             log.error("Could not write the heap profile to %s: %s", name, err)
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
             return None
         top = snapshot.statistics("lineno")[:5]
         log.info("Wrote a heap profile to %s: %.1f MiB traced (peak %.1f MiB), %.1f MiB "

@@ -102,6 +102,22 @@ def test_profile_dump_to_an_unwritable_path_is_logged_not_raised(tmp_path, caplo
             tracemalloc.stop()
 
 
+def test_a_profile_that_cannot_be_put_in_place_leaves_no_partial_file(tmp_path, caplog):
+    import tracemalloc
+
+    was_tracing = tracemalloc.is_tracing()
+    (tmp_path / "felix.heap").mkdir()  # the snapshot is written, the rename onto it fails
+    profiler = heap.HeapProfiler(str(tmp_path / "felix.heap"))
+    profiler.start()
+    try:
+        assert profiler.dump() is None
+        assert "Could not write the heap profile" in caplog.text
+        assert [p.name for p in tmp_path.iterdir()] == ["felix.heap"]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+
+
 # ---- compact: containers back to the size of what they hold -----------------------------
 
 
