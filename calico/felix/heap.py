@@ -81,8 +81,13 @@ def _compacted_size(kind: type, strings: bool, bits: int) -> int:
     """The size `compact` leaves a container of 2**bits - 1 members in."""
     n = (1 << bits) - 1
     members = [str(i) for i in range(n + 1)] if strings else list(range(n + 1))
+    # One member too many, then removed: compact runs after a removal, and a small dict
+    # copied after one is larger than one copied fresh (184 vs 272 bytes for 3 str keys).
     model: set | dict = set(members) if kind is set else dict.fromkeys(members)
-    model.remove(members[-1]) if isinstance(model, set) else model.pop(members[-1])
+    if isinstance(model, set):
+        model.remove(members[-1])
+    else:
+        del model[members[-1]]
     tight = kind(model)
     model.clear()
     model.update(tight)
