@@ -81,7 +81,7 @@ CIDRS = CommaList(CIDR())
 
 PARAMS: tuple[Param, ...] = (
     # -- datastore connection: local sources only (environment, config file) --
-    P("DatastoreType", None, Enum(("etcdv3", "kubernetes")), "etcdv3"),
+    P("DatastoreType", None, Enum(("etcdv3", "kubernetes", "local")), "local"),
     P("FelixHostname", None, Str(HOSTNAME, "hostname")),
     P("EtcdAddr", None, Str(r"[^:/]+:\d+", "host:port"), "127.0.0.1:2379"),
     P("EtcdScheme", None, Enum(("http", "https")), "http"),

@@ -63,7 +63,7 @@ def cli(log_level: str) -> None:
 def create(config, allow_version_mismatch, filename, recursive, skip_empty, namespace,
            skip_exists):
     """Create resources by filename or stdin."""
-    _run(crud.write, Session.from_config(config), "create", filename, recursive, skip_empty,
+    _run(crud.write, Session.from_config(config, create=True), "create", filename, recursive, skip_empty,
          namespace, skip_exists=skip_exists)
 
 
@@ -73,7 +73,7 @@ def create(config, allow_version_mismatch, filename, recursive, skip_empty, name
 @ns_option
 def apply(config, allow_version_mismatch, filename, recursive, skip_empty, namespace):
     """Create or replace resources by filename or stdin."""
-    _run(crud.write, Session.from_config(config), "apply", filename, recursive, skip_empty,
+    _run(crud.write, Session.from_config(config, create=True), "apply", filename, recursive, skip_empty,
          namespace)
 
 
@@ -83,7 +83,7 @@ def apply(config, allow_version_mismatch, filename, recursive, skip_empty, names
 @ns_option
 def replace(config, allow_version_mismatch, filename, recursive, skip_empty, namespace):
     """Replace existing resources by filename or stdin."""
-    _run(crud.write, Session.from_config(config), "replace", filename, recursive, skip_empty,
+    _run(crud.write, Session.from_config(config, create=True), "replace", filename, recursive, skip_empty,
          namespace)
 
 

@@ -1,5 +1,9 @@
 """How calicoctl reaches the datastore: its configuration (the `CalicoAPIConfig` file, else
-the environment, else the embedded local store) and a lazily connected client."""
+the environment, else the embedded local store) and a lazily connected client.
+
+Only commands that create resources (create, apply, replace, datastore migrate import) pass
+`create=True`; every other command on a missing local store fails with one line naming the
+path and the setting that chose it, instead of creating an empty store."""
 
 from __future__ import annotations
 
@@ -15,13 +19,15 @@ class CtlError(Exception):
 
 
 class Session:
-    def __init__(self, config_path: str, connect: bool = True) -> None:
+    def __init__(self, config_path: str, connect: bool = True, create: bool = False) -> None:
         self.config_path = config_path
         self._connect = connect
+        self._create = create
 
     @classmethod
-    def from_config(cls, config_path: str, connect: bool = True) -> Session:
-        return cls(config_path, connect)
+    def from_config(cls, config_path: str, connect: bool = True,
+                    create: bool = False) -> Session:
+        return cls(config_path, connect, create)
 
     @cached_property
     def datastore_config(self) -> Any:
@@ -36,7 +42,7 @@ class Session:
     def backend(self) -> kv.Backend:
         from calico.datastore import connect
 
-        return connect(self.datastore_config)
+        return connect(self.datastore_config, create=self._create)
 
     @cached_property
     def client(self) -> Any:

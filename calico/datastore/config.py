@@ -17,7 +17,7 @@ As in calicoctl, a config file, when present, wins over the environment.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .kv import Backend, DatastoreError
@@ -34,6 +34,7 @@ class ConfigError(DatastoreError):
 class DatastoreConfig:
     type: str = "local"
     path: str | None = None  # local: the SQLite file (None: $CALICO_DATASTORE_PATH or default)
+    path_source: str | None = field(default=None, compare=False)  # who chose `path`
     etcd_endpoints: tuple[str, ...] = field(default=("http://127.0.0.1:2379",))
     etcd_ca_cert_file: str | None = None
     etcd_cert_file: str | None = None
@@ -64,6 +65,7 @@ class DatastoreConfig:
         return cls(
             type=kind,
             path=env.get("CALICO_DATASTORE_PATH") or None,
+            path_source="CALICO_DATASTORE_PATH" if env.get("CALICO_DATASTORE_PATH") else None,
             etcd_endpoints=_endpoints(env.get("ETCD_ENDPOINTS") or "http://127.0.0.1:2379"),
             etcd_ca_cert_file=env.get("ETCD_CA_CERT_FILE") or None,
             etcd_cert_file=env.get("ETCD_CERT_FILE") or None,
@@ -91,6 +93,7 @@ class DatastoreConfig:
         return cls(
             type=spec.get("datastoreType") or "local",
             path=spec.get("datastorePath") or None,
+            path_source="datastorePath" if spec.get("datastorePath") else None,
             etcd_endpoints=_endpoints(spec.get("etcdEndpoints") or "http://127.0.0.1:2379"),
             etcd_ca_cert_file=spec.get("etcdCACertFile") or None,
             etcd_cert_file=spec.get("etcdCertFile") or None,
@@ -111,9 +114,12 @@ class DatastoreConfig:
         except yaml.YAMLError as err:
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         try:
-            return cls.from_document(doc)
+            config = cls.from_document(doc)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
+        if config.path_source:
+            config = replace(config, path_source=f"datastorePath in {path}")
+        return config
 
     @classmethod
     def load(cls, path: str | None = None) -> DatastoreConfig:
@@ -131,8 +137,10 @@ def _endpoints(value: Any) -> tuple[str, ...]:
     return tuple(e.strip().rstrip("/") for e in items if e.strip())
 
 
-def connect(config: DatastoreConfig | None = None) -> Backend:
-    """Open the configured backend (default: `DatastoreConfig.load()`)."""
+def connect(config: DatastoreConfig | None = None, *, create: bool = True) -> Backend:
+    """Open the configured backend (default: `DatastoreConfig.load()`). Readers pass
+    `create=False`: a missing local store is then an error naming its path and the setting
+    that chose it (`localfile.StoreMissing`), not a new empty store."""
     config = config or DatastoreConfig.load()
     if config.type == "etcdv3":
         from .etcd import EtcdBackend
@@ -142,4 +150,4 @@ def connect(config: DatastoreConfig | None = None) -> Backend:
                            username=config.etcd_username, password=config.etcd_password)
     from .local import LocalBackend
 
-    return LocalBackend(config.path)
+    return LocalBackend(config.path, create=create, path_source=config.path_source)

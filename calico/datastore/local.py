@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
+from . import localfile
 from .kv import (
     KV,
     Backend,
@@ -67,7 +68,7 @@ from .watchqueue import QueueWatcher
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PATH = "/var/lib/calico/calico.db"
+DEFAULT_PATH = localfile.DEFAULT_PATH
 POLL_INTERVAL = 0.010
 # Keep this many revisions of history; older ones are compacted every COMPACT_EVERY writes.
 HISTORY_REVISIONS = 100_000
@@ -108,24 +109,26 @@ def _is_locked(err: sqlite3.OperationalError) -> bool:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA synchronous = NORMAL")  # durable at every commit in WAL mode but fsync
-    return conn                                 # on checkpoints only (survives process crashes)
+    return localfile.connect(path)  # read-only when this process may not write the file
 
 
 class LocalBackend(Backend):
     def __init__(self, path: str | None = None, *, clock: Callable[[], float] = time.time,
-                 history_revisions: int = HISTORY_REVISIONS) -> None:
-        self.path = path or os.environ.get("CALICO_DATASTORE_PATH") or DEFAULT_PATH
+                 history_revisions: int = HISTORY_REVISIONS, create: bool = True,
+                 path_source: str | None = None) -> None:
+        """`create=False` (readers): a missing store is `localfile.StoreMissing`, naming the
+        path and `path_source` (the setting that chose it), instead of a new empty store."""
+        self.path, self.path_source = localfile.resolve_path(path, path_source)
         self._clock = clock
         self._history_revisions = history_revisions
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        self.read_only = localfile.check_store(self.path, self.path_source, create)
         self._lock = threading.RLock()
         try:
             self._conn = _connect(self.path)
-            self._retry(self._init_schema)
+            if self.read_only is None:
+                self._retry(self._init_schema)
+            else:
+                self._retry(lambda: _meta(self._conn))
         except sqlite3.Error as err:
             raise Unreachable(f"cannot open the local datastore {self.path}: {err}") from err
         self._poller: _Poller | None = None
@@ -152,6 +155,8 @@ class LocalBackend(Backend):
                     self._conn.execute("ROLLBACK")
                 if not isinstance(err, sqlite3.OperationalError):
                     raise DatastoreError(f"local datastore {self.path}: {err}") from err
+                if "readonly" in str(err).lower():
+                    raise localfile.ReadOnlyStore(self.path, self.read_only or str(err)) from err
                 if not _is_locked(err) or time.monotonic() > deadline:
                     raise Unreachable(f"local datastore {self.path}: {err}") from err
                 time.sleep(delay * (1 + random.random()))
@@ -179,6 +184,8 @@ class LocalBackend(Backend):
                 return fn(w)
         with self._lock:
             self._check_open()
+            if self.read_only is not None:
+                raise localfile.ReadOnlyStore(self.path, self.read_only)
             result = self._retry(attempt)
             if self._poller is not None:
                 self._poller.wake.set()  # watchers in this process need not wait for a tick
@@ -186,7 +193,7 @@ class LocalBackend(Backend):
 
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def attempt() -> T:
-            if self._lease_due():
+            if self.read_only is None and self._lease_due():
                 with self._write():
                     pass
             self._conn.execute("BEGIN")
@@ -206,7 +213,7 @@ class LocalBackend(Backend):
     def reap_expired_leases(self) -> None:
         """Delete the keys of every expired lease now (the poller calls this)."""
         with self._lock:
-            if not self._closed and self._retry(self._lease_due):
+            if not self._closed and self.read_only is None and self._retry(self._lease_due):
                 self._run_write(lambda w: None)
 
     def _check_open(self) -> None:

@@ -26,6 +26,13 @@ Felix is stateless and never flushes the dataplane on start. Only the parameters
     cfg.healthPort, cfg.HealthPort        # 9099: by field or Felix name, any case
     cfg.routeRefreshInterval              # 90.0: durations are float seconds
     cfg.source("healthPort")              # "default", "env", "file" or "datastore"
+
+Which datastore Felix reads is part of the same rule (`datastore_config`), as in Calico's
+Felix: first the variables every Calico component reads (DATASTORE_TYPE, ETCD_ENDPOINTS,
+CALICO_DATASTORE_PATH, ...), then any of Felix's own DatastoreType, EtcdEndpoints (or
+EtcdScheme + EtcdAddr), EtcdCaFile, EtcdCertFile, EtcdKeyFile set in FELIX_<NAME> or the
+config file override them. A felix.cfg that says `DatastoreType = etcdv3` therefore runs Felix
+on etcd even when DATASTORE_TYPE is unset.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from calico.api.base import FieldError
 from calico.api.felixparams import BY_FIELD, BY_NAME, PARAMS, Param, param_for_env
 from calico.api.felixtypes import CommaList, Duration, ProtoPort
 from calico.api.nets import parse_go_duration
+from calico.datastore.config import DatastoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +121,32 @@ class FelixConfig:
     def explicit(self) -> dict[str, tuple[Any, str]]:
         """Parameters set by a source other than the defaults: name -> (value, source)."""
         return {p.name: (self._values[p], s) for p, s in self._sources.items() if s != "default"}
+
+
+_LOCAL_SOURCES = ("env", "file")
+
+
+def datastore_config(config: FelixConfig, env: Mapping[str, str] | None = None
+                     ) -> DatastoreConfig:
+    """The datastore Felix connects to: Calico's common variables in `env`, overridden by
+    Felix's own datastore parameters where the environment or the config file set them."""
+    base = DatastoreConfig.from_env(dict(os.environ if env is None else env))
+    changes: dict[str, Any] = {}
+
+    def local(name: str) -> Any:
+        return config.raw(name) if config.source(name) in _LOCAL_SOURCES else None
+
+    if local("DatastoreType"):
+        changes["type"] = local("DatastoreType")
+    if local("EtcdEndpoints"):
+        changes["etcd_endpoints"] = tuple(e.rstrip("/") for e in local("EtcdEndpoints"))
+    elif local("EtcdAddr") or local("EtcdScheme"):
+        changes["etcd_endpoints"] = (f"{config.raw('EtcdScheme')}://{config.raw('EtcdAddr')}",)
+    for name, attr in (("EtcdCaFile", "etcd_ca_cert_file"), ("EtcdCertFile", "etcd_cert_file"),
+                       ("EtcdKeyFile", "etcd_key_file")):
+        if local(name):
+            changes[attr] = local(name)
+    return replace(base, **changes) if changes else base
 
 
 def _to_text(param: Param, value: Any) -> str:

@@ -2,10 +2,12 @@
 
     calico-felix [--hostname NAME] [--config-file /etc/calico/felix.cfg]
 
-The datastore is chosen as calicoctl chooses it, from DATASTORE_TYPE (local | etcdv3),
-CALICO_DATASTORE_PATH, ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE,
-ETCD_USERNAME, ETCD_PASSWORD. Felix's own parameters come from FELIX_<NAME>, the config file,
-and the FelixConfiguration resources (see `calico.felix.config` for the precedence).
+The datastore comes from DATASTORE_TYPE (local | etcdv3), CALICO_DATASTORE_PATH,
+ETCD_ENDPOINTS, ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE, ETCD_USERNAME, ETCD_PASSWORD,
+overridden by Felix's DatastoreType, EtcdEndpoints, EtcdCaFile, ... from FELIX_<NAME> or the
+config file (`calico.felix.config.datastore_config`). Felix never creates a local store: a
+missing one is an error naming the path. Felix's own parameters come from FELIX_<NAME>, the
+config file, and the FelixConfiguration resources (see `calico.felix.config`).
 
 Threads: the syncer's (datastore list+watch), the link watcher's, the status reporter's and
 the HTTP servers'. Only the main thread touches the calc graph and the dataplane; the others
@@ -43,14 +45,20 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from calico.datastore import ConfigError, DatastoreConfig, connect
+from calico.datastore import ConfigError, connect
 from calico.datastore.client import decode, kind_prefix
 from calico.datastore.errors import CorruptResource
 from calico.datastore.kv import Backend, DatastoreError
 from calico.datastore.syncer import Syncer, SyncStatus, SyncUpdate
 from calico.felix import messages as m
 from calico.felix.calc import CalcGraph
-from calico.felix.config import LIVE_PARAMS, RESTART_EXIT_CODE, ConfigLoader, FelixConfig
+from calico.felix.config import (
+    LIVE_PARAMS,
+    RESTART_EXIT_CODE,
+    ConfigLoader,
+    FelixConfig,
+    datastore_config,
+)
 from calico.felix.dataplane.driver import DataplaneDriver
 from calico.felix.heap import HeapProfiler, IdleTrimmer
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
@@ -438,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     hostname = args.hostname or local.felixHostname or socket.gethostname()
     loader.hostname = hostname
     try:
-        backend = connect(DatastoreConfig.from_env(env))
+        backend = connect(datastore_config(local, env), create=False)
     except (ConfigError, DatastoreError) as err:
         print(f"calico-felix: datastore: {err}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ def test_linux_felix_parameters_are_present(field):
     ("IptablesMarkMask", 0xFFFF0000), ("HealthPort", 9099), ("PrometheusMetricsPort", 9091),
     ("DeviceRouteProtocol", 80), ("VXLANVNI", 4096), ("NFTablesMode", "Auto"),
     ("KubeNodePortRanges", ["30000:32767"]), ("ChainInsertMode", "Insert"),
-    ("IpInIpEnabled", None), ("DatastoreType", "etcdv3"),
+    ("IpInIpEnabled", None), ("DatastoreType", "local"),  # ours: the embedded store
 ])
 def test_felix_defaults(name, default):
     assert BY_NAME[name.lower()].default == default

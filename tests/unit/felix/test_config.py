@@ -104,7 +104,7 @@ def test_invalid_values_are_logged_with_name_and_value_and_fall_through(tmp_path
 def test_datastore_may_not_set_local_only_parameters(caplog):
     with caplog.at_level(logging.WARNING):
         cfg = ConfigLoader(env={}).load({"DatastoreType": "kubernetes"})
-    assert cfg.datastoreType == "etcdv3"
+    assert cfg.datastoreType == "local"  # our default: the embedded store
     assert "only be set locally" in caplog.text
 
 
