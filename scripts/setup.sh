@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine, as root: the Debian packages the project's
-# components and tests need, then a venv with the package and its test extras.
+# components and tests need, then a venv with the package, its lab extra and test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +32,7 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test,lab]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -95,8 +95,12 @@ def status(lab_name, output):
     if output == "json":
         click.echo(json.dumps(st, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        _fail(LabError("the status table needs the lab extra (pip install 'calico-py[lab]'); "
+                       "-o json needs nothing more"))
 
     console = Console()
     hosts = Table(title=f"lab {st['name']} — hosts ({st['datastore']['type']} datastore)")
