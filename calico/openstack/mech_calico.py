@@ -9,6 +9,8 @@ Registered under `neutron.ml2.mechanism_drivers` as `calico`. Configure with
     datastore_type = local          # or etcdv3 (default: Calico's environment / calicoctl.cfg)
     datastore_path = /var/lib/calico/calico.db
     etcd_endpoints = http://10.0.0.1:2379
+    # or networking-calico's etcd_host / etcd_port / etcd_scheme, and etcd_ca_cert_file,
+    # etcd_cert_file, etcd_key_file, etcd_username, etcd_password (see dsconf.py)
     resync_interval = 60            # seconds between the master's full resyncs
     election_ttl = 30               # a dead master is replaced within about this long
     elector_name = <hostname>
@@ -38,6 +40,7 @@ from oslo_config import cfg
 from calico.datastore.config import DatastoreConfig, connect
 
 from .driver import CalicoDriver, DriverConfig
+from .dsconf import section_datastore
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,15 @@ OPTS = [
                "variables or /etc/calico/calicoctl.cfg)"),
     cfg.StrOpt("datastore_path", help="the local datastore's SQLite file"),
     cfg.ListOpt("etcd_endpoints", help="etcd v3 endpoints (http[s]://host:port)"),
+    cfg.StrOpt("etcd_host", help="networking-calico's form: one etcd host (implies etcdv3)"),
+    cfg.PortOpt("etcd_port", default=2379, help="the etcd_host's port"),
+    cfg.StrOpt("etcd_scheme", default="http", choices=["http", "https"],
+               help="the etcd_host's scheme"),
+    cfg.StrOpt("etcd_ca_cert_file", help="CA certificate for etcd's TLS"),
+    cfg.StrOpt("etcd_cert_file", help="client certificate for etcd's TLS"),
+    cfg.StrOpt("etcd_key_file", help="client key for etcd's TLS"),
+    cfg.StrOpt("etcd_username", help="etcd user (with etcd_password)"),
+    cfg.StrOpt("etcd_password", secret=True, help="etcd password"),
     cfg.FloatOpt("resync_interval", default=60.0, min=0.5,
                  help="seconds between full resyncs (master only)"),
     cfg.IntOpt("election_ttl", default=30, min=2, help="seconds a master's lease lasts"),
@@ -65,13 +77,9 @@ def register_opts(conf: Any = cfg.CONF) -> None:
 
 
 def datastore_config(conf: Any = cfg.CONF) -> DatastoreConfig:
+    """The [calico] section's datastore (the rule is dsconf.section_datastore's)."""
     group = conf.calico
-    if not group.datastore_type:
-        return DatastoreConfig.load()
-    kwargs: dict[str, Any] = {"type": group.datastore_type, "path": group.datastore_path}
-    if group.etcd_endpoints:
-        kwargs["etcd_endpoints"] = tuple(group.etcd_endpoints)
-    return DatastoreConfig(**kwargs)
+    return section_datastore({opt.name: getattr(group, opt.name) for opt in OPTS})
 
 
 class CalicoMechanismDriver(api.MechanismDriver):
