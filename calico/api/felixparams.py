@@ -32,7 +32,7 @@ from .felixtypes import (
     IFACE,
     IFACE_FILTER,
     IP,
-    LOG_LEVEL,
+    LOG_SEVERITY,
     ON_OFF,
     PORT,
     Bool,
@@ -101,9 +101,9 @@ PARAMS: tuple[Param, ...] = (
     # -- logging --
     P("LogPrefix", "logPrefix", Str(), "calico-packet"),
     P("LogFilePath", "logFilePath", PATH, "/var/log/calico/felix.log"),
-    P("LogSeverityFile", "logSeverityFile", LOG_LEVEL, "INFO"),
-    P("LogSeverityScreen", "logSeverityScreen", LOG_LEVEL, "INFO"),
-    P("LogSeveritySys", "logSeveritySys", LOG_LEVEL, "INFO"),
+    P("LogSeverityFile", "logSeverityFile", LOG_SEVERITY, "INFO"),
+    P("LogSeverityScreen", "logSeverityScreen", LOG_SEVERITY, "INFO"),
+    P("LogSeveritySys", "logSeveritySys", LOG_SEVERITY, "INFO"),
     P("LogDebugFilenameRegex", "logDebugFilenameRegex", Regexp()),
     # -- health, Prometheus, status reporting --
     P("HealthEnabled", "healthEnabled", B, "false"),

@@ -385,7 +385,19 @@ class Region(ParamType):
         return _region(value)
 
 
+@dataclass(frozen=True)
+class LogSeverity(Enum):
+    """A log channel's severity. A local source (FELIX_<NAME>, felix.cfg) may also say `none`
+    (or leave it empty) to turn the channel off, as Felix's docs allow; a resource may not."""
+
+    def parse(self, text: str) -> str:
+        if text.strip().lower() in ("", "none"):
+            return "None"
+        return super().parse(text)
+
+
 LOG_LEVEL = Enum(("Trace", "Debug", "Info", "Warning", "Error", "Fatal"))
+LOG_SEVERITY = LogSeverity(LOG_LEVEL.choices)
 ON_OFF = Enum(("Enabled", "Disabled"))
 PORT = Int(0, 65535)
 IFACE = r"[a-zA-Z0-9_.-]{1,15}"

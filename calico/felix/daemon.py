@@ -45,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from calico import logsetup
 from calico.datastore import ConfigError, connect
 from calico.datastore.client import decode, kind_prefix
 from calico.datastore.errors import CorruptResource
@@ -70,8 +71,6 @@ SYNC_KINDS = ("FelixConfiguration", "Node", "IPPool", "Profile", "GlobalNetworkP
               "WorkloadEndpoint")
 MAX_BATCH = 10_000  # queue items (syncer batches) taken into one calc-graph flush
 POLL = 0.25  # longest sleep of the main loop: how quickly it notices a stop request
-_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL}
 
 DriverFactory = Callable[[str, FelixConfig, Callable[[], None]], DataplaneDriver]
 
@@ -402,15 +401,11 @@ class Felix:
 
 
 def configure_logging(config: FelixConfig) -> None:
-    level = _LEVELS.get(str(config.logSeverityScreen).lower(), logging.INFO)
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s.%(msecs)03d [%(levelname)s] %(name)s: %(message)s",
-            "%Y-%m-%d %H:%M:%S"))
-        root.addHandler(handler)
-    root.setLevel(level)
+    """Felix's log channels from its parameters (screen, file with rotation-safe reopening,
+    syslog; see calico.logsetup). Applied again, live, when they change."""
+    logsetup.configure("felix", logsetup.LogConfig(
+        screen=config.logSeverityScreen, file_path=config.logFilePath,
+        file=config.logSeverityFile, sys=config.logSeveritySys))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

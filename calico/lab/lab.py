@@ -302,6 +302,9 @@ class Lab:
                     "CALICO_RUN_DIR": h["run_dir"], "CALICO_BIRD_SOCKET":
                     os.path.join(h["run_dir"], "bird.ctl"),
                     "CALICO_BGP_SECRETS_DIR": os.path.join(self.dir, "secrets"),
+                    # Felix's own log beside the host's other files; no syslog in a lab.
+                    "FELIX_LOGFILEPATH": os.path.join(h["run_dir"], "felix.log"),
+                    "FELIX_LOGSEVERITYSYS": "none",
                     "PYTHONUNBUFFERED": "1"})
         return env
 

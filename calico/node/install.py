@@ -136,7 +136,9 @@ def env_file(plan: Plan) -> str:
     lines += ["#NODENAME=", "#IP=autodetect", "#IP_AUTODETECTION_METHOD=first-found",
               "#IP6=none", "#AS=64512", "#CALICO_NETWORKING_BACKEND=bird",
               "#CALICO_IPV4POOL_CIDR=192.168.0.0/16", "#NO_DEFAULT_POOLS=false",
-              "#CALICO_LOG_LEVEL=info", "#CALICO_LOG_FILE=/var/log/calico/calico-node.log"]
+              "#CALICO_LOGSEVERITYSCREEN=Info",
+              "#CALICO_LOGFILEPATH=/var/log/calico/calico-node.log",
+              "#CALICO_LOGSEVERITYFILE=Info", "#CALICO_LOGSEVERITYSYS=none"]
     return "\n".join(lines) + "\n"
 
 

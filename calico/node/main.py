@@ -25,9 +25,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Mapping
 
 import click
 
+from calico import logsetup
 from calico.datastore import DatastoreConfig, connect
 from calico.datastore.client import ResourceClient
 from calico.datastore.kv import DatastoreError
@@ -100,6 +102,17 @@ def _connect_with_retry(config: DatastoreConfig, wait: float = DATASTORE_WAIT):
             time.sleep(1.0)
 
 
+def log_config(env: Mapping[str, str]) -> logsetup.LogConfig:
+    """calico-node's log channels, named as Felix's parameters: CALICO_LOGSEVERITYSCREEN
+    (or CALICO_LOG_LEVEL; default Info), CALICO_LOGFILEPATH (default none: the journal has
+    stderr), CALICO_LOGSEVERITYFILE (Info), CALICO_LOGSEVERITYSYS (default none)."""
+    return logsetup.LogConfig(
+        screen=env.get("CALICO_LOGSEVERITYSCREEN") or env.get("CALICO_LOG_LEVEL") or "Info",
+        file_path=env.get("CALICO_LOGFILEPATH") or None,
+        file=env.get("CALICO_LOGSEVERITYFILE") or "Info",
+        sys=env.get("CALICO_LOGSEVERITYSYS") or None)
+
+
 def _flag(name: str) -> bool:
     return (os.environ.get(name) or "").strip().lower() in ("true", "1", "yes")
 
@@ -115,8 +128,11 @@ def _flag(name: str) -> bool:
 @click.option("--no-bgp", is_flag=True, help="Run neither the BGP daemon nor BIRD.")
 def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
     """Register this host's Calico Node and run Felix, the BGP daemon and BIRD."""
-    logging.basicConfig(level=os.environ.get("CALICO_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    try:
+        logsetup.configure("calico-node", log_config(os.environ))
+    except ValueError as err:
+        click.echo(f"calico-node: {err}", err=True)
+        sys.exit(1)
     try:
         cfg = StartupConfig.from_env(nodename=hostname)
         backend = _connect_with_retry(DatastoreConfig.from_env())

@@ -69,7 +69,9 @@ def test_kubernetes_is_refused_naming_the_type(tmp_path):
 
 def test_felix_never_creates_a_missing_local_store(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "typo" / "calico.db"
-    monkeypatch.setattr(daemon.os, "environ", {"CALICO_DATASTORE_PATH": str(missing)})
+    monkeypatch.setattr(daemon.os, "environ", {"CALICO_DATASTORE_PATH": str(missing),
+                                               "FELIX_LOGFILEPATH": "none",
+                                               "FELIX_LOGSEVERITYSYS": "none"})
     code = daemon.main(["--hostname", "h1", "-c", _cfg(tmp_path, "")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
