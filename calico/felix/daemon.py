@@ -321,7 +321,8 @@ class Felix:
             return
         log.info("Config changed (%s); applied without a restart", desc)
         self.config = new
-        configure_logging(new)
+        if any(p.name.startswith("LogSeverity") for p in changed):
+            configure_logging(new)
         self.driver.set_refresh_interval(new.nftablesRefreshInterval)
         self.driver.on_message(dataplane_config(new))
         if self.reporter is not None:
