@@ -2,6 +2,9 @@
 
     calico-dhcp-agent [--host NAME] [--state-dir /var/lib/calico/dhcp] [-v]
 
+(`--host` defaults to $NODENAME, so the unit `calico-node install --openstack` writes reads the
+same name as calico-node from /etc/calico/calico.env.)
+
 Runs as root on each compute host (next to calico-node). It never talks to Neutron: a
 datastore syncer (calico.datastore.syncer) follows the `openstack` WorkloadEndpoints and
 the subnet records the Neutron driver writes; after the first snapshot, and after every
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -99,8 +103,9 @@ class DHCPAgent:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="calico-dhcp-agent", description=__doc__.split(
         "\n")[0])
-    parser.add_argument("--host", default=socket.gethostname(),
-                        help="this compute host's name, as Neutron's binding:host_id")
+    parser.add_argument("--host", default=os.environ.get("NODENAME") or socket.gethostname(),
+                        help="this compute host's name, as Neutron's binding:host_id "
+                        "(default: $NODENAME, as calico-node's, else the host name)")
     parser.add_argument("--state-dir", default="/var/lib/calico/dhcp")
     parser.add_argument("--settle", type=float, default=0.2)
     parser.add_argument("-v", "--verbose", action="store_true")
