@@ -25,7 +25,8 @@ Start is stateless and never disturbs traffic:
 4. flush the whole snapshot and apply only the difference between it and the kernel.
 
 A change to datastore config that needs a restart makes Felix exit with code 129 (Calico's
-"config changed") after stopping its threads; SIGHUP does the same. SIGTERM and SIGINT exit 0.
+"config changed") after stopping its threads; SIGHUP does the same, and so does a datastore
+locked for migration, which Felix waits out before step 1 (readiness.py). SIGTERM and SIGINT exit 0.
 Neither touches the dataplane: what is programmed stays programmed for the next Felix.
 SIGUSR1 writes a heap profile when DebugMemoryProfilePath is set (heap.py).
 """
@@ -52,6 +53,7 @@ from calico.datastore.errors import CorruptResource
 from calico.datastore.kv import Backend, DatastoreError
 from calico.datastore.syncer import Syncer, SyncStatus, SyncUpdate
 from calico.felix import messages as m
+from calico.felix import readiness
 from calico.felix.calc import CalcGraph
 from calico.felix.config import (
     LIVE_PARAMS,
@@ -126,6 +128,7 @@ class Felix:
         self.graph = CalcGraph(hostname)
         self._servers: list[Any] = []
         self._syncer: Syncer | None = None
+        self._lock_watcher: readiness.LockWatcher | None = None
         self._synced = False          # the syncer has said in-sync
         self._programmed = False      # the in-sync snapshot has been applied
         self._endpoint_keys: dict[m.WorkloadEndpointID, EndpointKey] = {}
@@ -160,6 +163,8 @@ class Felix:
 
     def run(self) -> int:
         started = self._clock()
+        if not readiness.wait_until_ready(self.backend, lambda: self._stop_code is not None):
+            return self._stop_code or 0
         try:
             datastore_config = read_datastore_config(self.backend, self.hostname)
         except DatastoreError as err:
@@ -200,8 +205,12 @@ class Felix:
         self.driver.on_message(dataplane_config(cfg))
         self.driver.start()
         self._syncer = Syncer(self.backend, SYNC_KINDS, self).start()
+        self._lock_watcher = readiness.LockWatcher(
+            self.backend, lambda: self.stop(RESTART_EXIT_CODE)).start()
 
     def _shutdown(self) -> None:
+        if self._lock_watcher is not None:
+            self._lock_watcher.stop()
         if self._syncer is not None:
             self._syncer.stop()
         if self.reporter is not None:
