@@ -75,6 +75,8 @@ class FelixHost:
         self.env = {**os.environ, "DATASTORE_TYPE": "local", "CALICO_DATASTORE_PATH": self.db,
                     "FELIX_HEALTHENABLED": "true", "FELIX_ROUTEREFRESHINTERVAL": "2",
                     "FELIX_NFTABLESREFRESHINTERVAL": "2", "FELIX_LOGSEVERITYSCREEN": "Info",
+                    # stdout is the test's log; no /var/log/calico/felix.log, no syslog
+                    "FELIX_LOGFILEPATH": "none", "FELIX_LOGSEVERITYSYS": "none",
                     **felix_env}
         self.proc: subprocess.Popen | None = None
         self.starts = 0
