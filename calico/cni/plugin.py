@@ -67,7 +67,8 @@ def configure_logging(conf: NetConf) -> None:
 
 
 class Plugin:
-    """One command's work; the dataplane is passed in (tests may pass a fake)."""
+    """One ADD, DEL or CHECK for one container interface, in the order above; a failed ADD undoes
+    what it did. The dataplane is passed in (tests pass a fake)."""
 
     def __init__(self, args: CmdArgs, dataplane: LinuxDataplane | None = None) -> None:
         self.args = args

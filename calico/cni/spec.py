@@ -188,6 +188,9 @@ class Route:
 
 @dataclass
 class Result:
+    """A CNI result in the 1.0.0 model: `to_json(version)` renders it in the shape that cniVersion
+    expects, `from_json` reads the shape of any supported version."""
+
     interfaces: list[Interface] = field(default_factory=list)
     ips: list[IPConfig] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)

@@ -32,6 +32,9 @@ class ConfigError(DatastoreError):
 
 @dataclass(frozen=True)
 class DatastoreConfig:
+    """Which datastore to open and how (the SQLite path, or etcd endpoints with TLS and auth);
+    immutable, and checked when built, so a bad combination is a ConfigError before any connect."""
+
     type: str = "local"
     path: str | None = None  # local: the SQLite file (None: $CALICO_DATASTORE_PATH or default)
     etcd_endpoints: tuple[str, ...] = field(default=("http://127.0.0.1:2379",))

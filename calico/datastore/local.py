@@ -115,6 +115,10 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 class LocalBackend(Backend):
+    """The `kv.Backend` contract in one SQLite file shared by every process on the host: writes
+    serialised across processes with gap-free revisions, leases reaped by whoever uses the store.
+    Thread-safe (one connection under a lock); a forked child opens its own connection."""
+
     def __init__(self, path: str | None = None, *, clock: Callable[[], float] = time.time,
                  history_revisions: int = HISTORY_REVISIONS) -> None:
         self.path = path or os.environ.get("CALICO_DATASTORE_PATH") or DEFAULT_PATH

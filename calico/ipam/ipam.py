@@ -92,6 +92,10 @@ class Assignment:
 
 
 class IPAM:
+    """Allocates and releases addresses for one host (see above): every request is all or nothing
+    and every write compare-and-swap, so instances in other threads, processes and hosts never
+    hand out an address twice. One instance serves one thread at a time (unlocked caches)."""
+
     def __init__(self, backend: Backend, hostname: str, *, max_retries: int = MAX_RETRIES,
                  rng: random.Random | None = None, refresh_seconds: float = 5.0) -> None:
         self.backend = backend

@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 
 class PortAddresses:
+    """Records Neutron ports' fixed IPs in Calico IPAM (handle = port id, one IPAM per host);
+    `claim` and `release` log IPAM and datastore failures instead of raising: the resync claims
+    again."""
+
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._ipam: dict[str, object] = {}
