@@ -16,7 +16,6 @@ from calico.felix.calc.policies import Policy
 from calico.felix.calc.rules import normalise_nets, resolve_rules
 from calico.felix.calc.selectors import (
     LABEL_SERVICE_ACCOUNT,
-    field,
     implicit_parents,
     namespaced_labels,
     own_labels,
@@ -38,42 +37,43 @@ def expected_state(state: dict[str, Any], host: str) -> dict[str, Any]:
     local: list[tuple[Any, dict, tuple, tuple, Any]] = []  # (id, labels, parents, profiles, res)
     for key, res in state.items():
         plural, ns, name = _split(key)
-        spec = field(res, "spec")
-        labels = own_labels(field(field(res, "metadata"), "labels"))
+        spec = res.spec
+        labels = own_labels(res.metadata.labels)
         if plural == "profiles":
             profiles[name] = spec
         elif plural in ("networkpolicies", "globalnetworkpolicies"):
-            pid = m.PolicyID(name, ns, field(spec, "tier", "default"))
+            pid = m.PolicyID(name, ns, spec.tier or "default")
             policies[pid] = Policy(pid, spec)
         elif plural == "workloadendpoints":
-            if not field(spec, "ipNetworks"):
+            if not spec.ipNetworks:
                 continue
             labels = namespaced_labels(labels, ns)
-            sa = field(spec, "serviceAccountName", "")
+            sa = spec.serviceAccountName or ""
             if sa:
                 labels[LABEL_SERVICE_ACCOUNT] = sa
-            listed = tuple(field(spec, "profiles", []))
+            listed = tuple(spec.profiles or ())
             parents = implicit_parents(list(listed), ns, sa)
-            nets = normalise_nets(field(spec, "ipNetworks"))
+            nets = normalise_nets(spec.ipNetworks)
             items.append((labels, parents, nets, _named_ports(spec)))
-            if field(spec, "node") == host:
+            if spec.node == host:
                 local.append((m.WorkloadEndpointID(ns, name), labels, parents, listed, res))
         elif plural == "hostendpoints":
-            listed = tuple(field(spec, "profiles", []))
-            nets = normalise_nets(field(spec, "expectedIPs", []))
+            listed = tuple(spec.profiles or ())
+            nets = normalise_nets(spec.expectedIPs)
             items.append((labels, listed, nets, _named_ports(spec)))
-            if field(spec, "node") == host:
+            if spec.node == host:
                 local.append((m.HostEndpointID(name), labels, listed, listed, res))
         elif plural in ("networksets", "globalnetworksets"):
             if ns:
                 labels = namespaced_labels(labels, ns)
-            items.append((labels, implicit_parents([], ns), normalise_nets(field(spec, "nets")),
-                          ()))
+            items.append((labels, implicit_parents([], ns), normalise_nets(spec.nets), ()))
 
     def effective(own: dict, parents: tuple) -> dict:
         out: dict[str, str] = {}
         for parent in reversed(parents):
-            out.update(field(profiles.get(parent), "labelsToApply", {}))
+            spec = profiles.get(parent)
+            if spec is not None and spec.labelsToApply:
+                out.update(spec.labelsToApply)
         out.update(own)
         return out
 
@@ -94,7 +94,8 @@ def expected_state(state: dict[str, Any], host: str) -> dict[str, Any]:
         for name in listed:
             spec = profiles.get(name)
             inbound, outbound, used = resolve_rules(
-                f"profile:{name}", field(spec, "ingress"), field(spec, "egress"), "")
+                f"profile:{name}", spec.ingress if spec is not None else None,
+                spec.egress if spec is not None else None, "")
             sets.update(used)
             out_profiles[m.ProfileID(name)] = m.ActiveProfileUpdate(m.ProfileID(name),
                                                                     inbound, outbound)
