@@ -27,6 +27,7 @@ filled), and each handler reads the fields of its kind by attribute.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
 from collections.abc import Callable
@@ -104,7 +105,7 @@ class CalcGraph:
         namespace, _, name = rest.rpartition("/")
         handler(key, namespace, name, value)
 
-    def on_status(self, status: Any) -> None:
+    def on_status(self, status: enum.Enum | str) -> None:
         """The syncer's status: "wait-for-datastore", "resync" or "in-sync"."""
         if str(getattr(status, "value", status)) == IN_SYNC:
             self._seq.in_sync()
@@ -112,18 +113,17 @@ class CalcGraph:
     def flush(self) -> list[m.Message]:
         """Every change since the last flush, coalesced and in dependency order."""
         for ep in self._dirty:
-            base = self._local[ep]
-            if isinstance(base, m.HostEndpointUpdate):
-                tiers = self._policies.tiers(ep, host=True)
-                msg: Any = replace(base, tiers=tiers["normal"],
-                                   untracked_tiers=tiers["untracked"],
-                                   pre_dnat_tiers=tiers["pre_dnat"],
-                                   forward_tiers=tiers["forward"])
-            else:
-                msg = replace(base, tiers=self._policies.tiers(ep, host=False)["normal"])
-            self._seq.endpoint_update(msg)
+            self._seq.endpoint_update(self._with_tiers(self._local[ep]))
         self._dirty.clear()
         return self._seq.flush()
+
+    def _with_tiers(self, base: m.WorkloadEndpointUpdate | m.HostEndpointUpdate
+                    ) -> m.WorkloadEndpointUpdate | m.HostEndpointUpdate:
+        if isinstance(base, m.HostEndpointUpdate):
+            tiers = self._policies.tiers(base.id, host=True)
+            return replace(base, tiers=tiers["normal"], untracked_tiers=tiers["untracked"],
+                           pre_dnat_tiers=tiers["pre_dnat"], forward_tiers=tiers["forward"])
+        return replace(base, tiers=self._policies.tiers(base.id, host=False)["normal"])
 
     # ---- endpoints and network sets --------------------------------------------------------
 
