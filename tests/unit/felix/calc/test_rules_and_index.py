@@ -12,7 +12,7 @@ from calico.felix.calc.rules import resolve_rules
 from calico.felix.calc.selectors import entity_selectors, policy_selector
 from calico.selector import parse
 
-from .support import entity, np
+from .support import entity, gnp, np
 
 
 def _rules(*rules, namespace=""):
@@ -65,6 +65,10 @@ def test_selectors_are_scoped_as_calico_does():
     _, ns_policy = np("p", "ns1", "a == 'b'")
     assert policy_selector(ns_policy.spec, "ns1") == parse(
         "(a == 'b') && (projectcalico.org/namespace == 'ns1')")
+    _, global_policy = gnp("g", "a == 'b'", namespaceSelector="team == 'x'",
+                           serviceAccountSelector="role == 'y'")
+    assert policy_selector(global_policy.spec, "") == parse(
+        "(a == 'b') && (pcns.team == 'x') && (pcsa.role == 'y')")
 
 
 def test_restrictions():
