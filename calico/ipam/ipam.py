@@ -205,15 +205,19 @@ class IPAM:
         if len(ips) < num:
             if ips:
                 self.release_ips(ips)
-            names_text = ", ".join(str(p) for p in pools)
-            msg = (f"cannot assign {num} IPv{version} address(es) to host {self.hostname}: "
-                   f"only {len(ips)} free in IP pool(s) {names_text}")
-            if config.strict_affinity:
-                raise StrictAffinityError(msg + " for this host's blocks, and strict affinity "
-                                          "forbids borrowing from other hosts' blocks",
-                                          [p.name for p in pools])
-            raise PoolExhaustedError(msg, [p.name for p in pools])
+            raise self._exhausted(version, num, len(ips), pools, config.strict_affinity)
         return ips
+
+    def _exhausted(self, version: int, num: int, free: int, pools: list[Pool],
+                   strict_affinity: bool) -> PoolExhaustedError:
+        names_text = ", ".join(str(p) for p in pools)
+        msg = (f"cannot assign {num} IPv{version} address(es) to host {self.hostname}: "
+               f"only {free} free in IP pool(s) {names_text}")
+        if strict_affinity:
+            return StrictAffinityError(msg + " for this host's blocks, and strict affinity "
+                                       "forbids borrowing from other hosts' blocks",
+                                       [p.name for p in pools])
+        return PoolExhaustedError(msg, [p.name for p in pools])
 
     def _affine_blocks(self, version: int, pools: list[Pool]) -> list[IPNetwork]:
         out = []
