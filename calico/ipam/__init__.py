@@ -6,6 +6,7 @@
     pools.py   which IPPools a host may use (enabled, nodeSelector, allowedUses); block walk
     store.py   compare-and-swap reads and writes, the block claim / release protocol, retries
     ipam.py    `IPAM(backend, hostname)`: auto_assign, assign_ip, release_*, get_assignment
+    release.py returning addresses to their blocks, by address or by handle
     report.py  usage per pool and block, check() for leaks, fix(report)
     errors.py  what callers catch: IPAMError and its subclasses
 """
