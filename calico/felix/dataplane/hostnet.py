@@ -9,10 +9,14 @@
         hn.apply()                               # one ordered pass: links, sysctls, routes, ipip
         wait for messages or wake-up, at most hn.seconds_until_refresh()
 
-In:  WorkloadEndpointUpdate/Remove, HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove and
-     ConfigUpdate (by FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
-     routeRefreshInterval, ipv6Support, ipipMTU; plus Felix's IpInIpTunnelAddr; names are
-     matched case-insensitively, so Felix's own names, e.g. DeviceRouteProtocol, work too).
+In:  every calc-graph message, to each of its managers in order (manager.py): `RouteManager`
+     (WorkloadEndpointUpdate/Remove), `SysctlManager` (none: it follows links), `IPIPManager`
+     (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU and
+     IpInIpTunnelAddr). The group itself reads the host-network-wide part of ConfigUpdate,
+     shared by routes and sysctls and needing a kernel re-read when it changes (by
+     FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
+     routeRefreshInterval, ipv6Support; names are matched case-insensitively, so Felix's own
+     names, e.g. DeviceRouteProtocol, work too).
      Link notifications arrive on the watcher thread through `notify_link`, which only queues
      them and calls `wake()`; all state changes happen in `apply()` on the caller's thread.
 Out: kernel changes through the injected `kernel` (netlink.NetlinkKernel, or a fake in tests).
@@ -34,6 +38,7 @@ from calico.api.nets import parse_go_duration
 from calico.felix import messages as m
 from calico.felix.dataplane.ipip import IPIPManager
 from calico.felix.dataplane.links import DEFAULT_INTERFACE_PREFIXES, LinkTable, LinkWatcher
+from calico.felix.dataplane.manager import ManagerGroup
 from calico.felix.dataplane.netlink import Kernel, Link, NetlinkKernel
 from calico.felix.dataplane.routes import DEFAULT_ROUTE_PROTOCOL, RouteManager
 from calico.felix.dataplane.sysctls import SysctlManager
@@ -51,7 +56,10 @@ def _seconds(text: str) -> float:
         return parse_go_duration(text) / 1e9
 
 
-class HostNetworkManager:
+class HostNetworkManager(ManagerGroup):
+    """The netlink managers (routes, sysctls, IP-in-IP) and the link table they share: messages
+    in (ManagerGroup), one ordered `apply()` out, the kernel read back on resync."""
+
     def __init__(self, kernel: Kernel, hostname: str = "", *,
                  wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -64,6 +72,7 @@ class HostNetworkManager:
         self.routes = RouteManager(kernel, self.links, DEFAULT_ROUTE_PROTOCOL, self.prefixes)
         self.sysctls = SysctlManager(kernel, self.prefixes)
         self.ipip = IPIPManager(kernel, hostname)
+        super().__init__((self.routes, self.sysctls, self.ipip))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True
@@ -85,20 +94,11 @@ class HostNetworkManager:
 
     # ---- inputs ----
 
-    def on_message(self, msg: object) -> None:
-        match msg:
-            case m.WorkloadEndpointUpdate():
-                self.routes.on_endpoint_update(msg)
-            case m.WorkloadEndpointRemove():
-                self.routes.on_endpoint_remove(msg.id)
-            case m.HostMetadataUpdate() | m.HostMetadataRemove():
-                self.ipip.on_host_update(msg)
-            case m.IPAMPoolUpdate():
-                self.ipip.on_pool_update(msg)
-            case m.IPAMPoolRemove():
-                self.ipip.on_pool_remove(msg)
-            case m.ConfigUpdate():
-                self._on_config(msg.config)
+    def on_message(self, msg: m.Message) -> None:
+        """The group's own settings first (ConfigUpdate), then every manager in order."""
+        if isinstance(msg, m.ConfigUpdate):
+            self._on_config(msg.config)
+        super().on_message(msg)
 
     def notify_link(self, link: Link | None, present: bool) -> None:
         """From the watcher thread: queue a link event (None: events were lost) and wake."""
@@ -119,9 +119,6 @@ class HostNetworkManager:
         ipv6 = cfg.get("ipv6support", "true").lower() not in ("false", "0", "no")
         refresh = cfg.get("routerefreshinterval")
         self.refresh_interval = _seconds(refresh) if refresh else DEFAULT_REFRESH_INTERVAL
-        mtu = int(cfg.get("ipipmtu") or cfg.get("ipinipmtu") or 0) or None
-        self.ipip.set_config(cfg.get("ipiniptunneladdr", "") or
-                             cfg.get("ipv4ipiptunneladdr", ""), mtu)
         if (prefixes, protocol, ipv6) != (self.prefixes, self.routes.protocol,
                                           self.sysctls.ipv6):
             self.prefixes = prefixes
@@ -148,9 +145,11 @@ class HostNetworkManager:
         self._apply(routes=False)
 
     def apply(self) -> None:
-        """Process queued link events, resync if due, then sysctls, routes, IP-in-IP. A
-        kernel error (netlink socket trouble, a namespace gone) is logged, not raised: the
-        managers' caches may then be wrong, so the next apply() starts with a full resync."""
+        """Complete the managers' deferred work, process queued link events, resync if due,
+        then sysctls, routes, IP-in-IP. A kernel error (netlink socket trouble, a namespace
+        gone) is logged, not raised: the managers' caches may then be wrong, so the next
+        apply() starts with a full resync."""
+        self.complete_deferred_work()
         self._apply(routes=True)
 
     def _apply(self, routes: bool) -> None:

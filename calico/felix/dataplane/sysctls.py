@@ -31,6 +31,7 @@ from collections.abc import Iterable
 
 from calico.felix.dataplane.links import is_workload_interface
 from calico.felix.dataplane.netlink import Kernel, Link
+from calico.felix.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def interface_sysctls(name: str, ipv6: bool = True) -> dict[str, str]:
 
 class SysctlManager:
     """Desired sysctls for up workload interfaces (plus the global switches); a dirty set of
-    interface names; `apply()` writes, `resync()` reads back and fixes drift."""
+    interface names; `apply()` writes, `resync()` reads back and fixes drift. A `Manager`
+    that takes no message: link events and its group's config drive it."""
 
     def __init__(self, kernel: Kernel, prefixes: Iterable[str] = ("cali", "tap"),
                  ipv6: bool = True) -> None:
@@ -66,6 +68,12 @@ class SysctlManager:
         self._up: set[str] = set()  # workload interfaces that are oper up
         self._dirty: set[str] = set()
         self._globals_dirty = True
+
+    def on_message(self, msg: Message) -> None:
+        """No message concerns sysctls: they follow interfaces (`on_link_change`)."""
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred."""
 
     def _globals(self) -> dict[str, str]:
         return {**GLOBAL_SYSCTLS_V4, **(GLOBAL_SYSCTLS_V6 if self.ipv6 else {})}
