@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from calico.felix.dataplane.netlink import Kernel, NetlinkError
+from calico.felix.dataplane.netlink import Kernel, Link, NetlinkError
 from calico.felix.messages import (
     ConfigUpdate,
     HostMetadataRemove,
@@ -39,7 +39,9 @@ DEFAULT_FABRIC_MTU = 1500
 
 class IPIPManager:
     """Pools, this host's metadata and the tunnel config in; `tunl0` with the right MTU and
-    exactly this host's tunnel address out, on `apply()` (a `Manager`)."""
+    exactly this host's tunnel address out, on `apply()` (a netlink manager, hostnet.py)."""
+
+    waits_for_nftables = True  # written with the routes, as it always was
 
     def __init__(self, kernel: Kernel, hostname: str = "") -> None:
         self._kernel = kernel
@@ -84,7 +86,11 @@ class IPIPManager:
             self.tunnel_addr, self.mtu = tunnel_addr, mtu
             self._dirty = True
 
-    def mark_dirty(self) -> None:
+    def on_link_change(self, name: str, old: Link | None, new: Link | None) -> None:
+        """Not watched: the device is checked against the kernel when dirty."""
+
+    def resync(self) -> None:
+        """Check the device and its address again on the next apply()."""
         self._dirty = True
 
     # ---- derived ----

@@ -51,8 +51,10 @@ DEFAULT_ROUTE_PROTOCOL = 80
 
 
 class RouteManager:
-    """Desired routes and neighbours per workload interface (a `Manager`: endpoint messages
-    in); one ordered `apply()` of the difference from the kernel."""
+    """Desired routes and neighbours per workload interface (a netlink manager, hostnet.py:
+    endpoint messages in); one ordered `apply()` of the difference from the kernel."""
+
+    waits_for_nftables = True  # a route to an endpoint before its policy would bypass it
 
     def __init__(self, kernel: Kernel, links: LinkTable,
                  protocol: int = DEFAULT_ROUTE_PROTOCOL,

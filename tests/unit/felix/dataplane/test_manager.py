@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from calico.felix import messages as m
 from calico.felix.dataplane.driver import DataplaneDriver
-from calico.felix.dataplane.hostnet import HostNetworkManager
+from calico.felix.dataplane.hostnet import HostNetworkManager, NetlinkManager
 from calico.felix.dataplane.manager import Manager, ManagerGroup
-from calico.felix.dataplane.nft import NftDataplane
+from calico.felix.dataplane.nft import NftDataplane, NftError
 from tests.unit.felix.dataplane.test_nft_managers import FakeRunner
 from tests.unit.felix.dataplane.test_routes_fake_kernel import FakeKernel
 
@@ -47,6 +49,8 @@ def test_every_listed_manager_implements_the_interface():
                      "EndpointManager", "NatManager", "HostNetworkManager", "RouteManager",
                      "SysctlManager", "IPIPManager"}
     assert all(isinstance(x, Manager) for x in managers)
+    hostnet = next(x for x in managers if isinstance(x, HostNetworkManager))
+    assert all(isinstance(x, NetlinkManager) for x in hostnet.managers)
 
 
 def test_a_group_gives_every_message_to_every_member_in_list_order():
@@ -100,3 +104,30 @@ def test_chains_of_a_set_that_became_non_empty_are_rerendered_in_the_drivers_app
     d.apply()
     assert "@s4-s1" not in runner.scripts[0]
     assert "@s4-s1" in runner.scripts[-1]
+
+
+class FailingRunner(FakeRunner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    def run(self, script: str) -> None:
+        if self.failing:
+            raise NftError("refused")
+        super().run(script)
+
+
+def test_sysctls_go_alongside_the_first_transaction_routes_only_after_it_succeeded():
+    runner, kernel = FailingRunner(), FakeKernel()
+    kernel.add_link("cali1")
+    d = driver(runner, kernel)
+    d.start()
+    d.on_message(m.WorkloadEndpointUpdate(W1, interface="cali1", ipv4_nets=("10.65.0.2/32",)))
+    d.on_message(m.InSync())
+    with pytest.raises(NftError):
+        d.apply()
+    assert kernel.sysctls["net/ipv4/conf/cali1/proxy_arp"] == "1"
+    assert kernel.route_set == set()
+    runner.failing = False
+    d.apply()
+    assert {r.dst for r in kernel.route_set} == {"10.65.0.2/32"}
