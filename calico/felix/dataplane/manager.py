@@ -23,8 +23,9 @@ Nothing is applied before `InSync`. A manager writes only to its own desired sta
 nftables `Table` for the nftables managers); the kernel is written by the apply step alone.
 
 A new manager (NAT for floating IPs, VXLAN, address-space translation) plugs in by being listed
-in the group whose apply writes its state: `NftDataplane` for nftables objects,
-`HostNetworkManager` for netlink ones.
+in the group whose apply writes its state: `NftDataplane` for nftables objects (it writes them
+into the shared Table), `HostNetworkManager` for netlink ones (it then also implements
+hostnet.NetlinkManager: link changes, resync and its own apply).
 """
 
 from __future__ import annotations
