@@ -98,7 +98,6 @@ def show(console, title: str, workloads: list[dict], now: dict, before: dict | N
 def run(keep: bool) -> int:
     from rich.console import Console
 
-    from calico.datastore.client import ResourceClient
     from calico.lab.lab import Lab
     from calico.lab.proc import LabError
 
@@ -109,42 +108,10 @@ def run(keep: bool) -> int:
         lab.load().down()
     started = time.monotonic()
     try:
-        console.rule("1. three hosts, calico-node on each, two workloads per host")
-        lab.up(hosts=3, workloads_per_host=0)
-        console.print(f"BGP mesh Established in {time.monotonic() - started:.1f}s")
-        for i, h in enumerate(h["name"] for h in lab.state["hosts"]):
-            for j, group in enumerate(("red", "blue")):
-                lab.add_workload(h, f"{h.replace('host', 'h')}-{group}",
-                                 {"group": group, "app": f"a{i}{j}"})
-        workloads = lab.state["workloads"]
-        first = _settled(lab, workloads, lambda m: all(m.values()))
-        show(console, "2. connectivity before policy (ping)", workloads, first)
-
-        console.rule("3. GlobalNetworkPolicy isolate-red: red talks only to red")
-        backend = lab.backend()
-        try:
-            ResourceClient(backend).apply(ISOLATE_RED)
-        finally:
-            backend.close()
-        import yaml
-
-        console.print(yaml.safe_dump(ISOLATE_RED, sort_keys=False).rstrip(), highlight=False)
-        red = {w["name"] for w in workloads if w["labels"]["group"] == "red"}
-
-        def isolated(m: dict) -> bool:
-            return all(ok == ((a in red) == (b in red)) for (a, b), ok in m.items())
-
-        second = _settled(lab, workloads, isolated)
-        show(console, "4. connectivity with isolate-red (changes highlighted)", workloads,
-             second, first)
-        console.rule("5. calicoctl node status (host1)")
-        h1 = lab.host("host1")
-        out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "calicoctl"),
-                              "node", "status", "--bird-socket",
-                              os.path.join(h1["run_dir"], "bird.ctl")],
-                             capture_output=True, text=True)
-        console.print(out.stdout.rstrip() or out.stderr.rstrip(), highlight=False)
-        ok = isolated(second) and all(first.values())
+        workloads, first = _up(console, lab, started)
+        isolated = _isolate_red(console, lab, workloads, first)
+        _node_status(console, lab)
+        ok = isolated and all(first.values())
         console.rule(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
         return 0 if ok else 1
     except LabError as err:
@@ -157,6 +124,56 @@ def run(keep: bool) -> int:
         elif lab.state:
             lab.down()
             console.print("lab torn down")
+
+
+def _up(console, lab, started: float) -> tuple[list[dict], dict]:
+    """Steps 1 and 2: the hosts, a red and a blue workload on each, the matrix before policy."""
+    console.rule("1. three hosts, calico-node on each, two workloads per host")
+    lab.up(hosts=3, workloads_per_host=0)
+    console.print(f"BGP mesh Established in {time.monotonic() - started:.1f}s")
+    for i, h in enumerate(h["name"] for h in lab.state["hosts"]):
+        for j, group in enumerate(("red", "blue")):
+            lab.add_workload(h, f"{h.replace('host', 'h')}-{group}",
+                             {"group": group, "app": f"a{i}{j}"})
+    workloads = lab.state["workloads"]
+    first = _settled(lab, workloads, lambda m: all(m.values()))
+    show(console, "2. connectivity before policy (ping)", workloads, first)
+    return workloads, first
+
+
+def _isolate_red(console, lab, workloads: list[dict], first: dict) -> bool:
+    """Steps 3 and 4: apply isolate-red, show the matrix once it holds; whether it did."""
+    from calico.datastore.client import ResourceClient
+
+    console.rule("3. GlobalNetworkPolicy isolate-red: red talks only to red")
+    backend = lab.backend()
+    try:
+        ResourceClient(backend).apply(ISOLATE_RED)
+    finally:
+        backend.close()
+    import yaml
+
+    console.print(yaml.safe_dump(ISOLATE_RED, sort_keys=False).rstrip(), highlight=False)
+    red = {w["name"] for w in workloads if w["labels"]["group"] == "red"}
+
+    def isolated(m: dict) -> bool:
+        return all(ok == ((a in red) == (b in red)) for (a, b), ok in m.items())
+
+    second = _settled(lab, workloads, isolated)
+    show(console, "4. connectivity with isolate-red (changes highlighted)", workloads,
+         second, first)
+    return isolated(second)
+
+
+def _node_status(console, lab) -> None:
+    """Step 5: `calicoctl node status` on host1, through its BIRD socket."""
+    console.rule("5. calicoctl node status (host1)")
+    h1 = lab.host("host1")
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "calicoctl"),
+                          "node", "status", "--bird-socket",
+                          os.path.join(h1["run_dir"], "bird.ctl")],
+                         capture_output=True, text=True)
+    console.print(out.stdout.rstrip() or out.stderr.rstrip(), highlight=False)
 
 
 def _settled(lab, workloads, want, timeout: float = 10.0) -> dict:

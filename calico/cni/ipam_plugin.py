@@ -24,19 +24,19 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from calico.datastore import connect
-from calico.datastore.kv import Backend, DatastoreError, Unreachable
+from calico.datastore.kv import Backend, DatastoreError
 
 from .netconf import NetConf, WorkloadIDs, requested_ips
 from .spec import (
     CHECK_FAILED,
-    DATASTORE_FAILURE,
     IPAM_FAILURE,
-    TRY_AGAIN_LATER,
     CmdArgs,
     CNIError,
     IPConfig,
     Result,
+    datastore_error,
+    open_backend,
+    require_check_version,
 )
 
 
@@ -54,18 +54,6 @@ def host_lock(path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def open_backend(conf: NetConf) -> Backend:
-    try:
-        return connect(conf.datastore)
-    except DatastoreError as err:
-        raise datastore_error("cannot open the datastore", err) from None
-
-
-def datastore_error(what: str, err: Exception) -> CNIError:
-    code = TRY_AGAIN_LATER if isinstance(err, Unreachable) else DATASTORE_FAILURE
-    return CNIError(code, what, f"{type(err).__name__}: {err}")
 
 
 def _ipam(backend: Backend, node: str):
@@ -174,7 +162,7 @@ def check(conf: NetConf, args: CmdArgs, backend: Backend, addresses: list[str]) 
 
 def _add(args: CmdArgs) -> Result:
     conf = NetConf.parse(args.stdin, dict(args.env))
-    backend = open_backend(conf)
+    backend = open_backend(conf.datastore)
     try:
         return assign(conf, args, backend)
     finally:
@@ -183,7 +171,7 @@ def _add(args: CmdArgs) -> Result:
 
 def _del(args: CmdArgs) -> None:
     conf = NetConf.parse(args.stdin, dict(args.env))
-    backend = open_backend(conf)
+    backend = open_backend(conf.datastore)
     try:
         release(conf, args, backend)
     finally:
@@ -191,11 +179,9 @@ def _del(args: CmdArgs) -> None:
 
 
 def _check(args: CmdArgs) -> None:
-    from .plugin import require_check_version
-
     conf = NetConf.parse(args.stdin, dict(args.env))
     require_check_version(conf)
-    backend = open_backend(conf)
+    backend = open_backend(conf.datastore)
     try:
         check(conf, args, backend, [ip.address for ip in conf.prev_result.ips])
     finally:

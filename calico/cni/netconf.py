@@ -221,6 +221,9 @@ def _datastore(doc: dict, env: dict[str, str] | None) -> DatastoreConfig:
 
 @dataclass(frozen=True)
 class WorkloadIDs:
+    """Who one CNI call is for (the Kubernetes pod when CNI_ARGS name one, else the container) and
+    every name derived from it: endpoint, IPAM handle, host veth, so ADD, DEL and CHECK agree."""
+
     node: str
     orchestrator: str
     namespace: str

@@ -38,7 +38,6 @@ from .netconf import NetConf, WorkloadIDs, endpoint_labels
 from .spec import (
     CHECK_FAILED,
     DATAPLANE_FAILURE,
-    INCOMPATIBLE_VERSION,
     INVALID_CONFIG,
     IPAM_FAILURE,
     UNKNOWN_CONTAINER,
@@ -48,7 +47,9 @@ from .spec import (
     IPConfig,
     Result,
     Route,
-    version_tuple,
+    datastore_error,
+    open_backend,
+    require_check_version,
 )
 
 log = logging.getLogger("calico.cni")
@@ -65,21 +66,9 @@ def configure_logging(conf: NetConf) -> None:
                         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
 
 
-def require_check_version(conf: NetConf) -> None:
-    if version_tuple(conf.cni_version) < (0, 4, 0):
-        raise CNIError(INCOMPATIBLE_VERSION, "CHECK is not supported for cniVersion "
-                       f"{conf.cni_version}", "CHECK needs cniVersion 0.4.0 or later")
-    if conf.prev_result is None:
-        raise CNIError(INVALID_CONFIG, "CHECK needs prevResult in the network configuration",
-                       "the runtime passes the cached result of ADD as prevResult")
-
-
-def _datastore(what: str, err: Exception) -> CNIError:
-    return ipam_plugin.datastore_error(what, err)
-
-
 class Plugin:
-    """One command's work; the dataplane is passed in (tests may pass a fake)."""
+    """One ADD, DEL or CHECK for one container interface, in the order above; a failed ADD undoes
+    what it did. The dataplane is passed in (tests pass a fake)."""
 
     def __init__(self, args: CmdArgs, dataplane: LinuxDataplane | None = None) -> None:
         self.args = args
@@ -94,7 +83,7 @@ class Plugin:
     @property
     def client(self) -> ResourceClient:
         if self._backend is None:
-            self._backend = ipam_plugin.open_backend(self.conf)
+            self._backend = open_backend(self.conf.datastore)
         return ResourceClient(self._backend)
 
     def close(self) -> None:
@@ -142,7 +131,7 @@ class Plugin:
                             self.name, existing.spec.interfaceName)
                 self.delete()
         except DatastoreError as err:
-            raise _datastore(f"failed to read WorkloadEndpoint {self.name}", err) from None
+            raise datastore_error(f"failed to read WorkloadEndpoint {self.name}", err) from None
 
         ipam_result = self.ipam_add()
         try:
@@ -173,7 +162,7 @@ class Plugin:
             endpoint.write_endpoint(self.client, doc)
             endpoint.ensure_profile(self.client, self.conf, self.ids)
         except (DatastoreError, ValidationError) as err:
-            raise _datastore(f"failed to write WorkloadEndpoint {self.name}", err) from None
+            raise datastore_error(f"failed to write WorkloadEndpoint {self.name}", err) from None
         return self._result(addresses, veth.container_mac, veth.host_link_local)
 
     def _undo_add(self) -> None:
@@ -196,8 +185,8 @@ class Plugin:
                 self.client.update(doc)  # CAS on the version we read
             endpoint.ensure_profile(self.client, self.conf, self.ids)
         except DatastoreError as err:
-            raise _datastore(f"failed to add profile {self.conf.name} to WorkloadEndpoint "
-                             f"{self.name}", err) from None
+            raise datastore_error(f"failed to add profile {self.conf.name} to WorkloadEndpoint "
+                                  f"{self.name}", err) from None
         nets = list(existing.spec.ipNetworks or [])
         has_v6 = any(ipaddress.ip_interface(n).version == 6 for n in nets)
         link_local = self.dataplane.host_link_local(existing.spec.interfaceName) \
@@ -228,7 +217,7 @@ class Plugin:
         try:
             endpoint.delete_endpoint(self.client, self.name, self.ids.namespace)
         except DatastoreError as err:
-            errors.append(_datastore(f"failed to delete WorkloadEndpoint {self.name}", err))
+            errors.append(datastore_error(f"failed to delete WorkloadEndpoint {self.name}", err))
         try:
             self.dataplane.teardown(self.args.netns, self.args.ifname, self.host_name)
         except DataplaneError as err:
@@ -247,7 +236,7 @@ class Plugin:
         try:
             wep = endpoint.get_endpoint(self.client, self.name, self.ids.namespace)
         except DatastoreError as err:
-            raise _datastore(f"failed to read WorkloadEndpoint {self.name}", err) from None
+            raise datastore_error(f"failed to read WorkloadEndpoint {self.name}", err) from None
         if wep is None:
             raise CNIError(CHECK_FAILED, f"WorkloadEndpoint {self.ids.namespace}/{self.name} "
                            "does not exist", f"container {self.args.container_id}")

@@ -14,6 +14,10 @@ every failure into a CNI error — never a traceback on stdout.
 the configuration asked for (0.3.x/0.4.0 add `version` to each IP; 0.1.0/0.2.0 use `ip4`/`ip6`),
 and `Result.from_json` reads any of those shapes (a delegated IPAM plugin's answer, a
 `prevResult`).
+
+The helpers both plugins (`calico`, `calico-ipam`) share live at the end, so neither plugin
+module imports the other for them: `require_check_version`, `open_backend` and
+`datastore_error` (a datastore failure as a CNI error; unreachable means try again later).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+from calico.datastore import DatastoreConfig, connect
+from calico.datastore.kv import Backend, DatastoreError, Unreachable
 
 SPEC_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
@@ -181,6 +188,9 @@ class Route:
 
 @dataclass
 class Result:
+    """A CNI result in the 1.0.0 model: `to_json(version)` renders it in the shape that cniVersion
+    expects, `from_json` reads the shape of any supported version."""
+
     interfaces: list[Interface] = field(default_factory=list)
     ips: list[IPConfig] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
@@ -308,3 +318,36 @@ def run_plugin(handlers: Mapping[str, Handler], *, about: str = "",
                            "see the plugin's stderr").to_json(version), stdout)
         stdout.write("\n")
         return 1
+
+
+# ---- shared by both plugins --------------------------------------------------------------
+
+class CheckConf(Protocol):
+    """What CHECK needs of a network configuration (netconf.NetConf has it)."""
+
+    @property
+    def cni_version(self) -> str: ...
+
+    @property
+    def prev_result(self) -> Result | None: ...
+
+
+def require_check_version(conf: CheckConf) -> None:
+    if version_tuple(conf.cni_version) < (0, 4, 0):
+        raise CNIError(INCOMPATIBLE_VERSION, "CHECK is not supported for cniVersion "
+                       f"{conf.cni_version}", "CHECK needs cniVersion 0.4.0 or later")
+    if conf.prev_result is None:
+        raise CNIError(INVALID_CONFIG, "CHECK needs prevResult in the network configuration",
+                       "the runtime passes the cached result of ADD as prevResult")
+
+
+def datastore_error(what: str, err: Exception) -> CNIError:
+    code = TRY_AGAIN_LATER if isinstance(err, Unreachable) else DATASTORE_FAILURE
+    return CNIError(code, what, f"{type(err).__name__}: {err}")
+
+
+def open_backend(config: DatastoreConfig) -> Backend:
+    try:
+        return connect(config)
+    except DatastoreError as err:
+        raise datastore_error("cannot open the datastore", err) from None

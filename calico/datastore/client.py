@@ -195,6 +195,10 @@ class ResourceWatch:
 
 
 class ResourceClient:
+    """Typed reads, writes and watches of v3 resources over one backend: every write validated,
+    metadata kept as Calico keeps it, an update with a resourceVersion compare-and-swap. It holds
+    no state besides the backend, so it is as thread-safe as the backend."""
+
     def __init__(self, backend: Backend, *, now: Callable[[], str] = _now,
                  new_uid: Callable[[], str] = lambda: str(uuid.uuid4())) -> None:
         self.backend = backend

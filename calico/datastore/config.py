@@ -32,6 +32,9 @@ class ConfigError(DatastoreError):
 
 @dataclass(frozen=True)
 class DatastoreConfig:
+    """Which datastore to open and how (the SQLite path, or etcd endpoints with TLS and auth);
+    immutable, and checked when built, so a bad combination is a ConfigError before any connect."""
+
     type: str = "local"
     path: str | None = None  # local: the SQLite file (None: $CALICO_DATASTORE_PATH or default)
     path_source: str | None = field(default=None, compare=False)  # who chose `path`

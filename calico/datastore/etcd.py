@@ -91,6 +91,10 @@ def _map_error(err: EtcdError, revision: int = 0) -> DatastoreError:
 
 
 class EtcdBackend(Backend):
+    """The `kv.Backend` contract on an etcd v3 cluster: thread-safe; each watcher reads its own
+    stream on its own thread and resumes after the last event it delivered (none lost or
+    repeated)."""
+
     def __init__(self, endpoints: Sequence[str], **options: Any) -> None:
         self.client = EtcdClient(endpoints, **options)
 

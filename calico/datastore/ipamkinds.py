@@ -4,9 +4,9 @@ BlockAffinity (at `/calico/ipam/v2/host/<node>/ipv4/block/<cidr>`). The typed cl
 here, so `calicoctl apply` of an IPAMConfiguration changes what IPAM reads, and `get
 blockaffinities` shows IPAM's real affinities.
 
-The stored JSON is IPAM's (`calico.ipam.model`); only what that JSON holds survives a round
-trip (no uid or creationTimestamp). A BlockAffinity's name is derived from its node and CIDR as
-Calico derives it (`<node>-<cidr with '.', ':' and '/' as '-'>`).
+The keys and stored JSON are ipamkeys.py's (which IPAM builds on); only what that JSON holds
+survives a round trip (no uid or creationTimestamp). A BlockAffinity's name is derived from its
+node and CIDR as Calico derives it (`<node>-<cidr with '.', ':' and '/' as '-'>`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import re
 from typing import Any
 
 from calico.api import Resource, ValidationError, validate
-from calico.ipam import model
+
+from . import ipamkeys
 
 KINDS = ("IPAMConfiguration", "BlockAffinity")
 
@@ -27,11 +28,11 @@ def owns_kind(kind: str) -> bool:
 
 
 def owns_key(key: str) -> bool:
-    return key == model.CONFIG_KEY or model.parse_affinity_key(key) is not None
+    return key == ipamkeys.CONFIG_KEY or ipamkeys.parse_affinity_key(key) is not None
 
 
 def prefix(kind: str) -> str:
-    return model.CONFIG_KEY if kind == "IPAMConfiguration" else model.HOSTS_PREFIX
+    return ipamkeys.CONFIG_KEY if kind == "IPAMConfiguration" else ipamkeys.HOSTS_PREFIX
 
 
 def affinity_name(node: str, cidr: str) -> str:
@@ -41,11 +42,11 @@ def affinity_name(node: str, cidr: str) -> str:
 def key_for(kind: str, name: str, spec: dict[str, Any] | None = None) -> str:
     """The key of a named resource; a BlockAffinity needs its spec (node and cidr)."""
     if kind == "IPAMConfiguration":
-        return model.CONFIG_KEY
+        return ipamkeys.CONFIG_KEY
     if not spec or "node" not in spec or "cidr" not in spec:
         # A get or delete by name: affinities are found by their derived name (see find_key).
         raise LookupError(name)
-    return model.affinity_key(spec["node"], ipaddress.ip_network(spec["cidr"]))
+    return ipamkeys.affinity_key(spec["node"], ipaddress.ip_network(spec["cidr"]))
 
 
 def key_of(res: Resource) -> str:
@@ -59,9 +60,9 @@ def key_of(res: Resource) -> str:
 
 
 def parse_key(key: str) -> tuple[str, None, str] | None:
-    if key == model.CONFIG_KEY:
+    if key == ipamkeys.CONFIG_KEY:
         return "IPAMConfiguration", None, "default"
-    parsed = model.parse_affinity_key(key)
+    parsed = ipamkeys.parse_affinity_key(key)
     if parsed is None:
         return None
     node, cidr = parsed
@@ -71,28 +72,28 @@ def parse_key(key: str) -> tuple[str, None, str] | None:
 def encode(res: Resource) -> str:
     spec = res.to_dict().get("spec", {})
     if res.KIND == "IPAMConfiguration":
-        return model.IPAMConfig(
+        return ipamkeys.IPAMConfig(
             strict_affinity=bool(spec.get("strictAffinity", False)),
             auto_allocate_blocks=bool(spec.get("autoAllocateBlocks", True)),
             max_blocks_per_host=int(spec.get("maxBlocksPerHost") or 0)).to_json()
-    return model.BlockAffinity(state=spec["state"]).to_json()
+    return ipamkeys.BlockAffinity(state=spec["state"]).to_json()
 
 
 def decode(key: str, value: str) -> Resource:
     """The resource at an IPAM key. Raises ValueError / ValidationError if it is not valid."""
-    if key == model.CONFIG_KEY:
-        cfg = model.IPAMConfig.from_json(value)
+    if key == ipamkeys.CONFIG_KEY:
+        cfg = ipamkeys.IPAMConfig.from_json(value)
         return validate({"apiVersion": "projectcalico.org/v3", "kind": "IPAMConfiguration",
                          "metadata": {"name": "default"},
                          "spec": {"strictAffinity": cfg.strict_affinity,
                                   "autoAllocateBlocks": cfg.auto_allocate_blocks,
                                   "maxBlocksPerHost": cfg.max_blocks_per_host}})
-    parsed = model.parse_affinity_key(key)
+    parsed = ipamkeys.parse_affinity_key(key)
     if parsed is None:
         raise ValueError(f"{key} is not an IPAM resource key")
     node, cidr = parsed
     json.loads(value or "{}")  # a non-JSON value is corrupt, not an empty affinity
-    aff = model.BlockAffinity.from_json(value)
+    aff = ipamkeys.BlockAffinity.from_json(value)
     return validate({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
                      "metadata": {"name": affinity_name(node, str(cidr))},
                      "spec": {"state": aff.state, "node": node, "cidr": str(cidr)}})

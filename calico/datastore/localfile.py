@@ -19,7 +19,7 @@ answers them so that a user's mistake reads as one line naming the path and its 
 
     path, source = resolve_path(None, None)
     reason = check_store(path, source, create=False)   # None: writable; else why not
-    conn = connect(path)                               # read-only when it must be
+    conn = localdb.connect(path)                       # read-only when it must be
 """
 
 from __future__ import annotations
@@ -91,20 +91,9 @@ def check_store(path: str, source: str, create: bool) -> str | None:
     return read_only_reason(path)
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection to the store: read-write when this process may write it, else
-    read-only (immutable where SQLite cannot keep its WAL index beside the file)."""
-    if read_only_reason(path) is None:
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None,
-                               check_same_thread=False)
-    else:
-        conn = _connect_read_only(path)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA synchronous = NORMAL")  # durable at every commit in WAL mode but fsync
-    return conn                                 # on checkpoints only (survives process crashes)
-
-
-def _connect_read_only(path: str) -> sqlite3.Connection:
+def connect_read_only(path: str) -> sqlite3.Connection:
+    """Read-only; `immutable` where SQLite cannot keep its WAL index beside the file (a
+    read-only directory: nobody can be writing the file through this mount)."""
     base = "file:" + quote(os.path.abspath(path))
     conn = sqlite3.connect(base + "?mode=ro", uri=True, timeout=10.0,
                            isolation_level=None, check_same_thread=False)

@@ -81,6 +81,10 @@ class SyncSource:
 
 
 class Syncer:
+    """Delivers to `callbacks`, on its own thread between `start()` and `stop()`, one snapshot of
+    the sources and then every change to them (see above), riding out bad data and datastore
+    errors. A callback that raises stops the syncer."""
+
     def __init__(self, backend: Backend, sources: Iterable[str | SyncSource],
                  callbacks: SyncerCallbacks, *, retry_delay: float = 1.0,
                  batch_size: int = 1000) -> None:

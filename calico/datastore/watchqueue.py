@@ -16,6 +16,10 @@ from .kv import DatastoreError, Watcher, WatchEvent
 
 
 class QueueWatcher(Watcher):
+    """A `kv.Watcher` one producer thread `push`es into and one consumer reads with
+    `events(timeout)`: events at or below `last_revision` or outside `prefix` are dropped, so a
+    producer resuming from an earlier revision never delivers one twice."""
+
     def __init__(self, prefix: str, start_revision: int,
                  on_close: Callable[[QueueWatcher], None] | None = None) -> None:
         self.prefix = prefix

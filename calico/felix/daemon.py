@@ -112,6 +112,10 @@ def read_datastore_config(backend: Backend, hostname: str) -> dict[str, str]:
 
 
 class Felix:
+    """The agent (see above): `run()` starts everything and returns the exit code, and only its
+    thread touches the calc graph and the dataplane driver. `on_status`, `on_updates`, `wake`,
+    `stop` and `request_heap_profile` only queue or flag work: safe from any thread."""
+
     def __init__(self, hostname: str, loader: ConfigLoader, backend: Backend, *,
                  driver_factory: DriverFactory = linux_driver,
                  clock: Callable[[], float] = time.monotonic) -> None:

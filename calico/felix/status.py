@@ -87,6 +87,10 @@ class EndpointKey:
 
 
 class StatusReporter:
+    """Writes Felix's status keys and, when enabled, the endpoint statuses (see above) on its own
+    thread between `start()` and `stop()`. `set_endpoints` and `set_intervals` are safe from any
+    thread; datastore errors are counted in `errors` and retried, never raised."""
+
     def __init__(self, backend: Backend, hostname: str, region: str = "no-region", *,
                  interval: float = 30.0, ttl: float = 90.0, endpoint_reporting: bool = False,
                  endpoint_delay: float = 1.0, clock: Callable[[], float] = time.monotonic,

@@ -1,10 +1,12 @@
 """IP address management: pools, blocks with host affinity, borrowing and handles.
 
     block.py   one allocation block: Calico's stored JSON and the pure allocation logic
-    model.py   keys under /calico/ipam/v2/, block affinities, handles, the IPAM config
+    model.py   handles; the keys under /calico/ipam/v2/, block affinities and the IPAM config
+               are the datastore's (calico/datastore/ipamkeys.py), re-exported here
     pools.py   which IPPools a host may use (enabled, nodeSelector, allowedUses); block walk
     store.py   compare-and-swap reads and writes, the block claim / release protocol, retries
     ipam.py    `IPAM(backend, hostname)`: auto_assign, assign_ip, release_*, get_assignment
+    release.py returning addresses to their blocks, by address or by handle
     report.py  usage per pool and block, check() for leaks, fix(report)
     errors.py  what callers catch: IPAMError and its subclasses
 """

@@ -93,6 +93,10 @@ class ReleaseResult:
 
 @dataclass
 class AllocationBlock:
+    """One block's allocations, read from and written back to Calico's JSON (fields it does not know
+    kept as read). Pure and unlocked: changes are in memory until the caller writes the block
+    back with compare-and-swap (store.py)."""
+
     cidr: IPNetwork
     affinity: str | None = None
     allocations: list[int | None] = field(default_factory=list)

@@ -102,6 +102,10 @@ def read_context(backend: Backend, host: str, clock: Callable[[], float] = time.
 
 
 class ContextCache:
+    """The host's AllocationContext, re-read when older than `refresh_seconds`, when asked `fresh`
+    or after `invalidate()`; a stale one is safe because every write carries its guards.
+    Unlocked: one per IPAM instance."""
+
     def __init__(self, backend: Backend, host: str, refresh_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.backend, self.host = backend, host

@@ -46,8 +46,9 @@ from dataclasses import dataclass
 
 from calico.datastore.kv import Backend, Compare
 
+from . import release as _release
 from . import report as _report
-from .block import AllocationBlock, IPAddress, IPNetwork
+from .block import AllocationBlock, IPNetwork
 from .context import AllocationContext, ContextCache
 from .errors import (
     ConflictRetriesExhausted,
@@ -92,6 +93,10 @@ class Assignment:
 
 
 class IPAM:
+    """Allocates and releases addresses for one host (see above): every request is all or nothing
+    and every write compare-and-swap, so instances in other threads, processes and hosts never
+    hand out an address twice. One instance serves one thread at a time (unlocked caches)."""
+
     def __init__(self, backend: Backend, hostname: str, *, max_retries: int = MAX_RETRIES,
                  rng: random.Random | None = None, refresh_seconds: float = 5.0) -> None:
         self.backend = backend
@@ -201,15 +206,19 @@ class IPAM:
         if len(ips) < num:
             if ips:
                 self.release_ips(ips)
-            names_text = ", ".join(str(p) for p in pools)
-            msg = (f"cannot assign {num} IPv{version} address(es) to host {self.hostname}: "
-                   f"only {len(ips)} free in IP pool(s) {names_text}")
-            if config.strict_affinity:
-                raise StrictAffinityError(msg + " for this host's blocks, and strict affinity "
-                                          "forbids borrowing from other hosts' blocks",
-                                          [p.name for p in pools])
-            raise PoolExhaustedError(msg, [p.name for p in pools])
+            raise self._exhausted(version, num, len(ips), pools, config.strict_affinity)
         return ips
+
+    def _exhausted(self, version: int, num: int, free: int, pools: list[Pool],
+                   strict_affinity: bool) -> PoolExhaustedError:
+        names_text = ", ".join(str(p) for p in pools)
+        msg = (f"cannot assign {num} IPv{version} address(es) to host {self.hostname}: "
+               f"only {free} free in IP pool(s) {names_text}")
+        if strict_affinity:
+            return StrictAffinityError(msg + " for this host's blocks, and strict affinity "
+                                       "forbids borrowing from other hosts' blocks",
+                                       [p.name for p in pools])
+        return PoolExhaustedError(msg, [p.name for p in pools])
 
     def _affine_blocks(self, version: int, pools: list[Pool]) -> list[IPNetwork]:
         out = []
@@ -337,7 +346,7 @@ class IPAM:
         pool = pool_for([p for p in ctx.pools if not p.disabled], addr)
         if pool is None:
             raise NotInPoolError(f"address {addr} is not in any enabled IP pool")
-        cidr = self._block_cidr(addr, pool)
+        cidr = _release.block_cidr(self.store, addr, pool)
         handle = HandleState(handle_id, IPAMHandle(), 0, known=False)
         attrs = dict(attrs or {})
         config = ctx.config
@@ -368,82 +377,17 @@ class IPAM:
 
     # ---- release ----------------------------------------------------------------------------
 
-    def _block_cidr(self, addr: IPAddress, pool: Pool | None = None) -> IPNetwork:
-        """The block that holds (or would hold) `addr`: by its pool's block size if that block
-        exists, else by searching the stored blocks (pools can change; blocks stay)."""
-        if pool is not None:
-            cidr = pool.block_for(addr)
-            if self.store.get_block(cidr) is not None:
-                return cidr
-        for block, _ in self.store.list_blocks(addr.version):
-            if addr in block.cidr:
-                return block.cidr
-        if pool is None:
-            raise NotInPoolError(f"address {addr} is not in any IPAM block")
-        return pool.block_for(addr)
-
     def release_ips(self, ips: Iterable[str],
                     expect: dict[str, tuple[str | None, int]] | None = None) -> list[str]:
         """Release addresses; returns those that were not allocated. With `expect`
         (ip -> (handle_id, sequence)), an address reallocated since then is left alone and
         also returned."""
-        by_block: dict[IPNetwork, list[str]] = {}
-        skipped: list[str] = []
-        pools = read_pools(self.backend)
-        for ip in ips:
-            addr = ipaddress.ip_address(ip)
-            try:
-                cidr = self._block_cidr(addr, pool_for(pools, addr))
-            except NotInPoolError:
-                skipped.append(str(addr))
-                continue
-            by_block.setdefault(cidr, []).append(str(addr))
-        for cidr, members in by_block.items():
-            skipped += self._release_from(cidr, members, expect)
-        return skipped
-
-    def _release_from(self, cidr: IPNetwork, ips: list[str],
-                      expect: dict[str, tuple[str | None, int]] | None) -> list[str]:
-        def attempt() -> list[str]:
-            got = self.store.get_block(cidr)
-            if got is None:
-                return list(ips)
-            block, rev = got
-            result = block.release(ips, expect)
-            if result.released:
-                handles = [self.store.get_handle(h) for h in result.by_handle]
-                for h in handles:
-                    h.value.add(str(cidr), -result.by_handle[h.handle_id])
-                new_rev = self.store.commit(block, rev, handles)
-                self._remember(block, new_rev)
-            return result.not_allocated + result.changed
-
-        return self.store.retry(attempt, f"releasing from block {cidr}")
+        return _release.release_ips(self.store, read_pools(self.backend), ips, expect,
+                                    self._remember)
 
     def release_by_handle(self, handle_id: str) -> list[str]:
         """Release every address held by `handle_id` (and delete the handle)."""
-        handle = self.store.get_handle(handle_id)
-        released: list[str] = []
-        for cidr_text in list(handle.value.block):
-            cidr = ipaddress.ip_network(cidr_text)
-
-            def attempt(cidr: IPNetwork = cidr) -> list[str]:
-                got = self.store.get_block(cidr)
-                h = self.store.get_handle(handle_id)
-                if got is None:  # the handle outlived its block: forget the block
-                    if h.value.block.pop(str(cidr), None) is not None:
-                        self.store.write_handle(h)
-                    return []
-                block, rev = got
-                result = block.release_by_handle(handle_id)
-                h.value.add(str(cidr), -result.by_handle.get(handle_id, 0))
-                h.value.block.pop(str(cidr), None)  # whatever the count said, none are left
-                new_rev = self.store.commit(block, rev, [h] if h.rev else [])
-                self._remember(block, new_rev)
-                return result.released
-
-            released += self.store.retry(attempt, f"releasing handle {handle_id}")
-        return released
+        return _release.release_by_handle(self.store, handle_id, self._remember)
 
     def release_affinity(self, cidr: str | IPNetwork, host: str | None = None,
                          require_empty: bool = False) -> bool:
@@ -477,7 +421,7 @@ class IPAM:
         addr = ipaddress.ip_address(ip)
         pool = pool_for(read_pools(self.backend), addr)
         try:
-            got = self.store.get_block(self._block_cidr(addr, pool))
+            got = self.store.get_block(_release.block_cidr(self.store, addr, pool))
         except NotInPoolError:
             return None
         if got is None:

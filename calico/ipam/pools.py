@@ -36,6 +36,9 @@ NODES_PREFIX = "/calico/resources/v3/projectcalico.org/nodes/"
 
 @dataclass(frozen=True)
 class Pool:
+    """One IPPool as IPAM uses it (validated, Calico's defaults filled in): which hosts and uses it
+    serves, and how it divides into blocks of `block_size`. Immutable."""
+
     name: str
     cidr: IPNetwork
     block_size: int

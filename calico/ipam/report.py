@@ -29,19 +29,24 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from calico.datastore.kv import Backend, Compare, Delete, Put
 
 from . import model
-from .block import ATTR_NAMESPACE, ATTR_NODE, ATTR_POD, ATTR_TIMESTAMP, AllocationBlock
+from .block import (
+    ATTR_NAMESPACE,
+    ATTR_NODE,
+    ATTR_POD,
+    ATTR_TIMESTAMP,
+    AllocationBlock,
+    IPNetwork,
+)
 from .errors import IPAMError
 from .model import IPAMHandle
 from .pools import NODES_PREFIX, read_pools
-
-if TYPE_CHECKING:
-    from .ipam import IPAM
 
 ATTR_WORKLOAD_ENDPOINT = "workloadEndpoint"
 WEPS_PREFIX = "/calico/resources/v3/projectcalico.org/workloadendpoints/"
@@ -185,6 +190,16 @@ def _young(attrs: dict[str, str], now: datetime.datetime, grace: float) -> bool:
 def check(backend: Backend, grace: float = 60.0) -> CheckReport:
     all_blocks, rev = _blocks(backend)
     report = CheckReport(revision=rev)
+    wep_keys, pods = _endpoints(backend, rev)
+    nodes = {kv.key[len(NODES_PREFIX):] for kv in backend.list(NODES_PREFIX, revision=rev)[0]}
+    actual = _check_allocations(report, all_blocks, wep_keys, pods, grace)
+    _check_handles(report, backend, actual)
+    _check_affinities(report, backend, {b.cidr: b for b in all_blocks}, nodes)
+    return report
+
+
+def _endpoints(backend: Backend, rev: int) -> tuple[set[str], set[tuple[str, str]]]:
+    """The WorkloadEndpoints at `rev`: their "<namespace>/<name>" and (namespace, pod) pairs."""
     wep_keys: set[str] = set()
     pods: set[tuple[str, str]] = set()
     for kv in backend.list(WEPS_PREFIX, revision=rev)[0]:
@@ -196,13 +211,16 @@ def check(backend: Backend, grace: float = 60.0) -> CheckReport:
             continue
         if spec.get("pod"):
             pods.add((ns_name.split("/", 1)[0], spec["pod"]))
-    nodes = {kv.key[len(NODES_PREFIX):] for kv in backend.list(NODES_PREFIX, revision=rev)[0]}
-    now = datetime.datetime.now(datetime.UTC)
+    return wep_keys, pods
 
+
+def _check_allocations(report: CheckReport, all_blocks: list[AllocationBlock],
+                       wep_keys: set[str], pods: set[tuple[str, str]],
+                       grace: float) -> dict[str, dict[str, int]]:
+    """Counts the allocations and lists the leaks; returns handle -> block CIDR -> count."""
+    now = datetime.datetime.now(datetime.UTC)
     actual: dict[str, dict[str, int]] = {}
-    by_cidr = {}
     for b in all_blocks:
-        by_cidr[b.cidr] = b
         for h, n in b.handle_counts().items():
             actual.setdefault(h, {})[str(b.cidr)] = n
         for a in b.allocations_list():
@@ -211,9 +229,13 @@ def check(backend: Backend, grace: float = 60.0) -> CheckReport:
             if missing and not _young(a.attrs, now, grace):
                 report.leaked.append(Leak(a.ip, str(b.cidr), a.handle_id, a.sequence, missing,
                                           a.attrs))
+    return actual
 
+
+def _check_handles(report: CheckReport, backend: Backend,
+                   actual: dict[str, dict[str, int]]) -> None:
     stored: dict[str, tuple[IPAMHandle, int]] = {}
-    for kv in backend.list(model.HANDLES_PREFIX, revision=rev)[0]:
+    for kv in backend.list(model.HANDLES_PREFIX, revision=report.revision)[0]:
         hid = model.parse_handle_key(kv.key)
         if hid is not None:
             stored[hid] = (IPAMHandle.from_json(kv.value), kv.mod_revision)
@@ -225,7 +247,10 @@ def check(backend: Backend, grace: float = 60.0) -> CheckReport:
         fix_ = HandleFix(hid, hrev, dict(value.block), have)
         (report.handle_mismatches if have else report.orphan_handles).append(fix_)
 
-    for kv in backend.list(model.HOSTS_PREFIX, revision=rev)[0]:
+
+def _check_affinities(report: CheckReport, backend: Backend,
+                      by_cidr: dict[IPNetwork, AllocationBlock], nodes: set[str]) -> None:
+    for kv in backend.list(model.HOSTS_PREFIX, revision=report.revision)[0]:
         parsed = model.parse_affinity_key(kv.key)
         if parsed is None:
             continue
@@ -242,7 +267,6 @@ def check(backend: Backend, grace: float = 60.0) -> CheckReport:
         elif block is None and aff.state == model.STATE_CONFIRMED:
             report.stale_affinities.append(AffinityIssue(host, str(cidr), kv.mod_revision,
                                                          "block does not exist"))
-    return report
 
 
 def _missing_endpoint(attrs: dict[str, str], wep_keys: set[str],
@@ -257,7 +281,20 @@ def _missing_endpoint(attrs: dict[str, str], wep_keys: set[str],
     return None
 
 
-def fix(ipam: IPAM, report: CheckReport) -> FixResult:
+class Repairer(Protocol):
+    """What `fix()` needs of IPAM (`ipam.IPAM` is one): its backend, and releases that leave
+    alone what changed since the report (`expect`) and say what they skipped."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    def release_ips(self, ips: Iterable[str],
+                    expect: dict[str, tuple[str | None, int]] | None = None) -> list[str]: ...
+
+    def release_affinity(self, cidr: str, host: str | None = None) -> bool: ...
+
+
+def fix(ipam: Repairer, report: CheckReport) -> FixResult:
     backend = ipam.backend
     result = FixResult()
     if report.leaked:

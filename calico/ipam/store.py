@@ -70,6 +70,10 @@ class HandleState:
 
 
 class IPAMStore:
+    """IPAM's reads and writes on one backend (see above): every write is guarded by the revisions
+    it read and raises a conflict rather than overwrite; `retry` re-runs a step until it stops
+    conflicting. Unlocked (`last_text`, `conflicts`): one per IPAM instance."""
+
     def __init__(self, backend: Backend, *, max_retries: int = MAX_RETRIES,
                  rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep
                  ) -> None:

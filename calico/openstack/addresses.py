@@ -6,11 +6,16 @@ For each fixed IP inside an enabled IPPool, `claim` assigns exactly that address
 of a port's handle. Addresses outside every pool are Neutron's alone and are skipped.
 IPAM failures are logged, never raised: Neutron has already committed the port, and the
 next resync claims again.
+
+Neutron's event handlers and the resync thread call in concurrently, while an `IPAM` instance
+serves one thread at a time (its block cache is unlocked): one lock serialises every claim and
+release, so a commit's cached block text is never another thread's.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 
 from calico.datastore.kv import Backend, DatastoreError
@@ -21,9 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class PortAddresses:
+    """Records Neutron ports' fixed IPs in Calico IPAM (handle = port id, one IPAM per host);
+    `claim` and `release` log IPAM and datastore failures instead of raising: the resync claims
+    again."""
+
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._ipam: dict[str, object] = {}
+        self._lock = threading.Lock()  # guards _ipam and every IPAM call (see module doc)
 
     def _for_host(self, host: str):
         from calico.ipam import IPAM
@@ -35,9 +45,12 @@ class PortAddresses:
     def claim(self, port_id: str, host: str, ips: Iterable[str]) -> list[str]:
         """Assign each of `ips` to handle `port_id` unless it already is; returns the
         addresses newly assigned."""
+        with self._lock:
+            return self._claim(self._for_host(host), port_id, host, ips)
+
+    def _claim(self, ipam, port_id: str, host: str, ips: Iterable[str]) -> list[str]:
         from calico.ipam import AddressInUseError, IPAMError
 
-        ipam = self._for_host(host)
         done = []
         for ip in ips:
             try:
@@ -60,7 +73,8 @@ class PortAddresses:
 
     def release(self, port_id: str, host: str = "") -> list[str]:
         try:
-            return self._for_host(host or "openstack").release_by_handle(port_id)
+            with self._lock:
+                return self._for_host(host or "openstack").release_by_handle(port_id)
         except Exception as err:  # noqa: BLE001 - never fail the caller over IPAM
             log.warning("port %s: releasing its addresses failed: %s", port_id, err)
             return []

@@ -73,6 +73,10 @@ class DriverConfig:
 
 
 class CalicoDriver:
+    """Keeps the datastore matching Neutron (see above). The event handlers may be called from any
+    thread of any server and never raise for a datastore failure (retried, then left to the
+    resync); `start()` joins the election, and the master runs the resync and status loops."""
+
     def __init__(self, backend: Backend, neutron: NeutronView,
                  config: DriverConfig | None = None, *,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 
 class Elector:
+    """This server's side of the election, on its own thread between `start()` and `stop()`:
+    `is_master` holds only while its lease is known to be alive, `on_change(master)` is called on
+    each change, and `stop()` steps down by revoking the lease."""
+
     def __init__(self, backend: Backend, server_id: str | None = None, *,
                  key: str = names.ELECTION_KEY, ttl: int = 30, interval: float | None = None,
                  on_change: Callable[[bool], None] | None = None,

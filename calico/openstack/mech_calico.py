@@ -83,6 +83,9 @@ def datastore_config(conf: Any = cfg.CONF) -> DatastoreConfig:
 
 
 class CalicoMechanismDriver(api.MechanismDriver):
+    """The ML2 entry points Neutron calls, each handed to one CalicoDriver (built in `initialize`,
+    started at PROCESS AFTER_INIT or the first event); no postcommit ever fails Neutron's call."""
+
     def __init__(self) -> None:
         super().__init__()
         self.core: CalicoDriver | None = None

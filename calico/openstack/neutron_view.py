@@ -30,6 +30,10 @@ AGENT_BINARY = "calico-felix"
 
 
 class PluginNeutronView:
+    """The NeutronView of a running Neutron server: reads through the ML2 core plugin with a fresh
+    admin context per call; `set_port_status` ignores a port that is gone, `felix_alive` writes
+    Felix's agent heartbeat for a host."""
+
     def __init__(self) -> None:
         self._agents_seen: set[str] = set()
 

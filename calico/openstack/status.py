@@ -47,6 +47,10 @@ def neutron_status(value: str | None) -> str:
 
 
 class StatusWatcher:
+    """Turns Felix's status keys into `set_port_status` and `felix_alive` calls (see above): a port
+    status is pushed only when it changed, a failed push retried until it succeeds or is
+    superseded. Unlocked: driven by the master's status loop only."""
+
     def __init__(self, backend: Backend, set_port_status: Callable[[str, str], None],
                  felix_alive: Callable[[str], None] | None = None) -> None:
         self.backend = backend

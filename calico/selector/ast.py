@@ -39,7 +39,8 @@ def _check_key(key: str) -> None:
 
 
 class Node:
-    """Base of all selector nodes."""
+    """Base of all selector nodes: immutable and hashable; `evaluate(labels)` is the reference
+    semantics, `write()` / `str()` Calico's canonical text, which parses back to an equal tree."""
 
     __slots__ = ()
 
@@ -217,7 +218,7 @@ class NotIn(LabelSet):
 
 @dataclass(frozen=True, slots=True)
 class Not(Node):
-    """``!operand``."""
+    """``!operand``; never directly around another Not (the canonical form folds ``!!x`` to x)."""
 
     operand: Node
 

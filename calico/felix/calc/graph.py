@@ -20,16 +20,33 @@ An endpoint is local when its `spec.node` is our hostname. Every endpoint and ne
 feeds IP-set membership; only local endpoints are matched against policy selectors. As in
 Calico, a WorkloadEndpoint without `ipNetworks` is ignored until it has some. Resource kinds
 the graph does not use are ignored.
+
+Inputs are typed: the syncer hands over validated `calico.api` resources (Calico's defaults
+filled), and each handler reads the fields of its kind by attribute.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from calico.api import Resource
+from calico.api.cluster import Node
+from calico.api.endpoints import (
+    HostEndpoint,
+    HostEndpointSpec,
+    WorkloadEndpoint,
+    WorkloadEndpointSpec,
+)
+from calico.api.felixconfig import FelixConfiguration
+from calico.api.ippool import IPPool
+from calico.api.networkset import GlobalNetworkSet, NetworkSet
+from calico.api.policy import GlobalNetworkPolicy, NetworkPolicy
+from calico.api.profile import Profile
 from calico.felix import messages as m
 
 from .ipsets import IPSetCalculator, IPSetRefs, NamedPort
@@ -38,7 +55,6 @@ from .rules import NAMED_PORT_PROTOCOLS, normalise_nets
 from .selectors import (
     LABEL_ORCHESTRATOR,
     LABEL_SERVICE_ACCOUNT,
-    field,
     implicit_parents,
     namespaced_labels,
     own_labels,
@@ -50,6 +66,9 @@ IN_SYNC = "in-sync"
 
 
 class CalcGraph:
+    """Syncer updates and status in (`on_update`, `on_status`), the dataplane messages they
+    imply out of `flush()`, coalesced and in dependency order; pure and single-threaded."""
+
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
         self._ipsets: IPSetCalculator
@@ -60,7 +79,7 @@ class CalcGraph:
         self._dirty: set[EndpointID] = set()
         self._policy_ids: dict[str, m.PolicyID] = {}  # datastore key -> id (tier may change)
         self._felix_config: dict[str, dict[str, Any]] = {}
-        self._handlers: dict[str, Callable[[str, str, str, Any], None]] = {
+        self._handlers: dict[str, Callable[[str, str, str, Any], None]] = {  # by key plural
             "workloadendpoints": self._on_workload_endpoint,
             "hostendpoints": self._on_host_endpoint,
             "profiles": self._on_profile,
@@ -75,7 +94,7 @@ class CalcGraph:
 
     # ---- the API ---------------------------------------------------------------------------
 
-    def on_update(self, key: str, value: Any) -> None:
+    def on_update(self, key: str, value: Resource | None) -> None:
         """One syncer update: `value` is the validated resource, or None for a deletion."""
         if not key.startswith(KEY_PREFIX):
             return
@@ -86,7 +105,7 @@ class CalcGraph:
         namespace, _, name = rest.rpartition("/")
         handler(key, namespace, name, value)
 
-    def on_status(self, status: Any) -> None:
+    def on_status(self, status: enum.Enum | str) -> None:
         """The syncer's status: "wait-for-datastore", "resync" or "in-sync"."""
         if str(getattr(status, "value", status)) == IN_SYNC:
             self._seq.in_sync()
@@ -94,18 +113,17 @@ class CalcGraph:
     def flush(self) -> list[m.Message]:
         """Every change since the last flush, coalesced and in dependency order."""
         for ep in self._dirty:
-            base = self._local[ep]
-            if isinstance(base, m.HostEndpointUpdate):
-                tiers = self._policies.tiers(ep, host=True)
-                msg: Any = replace(base, tiers=tiers["normal"],
-                                   untracked_tiers=tiers["untracked"],
-                                   pre_dnat_tiers=tiers["pre_dnat"],
-                                   forward_tiers=tiers["forward"])
-            else:
-                msg = replace(base, tiers=self._policies.tiers(ep, host=False)["normal"])
-            self._seq.endpoint_update(msg)
+            self._seq.endpoint_update(self._with_tiers(self._local[ep]))
         self._dirty.clear()
         return self._seq.flush()
+
+    def _with_tiers(self, base: m.WorkloadEndpointUpdate | m.HostEndpointUpdate
+                    ) -> m.WorkloadEndpointUpdate | m.HostEndpointUpdate:
+        if isinstance(base, m.HostEndpointUpdate):
+            tiers = self._policies.tiers(base.id, host=True)
+            return replace(base, tiers=tiers["normal"], untracked_tiers=tiers["untracked"],
+                           pre_dnat_tiers=tiers["pre_dnat"], forward_tiers=tiers["forward"])
+        return replace(base, tiers=self._policies.tiers(base.id, host=False)["normal"])
 
     # ---- endpoints and network sets --------------------------------------------------------
 
@@ -113,58 +131,48 @@ class CalcGraph:
         if ep in self._local:
             self._dirty.add(ep)
 
-    def _on_workload_endpoint(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_workload_endpoint(self, key: str, namespace: str, name: str,
+                              value: WorkloadEndpoint | None) -> None:
         ep = m.WorkloadEndpointID(namespace, name)
-        spec = field(value, "spec")
-        ip_networks = field(spec, "ipNetworks", [])
-        if value is None or not ip_networks:
+        if value is None or not value.spec.ipNetworks:
             self._ipsets.remove_item(ep)
             self._remove_local(ep)
             return
-        labels = namespaced_labels(own_labels(field(field(value, "metadata"), "labels")), namespace)
-        orchestrator = field(spec, "orchestrator", "")
-        if orchestrator:
-            labels[LABEL_ORCHESTRATOR] = orchestrator
-        service_account = field(spec, "serviceAccountName", "")
+        spec = value.spec
+        labels = namespaced_labels(own_labels(value.metadata.labels), namespace)
+        if spec.orchestrator:
+            labels[LABEL_ORCHESTRATOR] = spec.orchestrator
+        service_account = spec.serviceAccountName or ""
         if service_account:
             labels[LABEL_SERVICE_ACCOUNT] = service_account
-        profiles = tuple(field(spec, "profiles", []))
+        profiles = tuple(spec.profiles or ())
         parents = implicit_parents(list(profiles), namespace, service_account)
-        nets = normalise_nets(ip_networks)
+        nets = normalise_nets(spec.ipNetworks)
         self._ipsets.update_item(ep, labels, parents, nets, _named_ports(spec))
-        if field(spec, "node") != self.hostname:
+        if spec.node != self.hostname:
             self._remove_local(ep)
             return
-        self._local[ep] = m.WorkloadEndpointUpdate(
-            id=ep, interface=field(spec, "interfaceName", ""), mac=field(spec, "mac", ""),
-            ipv4_nets=tuple(n for n in nets if ":" not in n),
-            ipv6_nets=tuple(n for n in nets if ":" in n),
-            profile_ids=tuple(m.ProfileID(p) for p in profiles),
-            allowed_spoofed_source_prefixes=normalise_nets(
-                field(spec, "allowSpoofedSourcePrefixes")),
-            ipv4_nat=tuple((field(nat, "internalIP"), field(nat, "externalIP"))
-                           for nat in field(spec, "ipNATs", [])
-                           if ":" not in field(nat, "internalIP", "")),
-        )
+        self._local[ep] = _workload_endpoint_update(ep, spec, nets, profiles)
         self._policies.update_endpoint(ep, labels, parents, profiles)
 
-    def _on_host_endpoint(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_host_endpoint(self, key: str, namespace: str, name: str,
+                          value: HostEndpoint | None) -> None:
         ep = m.HostEndpointID(name)
         if value is None:
             self._ipsets.remove_item(ep)
             self._remove_local(ep)
             return
-        spec = field(value, "spec")
-        labels = own_labels(field(field(value, "metadata"), "labels"))
-        profiles = tuple(field(spec, "profiles", []))
-        expected = [str(ipaddress.ip_address(a)) for a in field(spec, "expectedIPs", [])]
+        spec = value.spec
+        labels = own_labels(value.metadata.labels)
+        profiles = tuple(spec.profiles or ())
+        expected = [str(ipaddress.ip_address(a)) for a in spec.expectedIPs or ()]
         nets = normalise_nets(expected)
         self._ipsets.update_item(ep, labels, profiles, nets, _named_ports(spec))
-        if field(spec, "node") != self.hostname:
+        if spec.node != self.hostname:
             self._remove_local(ep)
             return
         self._local[ep] = m.HostEndpointUpdate(
-            id=ep, interface=field(spec, "interfaceName", ""),
+            id=ep, interface=spec.interfaceName or "",
             expected_ipv4_addrs=tuple(a for a in expected if ":" not in a),
             expected_ipv6_addrs=tuple(a for a in expected if ":" in a),
             profile_ids=tuple(m.ProfileID(p) for p in profiles),
@@ -177,91 +185,98 @@ class CalcGraph:
             self._dirty.discard(ep)
             self._seq.endpoint_remove(ep)
 
-    def _on_network_set(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_network_set(self, key: str, namespace: str, name: str,
+                        value: NetworkSet | GlobalNetworkSet | None) -> None:
         item = ("NetworkSet", namespace, name) if namespace else ("GlobalNetworkSet", name)
         if value is None:
             self._ipsets.remove_item(item)
             return
-        labels = own_labels(field(field(value, "metadata"), "labels"))
+        labels = own_labels(value.metadata.labels)
         if namespace:
             labels = namespaced_labels(labels, namespace)
         self._ipsets.update_item(item, labels, implicit_parents([], namespace),
-                                 normalise_nets(field(field(value, "spec"), "nets")))
+                                 normalise_nets(value.spec.nets))
 
     # ---- profiles and policies -------------------------------------------------------------
 
-    def _on_profile(self, key: str, namespace: str, name: str, value: Any) -> None:
-        spec = field(value, "spec")
-        labels = field(spec, "labelsToApply") if value is not None else None
+    def _on_profile(self, key: str, namespace: str, name: str, value: Profile | None) -> None:
+        spec = None if value is None else value.spec
+        labels = None if spec is None else spec.labelsToApply
         self._ipsets.update_parent(name, labels)
         self._policies.update_parent(name, labels)
-        self._policies.update_profile(name, spec if value is not None else None)
+        self._policies.update_profile(name, spec)
 
-    def _on_policy(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_policy(self, key: str, namespace: str, name: str,
+                   value: NetworkPolicy | GlobalNetworkPolicy | None) -> None:
         old = self._policy_ids.get(key)
-        pid = None
-        if value is not None:
-            pid = m.PolicyID(name, namespace, field(field(value, "spec"), "tier", "default"))
+        pid = None if value is None else m.PolicyID(name, namespace, value.spec.tier or "default")
         if old is not None and old != pid:
             self._policies.remove_policy(old)
             del self._policy_ids[key]
-        if pid is not None:
+        if value is not None and pid is not None:  # (one test, spelt for the type checker)
             self._policy_ids[key] = pid
-            self._policies.update_policy(pid, field(value, "spec"))
+            self._policies.update_policy(pid, value.spec)
 
     # ---- pass-through kinds ----------------------------------------------------------------
 
-    def _on_node(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_node(self, key: str, namespace: str, name: str, value: Node | None) -> None:
         if value is None:
             self._seq.host_remove(name)
             return
-        bgp = field(field(value, "spec"), "bgp")
-        self._seq.host_update(m.HostMetadataUpdate(
-            name, field(bgp, "ipv4Address", ""), field(bgp, "ipv6Address", "")))
+        bgp = value.spec.bgp
+        if bgp is None:
+            self._seq.host_update(m.HostMetadataUpdate(name, "", ""))
+        else:
+            self._seq.host_update(m.HostMetadataUpdate(name, bgp.ipv4Address or "",
+                                                       bgp.ipv6Address or ""))
 
-    def _on_pool(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_pool(self, key: str, namespace: str, name: str, value: IPPool | None) -> None:
         if value is None:
             self._seq.pool_remove(name)
             return
-        spec = field(value, "spec")
+        spec = value.spec
         self._seq.pool_update(m.IPAMPoolUpdate(
-            name, str(field(spec, "cidr", "")), masquerade=bool(field(spec, "natOutgoing")),
-            ipip_mode=str(field(spec, "ipipMode", "Never")),
-            vxlan_mode=str(field(spec, "vxlanMode", "Never")),
-            disabled=bool(field(spec, "disabled"))))
+            name, spec.cidr, masquerade=bool(spec.natOutgoing),
+            ipip_mode=spec.ipipMode or "Never", vxlan_mode=spec.vxlanMode or "Never",
+            disabled=bool(spec.disabled)))
 
-    def _on_felix_config(self, key: str, namespace: str, name: str, value: Any) -> None:
+    def _on_felix_config(self, key: str, namespace: str, name: str,
+                         value: FelixConfiguration | None) -> None:
         if name != "default" and name != f"node.{self.hostname}":
             return
         if value is None:
             self._felix_config.pop(name, None)
         else:
-            self._felix_config[name] = _as_dict(field(value, "spec"))
+            self._felix_config[name] = value.spec.model_dump(mode="json", exclude_none=True)
         merged = {**self._felix_config.get("default", {}),
                   **self._felix_config.get(f"node.{self.hostname}", {})}
         self._seq.config_update(m.ConfigUpdate({k: _config_value(v)
                                                 for k, v in sorted(merged.items())}))
 
 
-def _named_ports(spec: Any) -> tuple[NamedPort, ...]:
+def _workload_endpoint_update(ep: m.WorkloadEndpointID, spec: WorkloadEndpointSpec,
+                              nets: tuple[str, ...], profiles: tuple[str, ...]
+                              ) -> m.WorkloadEndpointUpdate:
+    """A local endpoint's message, without its tiers (the policy resolver adds them)."""
+    return m.WorkloadEndpointUpdate(
+        id=ep, interface=spec.interfaceName, mac=spec.mac or "",
+        ipv4_nets=tuple(n for n in nets if ":" not in n),
+        ipv6_nets=tuple(n for n in nets if ":" in n),
+        profile_ids=tuple(m.ProfileID(p) for p in profiles),
+        allowed_spoofed_source_prefixes=normalise_nets(spec.allowSpoofedSourcePrefixes),
+        ipv4_nat=tuple((nat.internalIP, nat.externalIP) for nat in spec.ipNATs or ()
+                       if ":" not in nat.internalIP),
+    )
+
+
+def _named_ports(spec: WorkloadEndpointSpec | HostEndpointSpec) -> tuple[NamedPort, ...]:
     out = []
-    for port in field(spec, "ports", []):
-        name = field(port, "name", "")
-        if name:
-            proto = field(port, "protocol", "TCP")
+    for port in spec.ports or ():
+        if port.name:
+            proto = port.protocol
             proto = NAMED_PORT_PROTOCOLS.get(proto, "") if isinstance(proto, int) else proto
-            out.append((name, str(proto).lower(), int(field(port, "port", 0))))
+            out.append((port.name, proto.lower(), port.port))
     return tuple(out)
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if obj is None:
-        return {}
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json", exclude_none=True)
-    if isinstance(obj, dict):
-        return {k: v for k, v in obj.items() if v is not None}
-    return {k: v for k, v in vars(obj).items() if v is not None}
 
 
 def _config_value(value: Any) -> str:

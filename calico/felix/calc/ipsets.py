@@ -28,6 +28,9 @@ NamedPort = tuple[str, str, int]  # (name, "tcp"|"udp"|"sctp", port)
 
 
 class IPSetListener(Protocol):
+    """Where IP-set changes go (the sequencer): a set is added before its members and its
+    members are gone from it before it is removed."""
+
     def ipset_added(self, set_id: str, set_type: m.IPSetType) -> None: ...
     def ipset_removed(self, set_id: str) -> None: ...
     def member_added(self, set_id: str, member: str) -> None: ...
@@ -43,6 +46,9 @@ class _Contribution:
 
 
 class IPSetCalculator:
+    """The members of every active IP set (`add_ipset`), kept current as items and profile
+    labels change; reports each set and each member change to its listener exactly once."""
+
     def __init__(self, listener: IPSetListener) -> None:
         self._listener = listener
         self._index = LabelIndex(self._on_match, self._on_unmatch)

@@ -83,7 +83,8 @@ class _Item:
 
 
 class LabelIndex:
-    """Incrementally maintained (selector, item) matches. See the module docstring."""
+    """Which registered selectors match which items (with labels inherited from parents),
+    kept incrementally: `on_match`/`on_unmatch` once per change of a (selector, item) pair."""
 
     def __init__(self, on_match: Callable[[SelID, ItemID], None],
                  on_unmatch: Callable[[SelID, ItemID], None]) -> None:

@@ -1,7 +1,7 @@
 """Active policies and profiles, and the ordered policies of each local endpoint.
 
-In: (Global)NetworkPolicies and Profiles (already keyed by id), and this host's endpoints
-with their labels, profile parents and listed profiles.
+In: (Global)NetworkPolicy and Profile specs (validated `calico.api` models, already keyed by
+id), and this host's endpoints with their labels, profile parents and listed profiles.
 Out: to the sequencer, `policy_update/remove` and `profile_update/remove` for *active* ones
 only (a policy is active while it selects at least one local endpoint, a profile while a local
 endpoint lists it); to `IPSetRefs`, the IP sets the active rules use; to the graph, the ids of
@@ -20,8 +20,9 @@ and, with applyOnForward, to the forward tiers too; workload endpoints get the n
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any
 
+from calico.api.policy import GlobalNetworkPolicySpec, NetworkPolicySpec, default_policy_types
+from calico.api.profile import ProfileSpec
 from calico.felix import messages as m
 from calico.felix.heap import compact
 from calico.selector import Selector
@@ -29,9 +30,11 @@ from calico.selector import Selector
 from .ipsets import IPSetRefs
 from .labelindex import LabelIndex
 from .rules import IPSetSpec, resolve_rules
-from .selectors import field, policy_selector
+from .selectors import policy_selector
+from .sequencer import EventSequencer
 
 EndpointID = m.WorkloadEndpointID | m.HostEndpointID
+PolicySpec = NetworkPolicySpec | GlobalNetworkPolicySpec
 
 
 class Policy:
@@ -40,28 +43,32 @@ class Policy:
     __slots__ = ("id", "selector", "sort_key", "ingress", "egress", "untracked", "pre_dnat",
                  "apply_on_forward", "inbound", "outbound")
 
-    def __init__(self, pid: m.PolicyID, spec: Any) -> None:
+    def __init__(self, pid: m.PolicyID, spec: PolicySpec) -> None:
         self.id = pid
         self.selector: Selector = policy_selector(spec, pid.namespace)
-        order = field(spec, "order")
+        order = spec.order
         self.sort_key = (order is None, float(order) if order is not None else 0.0, str(pid))
-        self.inbound = field(spec, "ingress", [])
-        self.outbound = field(spec, "egress", [])
-        types = field(spec, "types")
-        if types is None:  # Calico's default, should validation not have filled it
-            types = (["Ingress"] if self.inbound or not self.outbound else []) + (
-                ["Egress"] if self.outbound else [])
-        types = {str(getattr(t, "value", t)) for t in types}
+        self.inbound = spec.ingress or []
+        self.outbound = spec.egress or []
+        # validation fills `types` (Calico's default); the fallback is the same default
+        types = spec.types
+        if types is None:
+            types = default_policy_types(self.inbound, self.outbound)
         self.ingress = "Ingress" in types
         self.egress = "Egress" in types
         namespaced = bool(pid.namespace)
-        self.untracked = bool(field(spec, "doNotTrack", False)) and not namespaced
-        self.pre_dnat = bool(field(spec, "preDNAT", False)) and not namespaced
-        self.apply_on_forward = namespaced or bool(field(spec, "applyOnForward", False))
+        gnp = spec if isinstance(spec, GlobalNetworkPolicySpec) and not namespaced else None
+        self.untracked = gnp is not None and bool(gnp.doNotTrack)
+        self.pre_dnat = gnp is not None and bool(gnp.preDNAT)
+        self.apply_on_forward = namespaced or (gnp is not None and bool(gnp.applyOnForward))
 
 
 class PolicyCalculator:
-    def __init__(self, sequencer: Any, ipset_refs: IPSetRefs,
+    """Keeps the policies and profiles active on this host and each local endpoint's matches:
+    sends active ones to the sequencer, their IP sets to `IPSetRefs`, dirty endpoints to the
+    graph; `tiers()` is the policy resolver (see the module docstring)."""
+
+    def __init__(self, sequencer: EventSequencer, ipset_refs: IPSetRefs,
                  on_dirty: Callable[[EndpointID], None]) -> None:
         self._seq = sequencer
         self._refs = ipset_refs
@@ -71,13 +78,13 @@ class PolicyCalculator:
         self._policy_eps: dict[m.PolicyID, set[EndpointID]] = {}
         self._ep_policies: dict[EndpointID, set[m.PolicyID]] = {}
         self._sets: dict[Hashable, dict[str, IPSetSpec]] = {}  # active owner -> its IP sets
-        self._profiles: dict[str, Any] = {}  # name -> spec
+        self._profiles: dict[str, ProfileSpec] = {}
         self._profile_refs: dict[str, int] = {}
         self._ep_profiles: dict[EndpointID, tuple[str, ...]] = {}
 
     # ---- policies --------------------------------------------------------------------------
 
-    def update_policy(self, pid: m.PolicyID, spec: Any) -> None:
+    def update_policy(self, pid: m.PolicyID, spec: PolicySpec) -> None:
         was_active = pid in self._sets
         self._policies[pid] = Policy(pid, spec)
         self._index.update_selector(pid, self._policies[pid].selector)
@@ -124,7 +131,7 @@ class PolicyCalculator:
 
     # ---- profiles --------------------------------------------------------------------------
 
-    def update_profile(self, name: str, spec: Any | None) -> None:
+    def update_profile(self, name: str, spec: ProfileSpec | None) -> None:
         if spec is None:
             self._profiles.pop(name, None)
         else:
@@ -135,8 +142,11 @@ class PolicyCalculator:
     def _send_profile(self, name: str) -> None:
         spec = self._profiles.get(name)
         owner = m.ProfileID(name)
-        inbound, outbound, sets = resolve_rules(
-            f"profile:{name}", field(spec, "ingress"), field(spec, "egress"), "")
+        if spec is None:  # listed but missing: no rules
+            inbound, outbound, sets = (), (), {}
+        else:
+            inbound, outbound, sets = resolve_rules(f"profile:{name}", spec.ingress,
+                                                    spec.egress, "")
         self._refs.set_uses(owner, self._sets.get(owner, {}), sets)
         self._sets[owner] = sets
         self._seq.profile_update(m.ActiveProfileUpdate(owner, inbound, outbound))

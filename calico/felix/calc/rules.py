@@ -1,6 +1,7 @@
 """Rule resolution: a policy's or profile's v3 rules → `messages.Rule`s plus the IP sets they use.
 
-In: the `ingress`/`egress` rules of one policy or profile and the namespace that scopes them.
+In: the `ingress`/`egress` rules (validated `calico.api.rules.Rule` models) of one policy or
+profile and the namespace that scopes them.
 Out: resolved rules (protocol numbers, port ranges, normalised nets, IP-set ids in place of
 selectors and named ports) and the `IPSetSpec` of every IP set they reference.
 
@@ -27,14 +28,15 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
+from calico.api.rules import EntityRule, ICMPFields, Rule
 from calico.felix import messages as m
 from calico.felix.cidrs import normalise_net
 from calico.selector import Selector
 
-from .selectors import ALL, entity_selectors, field
+from .selectors import ALL, entity_selectors
 
 PROTOCOLS = {"TCP": 6, "UDP": 17, "ICMP": 1, "ICMPv6": 58, "SCTP": 132, "UDPLite": 136}
 NAMED_PORT_PROTOCOLS = {6: "tcp", 17: "udp", 132: "sctp"}
@@ -71,7 +73,7 @@ def named_port_set(sel: Selector, port: str, protocol: str) -> IPSetSpec:
     return IPSetSpec(_hash_id("n", f"{sel},{protocol},{port}"), sel, port, protocol)
 
 
-def protocol_number(value: Any) -> int | None:
+def protocol_number(value: int | str | None) -> int | None:
     if value is None:
         return None
     if isinstance(value, int):
@@ -81,7 +83,7 @@ def protocol_number(value: Any) -> int | None:
     return PROTOCOLS.get(value, PROTOCOLS.get(str(value).upper()))
 
 
-def split_ports(ports: Any) -> tuple[tuple[m.PortRange, ...], tuple[str, ...]]:
+def split_ports(ports: Iterable[int | str] | None) -> tuple[tuple[m.PortRange, ...], tuple[str, ...]]:
     """(numeric ranges, names) of a rule's ports list (ints, "lo:hi" strings, names)."""
     numeric: list[m.PortRange] = []
     named: list[str] = []
@@ -98,7 +100,7 @@ def split_ports(ports: Any) -> tuple[tuple[m.PortRange, ...], tuple[str, ...]]:
     return tuple(numeric), tuple(named)
 
 
-def normalise_nets(nets: Any) -> tuple[str, ...]:
+def normalise_nets(nets: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(map(normalise_net, nets or ()))
 
 
@@ -109,13 +111,17 @@ def _family(net: str) -> int:
 class _Side:
     """One resolved side (source or destination) of a rule."""
 
-    def __init__(self, entity: Any, namespace: str, np_protocol: str,
+    def __init__(self, entity: EntityRule | None, namespace: str, np_protocol: str,
                  sets: dict[str, IPSetSpec]) -> None:
         positive, negated = entity_selectors(entity, namespace)
-        self.nets = normalise_nets(field(entity, "nets"))
-        self.not_nets = normalise_nets(field(entity, "notNets"))
-        self.ports, named = split_ports(field(entity, "ports"))
-        self.not_ports, not_named = split_ports(field(entity, "notPorts"))
+        if entity is None:
+            self.nets = self.not_nets = ()
+            self.ports = self.not_ports = named = not_named = ()
+        else:
+            self.nets = normalise_nets(entity.nets)
+            self.not_nets = normalise_nets(entity.notNets)
+            self.ports, named = split_ports(entity.ports)
+            self.not_ports, not_named = split_ports(entity.notPorts)
         port_sel = positive or ALL
         self.named_sets = tuple(_use(sets, named_port_set(port_sel, p, np_protocol))
                                 for p in named)
@@ -132,23 +138,23 @@ def _use(sets: dict[str, IPSetSpec], spec: IPSetSpec) -> str:
     return spec.id
 
 
-def _icmp(value: Any) -> tuple[int | None, int | None]:
-    return field(value, "type"), field(value, "code")
+def _icmp(value: ICMPFields | None) -> tuple[int | None, int | None]:
+    return (None, None) if value is None else (value.type, value.code)
 
 
-def resolve_rule(rule: Any, namespace: str, sets: dict[str, IPSetSpec]) -> list[m.Rule]:
+def resolve_rule(rule: Rule, namespace: str, sets: dict[str, IPSetSpec]) -> list[m.Rule]:
     """One v3 rule → zero, one or two `messages.Rule`s (see the module docstring); the IP
     sets it uses are added to `sets`. `rule_id` is left for the caller to fill."""
-    protocol = protocol_number(field(rule, "protocol"))
+    protocol = protocol_number(rule.protocol)
     np_protocol = NAMED_PORT_PROTOCOLS.get(protocol or 6, "tcp")
-    src = _Side(field(rule, "source"), namespace, np_protocol, sets)
-    dst = _Side(field(rule, "destination"), namespace, np_protocol, sets)
-    icmp_type, icmp_code = _icmp(field(rule, "icmp"))
-    not_icmp_type, not_icmp_code = _icmp(field(rule, "notICMP"))
+    src = _Side(rule.source, namespace, np_protocol, sets)
+    dst = _Side(rule.destination, namespace, np_protocol, sets)
+    icmp_type, icmp_code = _icmp(rule.icmp)
+    not_icmp_type, not_icmp_code = _icmp(rule.notICMP)
     base = m.Rule(
-        action=ACTIONS.get(field(rule, "action", "Allow"), m.Action.ALLOW),
-        ip_version=field(rule, "ipVersion"),
-        protocol=protocol, not_protocol=protocol_number(field(rule, "notProtocol")),
+        action=ACTIONS.get(rule.action, m.Action.ALLOW),
+        ip_version=rule.ipVersion,
+        protocol=protocol, not_protocol=protocol_number(rule.notProtocol),
         icmp_type=icmp_type, icmp_code=icmp_code,
         not_icmp_type=not_icmp_type, not_icmp_code=not_icmp_code,
         src_nets=src.nets, not_src_nets=src.not_nets,
@@ -197,7 +203,8 @@ def rule_id(owner: str, direction: str, index: int, rule: m.Rule) -> str:
     return base64.urlsafe_b64encode(digest).decode()[:16]
 
 
-def resolve_rules(owner: str, inbound: Any, outbound: Any, namespace: str
+def resolve_rules(owner: str, inbound: Sequence[Rule] | None,
+                  outbound: Sequence[Rule] | None, namespace: str
                   ) -> tuple[tuple[m.Rule, ...], tuple[m.Rule, ...], dict[str, IPSetSpec]]:
     """All rules of one policy/profile: (inbound, outbound, IP sets used by id)."""
     sets: dict[str, IPSetSpec] = {}

@@ -20,12 +20,14 @@ selector against one label map:
   namespace" (`!has(projectcalico.org/namespace)`).
 - A NetworkPolicy's selector, and the rule selectors of a NetworkPolicy without a
   `namespaceSelector`, are AND-ed with `projectcalico.org/namespace == "<ns>"`.
+
+Inputs are validated `calico.api` models (the syncer's hand-over), read by attribute.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from calico.api.policy import GlobalNetworkPolicySpec, NetworkPolicySpec
+from calico.api.rules import EntityRule, ServiceAccountMatch
 from calico.selector import Selector, ast, parse
 
 LABEL_NAMESPACE = "projectcalico.org/namespace"
@@ -38,14 +40,6 @@ NAMESPACE_PROFILE_PREFIX = "kns."
 SERVICE_ACCOUNT_PROFILE_PREFIX = "ksa."
 
 ALL = parse("all()")
-
-
-def field(obj: Any, name: str, default: Any = None) -> Any:
-    """`obj.name` for a model or namespace, `obj[name]` for a dict; `default` when unset."""
-    if obj is None:
-        return default
-    value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-    return default if value is None else value
 
 
 def _prefixed(node: ast.Node, prefix: str) -> ast.Node:
@@ -94,13 +88,13 @@ def namespace_selector(text: str) -> str:
     return str(_namespace_markers(root))
 
 
-def service_account_selector(match: Any) -> str:
+def service_account_selector(match: ServiceAccountMatch | None) -> str:
     """An EntityRule's serviceAccounts {names, selector} as an endpoint selector, or ""."""
     if match is None:
         return ""
-    sel = field(match, "selector", "")
+    sel = match.selector
     out = prefix_selector(sel, SERVICE_ACCOUNT_PREFIX) if sel else ""
-    names = field(match, "names", [])
+    names = match.names
     if names:
         by_name = str(ast.In(LABEL_SERVICE_ACCOUNT, names))
         out = f"({out}) && ({by_name})" if out else by_name
@@ -111,23 +105,23 @@ def _namespace_eq(namespace: str) -> str:
     return str(ast.Eq(LABEL_NAMESPACE, namespace))
 
 
-def entity_selectors(entity: Any, namespace: str) -> tuple[Selector | None, Selector | None]:
+def entity_selectors(entity: EntityRule | None, namespace: str) -> tuple[Selector | None, Selector | None]:
     """(positive, negated) selectors of one EntityRule of a policy in `namespace` ("" for
     global policies and profiles), as Calico's getEndpointSelector and
     combineMatchesIfPossible build them: the namespace scope applies as soon as any selector
     field is used, and a positive selector absorbs the negated one."""
     if entity is None:
         return None, None
-    ns_sel_text = field(entity, "namespaceSelector", "")
-    sel_text = field(entity, "selector", "")
-    not_text = field(entity, "notSelector", "")
+    ns_sel_text = entity.namespaceSelector or ""
+    sel_text = entity.selector or ""
+    not_text = entity.notSelector or ""
     if ns_sel_text:
         ns_sel = namespace_selector(ns_sel_text)
     elif namespace:
         ns_sel = _namespace_eq(namespace)
     else:
         ns_sel = ""
-    parts = [p for p in (service_account_selector(field(entity, "serviceAccounts")), sel_text)
+    parts = [p for p in (service_account_selector(entity.serviceAccounts), sel_text)
              if p]
     selector = parts[0] if len(parts) == 1 else "(" + ") && (".join(parts) + ")" if parts else ""
     if ns_sel and (selector or not_text or ns_sel_text):
@@ -137,19 +131,17 @@ def entity_selectors(entity: Any, namespace: str) -> tuple[Selector | None, Sele
     return (parse(selector) if selector else None), (parse(not_text) if not_text else None)
 
 
-def policy_selector(spec: Any, namespace: str) -> Selector:
+def policy_selector(spec: NetworkPolicySpec | GlobalNetworkPolicySpec, namespace: str
+                    ) -> Selector:
     """The endpoint selector of a (Global)NetworkPolicy, namespace and service-account scoped."""
     parts = []
-    sel = field(spec, "selector", "")
-    if sel:
-        parts.append(str(parse(sel)))
+    if spec.selector:
+        parts.append(str(parse(spec.selector)))
     if namespace:
         parts.append(_namespace_eq(namespace))
-    else:
-        ns_sel = field(spec, "namespaceSelector", "")
-        if ns_sel:
-            parts.append(namespace_selector(ns_sel))
-    sa_sel = field(spec, "serviceAccountSelector", "")
+    elif isinstance(spec, GlobalNetworkPolicySpec) and spec.namespaceSelector:
+        parts.append(namespace_selector(spec.namespaceSelector))
+    sa_sel = spec.serviceAccountSelector
     if sa_sel:
         parts.append(prefix_selector(sa_sel, SERVICE_ACCOUNT_PREFIX))
     if not parts:

@@ -63,6 +63,9 @@ class _Keyed:
 
 
 class EventSequencer:
+    """Buffers the calculators' changes and emits them from `flush()`, coalesced and in the
+    dependency order above, so the dataplane never sees a dangling reference."""
+
     def __init__(self, members: Callable[[str], Iterable[str]]) -> None:
         self._members = members  # current members of a set, for full updates
         self._sent_sets: set[str] = set()

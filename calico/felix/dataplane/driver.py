@@ -9,7 +9,10 @@
 It holds the two halves of the Linux dataplane: `NftDataplane` (IP sets, policy and profile
 chains, endpoint chains and dispatch maps, NAT: one atomic nft transaction per apply) and
 `HostNetworkManager` (interfaces, sysctls, routes, neighbours, IP-in-IP: pipelined netlink).
-Each calc-graph message goes to both; each manager takes what it wants and ignores the rest.
+Both are groups of managers (manager.py) and the driver's own list is
+`(DataplaneStatus, NftDataplane, HostNetworkManager)`: every calc-graph message reaches every
+manager, in that order; each takes what it wants and ignores the rest. Each apply starts with
+`complete_deferred_work()` on every manager, before any kernel write.
 
 The order of one apply is what keeps enforcement continuous:
 1. nftables first. The IP sets, policy chains, the endpoint's chains and its dispatch-map
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 
 from calico.felix import messages as m
 from calico.felix.dataplane.hostnet import HostNetworkManager
+from calico.felix.dataplane.manager import ManagerGroup
 from calico.felix.dataplane.nft import NftDataplane, make_runner
 
 log = logging.getLogger(__name__)
@@ -58,17 +62,49 @@ class ApplyResult:
     refreshed: list[str] = field(default_factory=list)  # which halves did a periodic re-read
 
 
-class DataplaneDriver:
-    def __init__(self, nft: NftDataplane, hostnet: HostNetworkManager, *,
-                 nft_refresh_interval: float = 180.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.nft, self.hostnet = nft, hostnet
-        self.nft_refresh_interval = nft_refresh_interval
-        self._clock = clock
+class DataplaneStatus:
+    """A manager that programs nothing: what status reports and metrics read (in sync yet?,
+    the local endpoints, the active policies and IP sets, as the calc graph sent them)."""
+
+    def __init__(self) -> None:
         self.in_sync = False
         self.local_endpoints: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
         self.active_policies: set[m.PolicyID] = set()
         self.ip_sets: set[str] = set()
+
+    def on_message(self, msg: m.Message) -> None:
+        match msg:
+            case m.InSync():
+                self.in_sync = True
+            case m.WorkloadEndpointUpdate():
+                self.local_endpoints[msg.id] = msg
+            case m.WorkloadEndpointRemove():
+                self.local_endpoints.pop(msg.id, None)
+            case m.ActivePolicyUpdate():
+                self.active_policies.add(msg.id)
+            case m.ActivePolicyRemove():
+                self.active_policies.discard(msg.id)
+            case m.IPSetUpdate():
+                self.ip_sets.add(msg.id)
+            case m.IPSetRemove():
+                self.ip_sets.discard(msg.id)
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred."""
+
+
+class DataplaneDriver(ManagerGroup):
+    """Messages to every manager, then one ordered apply (nftables, then the host network)
+    once in sync, plus the periodic repair timers and per-endpoint status (see module doc)."""
+
+    def __init__(self, nft: NftDataplane, hostnet: HostNetworkManager, *,
+                 nft_refresh_interval: float = 180.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.nft, self.hostnet = nft, hostnet
+        self.status = DataplaneStatus()
+        super().__init__((self.status, nft, hostnet))
+        self.nft_refresh_interval = nft_refresh_interval
+        self._clock = clock
         self._next_nft_refresh = 0.0
         self._nft_ok = False      # the last nftables apply succeeded
         self._failed = False      # the last apply (either half) failed
@@ -99,26 +135,23 @@ class DataplaneDriver:
         """Stop the link watcher. The dataplane stays programmed."""
         self.hostnet.stop()
 
-    # ---- inputs ----
+    # ---- inputs (on_message: ManagerGroup's, to every manager) ----
 
-    def on_message(self, msg: m.Message) -> None:
-        match msg:
-            case m.InSync():
-                self.in_sync = True
-            case m.WorkloadEndpointUpdate():
-                self.local_endpoints[msg.id] = msg
-            case m.WorkloadEndpointRemove():
-                self.local_endpoints.pop(msg.id, None)
-            case m.ActivePolicyUpdate():
-                self.active_policies.add(msg.id)
-            case m.ActivePolicyRemove():
-                self.active_policies.discard(msg.id)
-            case m.IPSetUpdate():
-                self.ip_sets.add(msg.id)
-            case m.IPSetRemove():
-                self.ip_sets.discard(msg.id)
-        self.nft.on_message(msg)
-        self.hostnet.on_message(msg)
+    @property
+    def in_sync(self) -> bool:
+        return self.status.in_sync
+
+    @property
+    def local_endpoints(self) -> dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate]:
+        return self.status.local_endpoints
+
+    @property
+    def active_policies(self) -> set[m.PolicyID]:
+        return self.status.active_policies
+
+    @property
+    def ip_sets(self) -> set[str]:
+        return self.status.ip_sets
 
     def set_refresh_interval(self, nft_seconds: float) -> None:
         self._next_nft_refresh += nft_seconds - self.nft_refresh_interval
@@ -150,6 +183,7 @@ class DataplaneDriver:
         self._failed = True
         started = self._clock()
         try:
+            self.complete_deferred_work()
             if self.nft_refresh_interval > 0 and started >= self._next_nft_refresh:
                 result.refreshed.append("nftables")
                 self._next_nft_refresh = started + self.nft_refresh_interval

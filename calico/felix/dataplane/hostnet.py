@@ -9,13 +9,19 @@
         hn.apply()                               # one ordered pass: links, sysctls, routes, ipip
         wait for messages or wake-up, at most hn.seconds_until_refresh()
 
-In:  WorkloadEndpointUpdate/Remove, HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove and
-     ConfigUpdate (by FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
-     routeRefreshInterval, ipv6Support, ipipMTU; plus Felix's IpInIpTunnelAddr; names are
-     matched case-insensitively, so Felix's own names, e.g. DeviceRouteProtocol, work too).
+In:  every calc-graph message, to each of its managers in list order (manager.py):
+     `SysctlManager` (none: it follows links), `RouteManager` (WorkloadEndpointUpdate/Remove),
+     `IPIPManager` (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU
+     and IpInIpTunnelAddr). The group itself reads the host-network-wide part of ConfigUpdate,
+     shared by routes and sysctls and needing a kernel re-read when it changes (by
+     FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
+     routeRefreshInterval, ipv6Support; names are matched case-insensitively, so Felix's own
+     names, e.g. DeviceRouteProtocol, work too).
      Link notifications arrive on the watcher thread through `notify_link`, which only queues
      them and calls `wake()`; all state changes happen in `apply()` on the caller's thread.
 Out: kernel changes through the injected `kernel` (netlink.NetlinkKernel, or a fake in tests).
+     Each member is a `NetlinkManager`: link changes, resyncs and applies go to every member in
+     list order too, so a new one (a VXLAN device and its routes) plugs in by being listed.
 
 Resync (kernel read-back, apply only the difference) happens on the first `apply()`, every
 `routeRefreshInterval` (default 90 s; 0 turns the timer off), after lost link notifications,
@@ -29,11 +35,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 from calico.api.nets import parse_go_duration
 from calico.felix import messages as m
 from calico.felix.dataplane.ipip import IPIPManager
 from calico.felix.dataplane.links import DEFAULT_INTERFACE_PREFIXES, LinkTable, LinkWatcher
+from calico.felix.dataplane.manager import Manager, ManagerGroup
 from calico.felix.dataplane.netlink import Kernel, Link, NetlinkKernel
 from calico.felix.dataplane.routes import DEFAULT_ROUTE_PROTOCOL, RouteManager
 from calico.felix.dataplane.sysctls import SysctlManager
@@ -51,7 +59,33 @@ def _seconds(text: str) -> float:
         return parse_go_duration(text) / 1e9
 
 
-class HostNetworkManager:
+@runtime_checkable
+class NetlinkManager(Manager, Protocol):
+    """A manager that writes the kernel itself (netlink, /proc/sys) when its group applies.
+
+    Besides every message (Manager), it hears of every link change that matters, in
+    `on_link_change` (appeared, vanished, new index, up/down); `resync()` re-reads what it
+    owns from the kernel (the shared link table is fresh by then) so the next `apply()` fixes
+    any drift; `apply()` writes the difference and handles its own kernel errors, except an
+    OSError that means the netlink socket itself failed (the group then resyncs).
+    `waits_for_nftables`: True to be applied only after an nftables transaction that
+    succeeded; False to be applied also in `prepare()`, alongside the first one."""
+
+    waits_for_nftables: bool
+
+    def on_link_change(self, name: str, old: Link | None, new: Link | None) -> None: ...
+
+    def resync(self) -> None: ...
+
+    def apply(self) -> None: ...
+
+
+class HostNetworkManager(ManagerGroup):
+    """The netlink managers (sysctls, routes, IP-in-IP) and the link table they share: messages
+    in (ManagerGroup), one ordered `apply()` out, the kernel read back on resync."""
+
+    managers: tuple[NetlinkManager, ...]
+
     def __init__(self, kernel: Kernel, hostname: str = "", *,
                  wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -61,9 +95,10 @@ class HostNetworkManager:
         self.links = LinkTable()
         self.prefixes: tuple[str, ...] = DEFAULT_INTERFACE_PREFIXES
         self.refresh_interval = DEFAULT_REFRESH_INTERVAL
+        self.sysctls = SysctlManager(kernel, self.links, self.prefixes)
         self.routes = RouteManager(kernel, self.links, DEFAULT_ROUTE_PROTOCOL, self.prefixes)
-        self.sysctls = SysctlManager(kernel, self.prefixes)
         self.ipip = IPIPManager(kernel, hostname)
+        super().__init__((self.sysctls, self.routes, self.ipip))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True
@@ -85,20 +120,11 @@ class HostNetworkManager:
 
     # ---- inputs ----
 
-    def on_message(self, msg: object) -> None:
-        match msg:
-            case m.WorkloadEndpointUpdate():
-                self.routes.on_endpoint_update(msg)
-            case m.WorkloadEndpointRemove():
-                self.routes.on_endpoint_remove(msg.id)
-            case m.HostMetadataUpdate() | m.HostMetadataRemove():
-                self.ipip.on_host_update(msg)
-            case m.IPAMPoolUpdate():
-                self.ipip.on_pool_update(msg)
-            case m.IPAMPoolRemove():
-                self.ipip.on_pool_remove(msg)
-            case m.ConfigUpdate():
-                self._on_config(msg.config)
+    def on_message(self, msg: m.Message) -> None:
+        """The group's own settings first (ConfigUpdate), then every manager in order."""
+        if isinstance(msg, m.ConfigUpdate):
+            self._on_config(msg.config)
+        super().on_message(msg)
 
     def notify_link(self, link: Link | None, present: bool) -> None:
         """From the watcher thread: queue a link event (None: events were lost) and wake."""
@@ -119,9 +145,6 @@ class HostNetworkManager:
         ipv6 = cfg.get("ipv6support", "true").lower() not in ("false", "0", "no")
         refresh = cfg.get("routerefreshinterval")
         self.refresh_interval = _seconds(refresh) if refresh else DEFAULT_REFRESH_INTERVAL
-        mtu = int(cfg.get("ipipmtu") or cfg.get("ipinipmtu") or 0) or None
-        self.ipip.set_config(cfg.get("ipiniptunneladdr", "") or
-                             cfg.get("ipv4ipiptunneladdr", ""), mtu)
         if (prefixes, protocol, ipv6) != (self.prefixes, self.routes.protocol,
                                           self.sysctls.ipv6):
             self.prefixes = prefixes
@@ -145,25 +168,26 @@ class HostNetworkManager:
         """The part of apply() that does not depend on endpoints: link events, the resync if
         due, sysctls (they follow interface names). Safe at any time; the driver runs it while
         its first, whole-ruleset nftables transaction runs on another thread."""
-        self._apply(routes=False)
+        self._apply(full=False)
 
     def apply(self) -> None:
-        """Process queued link events, resync if due, then sysctls, routes, IP-in-IP. A
-        kernel error (netlink socket trouble, a namespace gone) is logged, not raised: the
-        managers' caches may then be wrong, so the next apply() starts with a full resync."""
-        self._apply(routes=True)
+        """Complete the managers' deferred work, process queued link events, resync if due,
+        then sysctls, routes, IP-in-IP. A kernel error (netlink socket trouble, a namespace
+        gone) is logged, not raised: the managers' caches may then be wrong, so the next
+        apply() starts with a full resync."""
+        self.complete_deferred_work()
+        self._apply(full=True)
 
-    def _apply(self, routes: bool) -> None:
+    def _apply(self, full: bool) -> None:
         self._drain_link_events()
         try:
             now = self._clock()
             if self._resync_requested or (self.refresh_interval > 0
                                           and now >= self._next_refresh):
                 self._do_resync()
-            self.sysctls.apply()
-            if routes:
-                self.routes.apply()
-                self.ipip.apply()
+            for manager in self.managers:
+                if full or not manager.waits_for_nftables:
+                    manager.apply()
         except OSError:
             log.exception("Host network apply failed; will resync")
             self._resync_requested = True
@@ -188,17 +212,16 @@ class HostNetworkManager:
 
     def _link_changed(self, name: str, old: Link | None, new: Link | None) -> None:
         log.debug("Link %s: %s -> %s", name, old, new)
-        self.sysctls.on_link_change(name, new)
-        self.routes.on_link_change(name, old, new)
+        for manager in self.managers:
+            manager.on_link_change(name, old, new)
 
     def _do_resync(self) -> None:
         started = self._clock()
         before = {link.name: link for link in self.links}
         for name in self.links.replace_all(self._kernel.links()):
             self._link_changed(name, before.get(name), self.links.get(name))
-        self.sysctls.resync(self.links)
-        self.routes.resync()
-        self.ipip.mark_dirty()
+        for manager in self.managers:
+            manager.resync()
         self._resync_requested = False
         self._next_refresh = started + self.refresh_interval
         log.debug("Host network resync read the kernel in %.3fs", self._clock() - started)

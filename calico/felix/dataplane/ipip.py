@@ -20,12 +20,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from calico.felix.dataplane.netlink import Kernel, NetlinkError
+from calico.felix.dataplane.netlink import Kernel, Link, NetlinkError
 from calico.felix.messages import (
+    ConfigUpdate,
     HostMetadataRemove,
     HostMetadataUpdate,
     IPAMPoolRemove,
     IPAMPoolUpdate,
+    Message,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,11 @@ DEFAULT_FABRIC_MTU = 1500
 
 
 class IPIPManager:
+    """Pools, this host's metadata and the tunnel config in; `tunl0` with the right MTU and
+    exactly this host's tunnel address out, on `apply()` (a netlink manager, hostnet.py)."""
+
+    waits_for_nftables = True  # written with the routes, as it always was
+
     def __init__(self, kernel: Kernel, hostname: str = "") -> None:
         self._kernel = kernel
         self.hostname = hostname
@@ -48,15 +55,27 @@ class IPIPManager:
 
     # ---- inputs ----
 
-    def on_pool_update(self, msg: IPAMPoolUpdate) -> None:
-        self._pools[msg.id] = msg
-        self._dirty = True
+    def on_message(self, msg: Message) -> None:
+        match msg:
+            case IPAMPoolUpdate():
+                self._pools[msg.id] = msg
+                self._dirty = True
+            case IPAMPoolRemove():
+                if self._pools.pop(msg.id, None) is not None:
+                    self._dirty = True
+            case HostMetadataUpdate() | HostMetadataRemove():
+                self._on_host(msg)
+            case ConfigUpdate():
+                # Felix's names, matched case-insensitively (FelixConfiguration's work too).
+                cfg = {k.lower(): v for k, v in msg.config.items()}
+                mtu = int(cfg.get("ipipmtu") or cfg.get("ipinipmtu") or 0) or None
+                self.set_config(cfg.get("ipiniptunneladdr", "") or
+                                cfg.get("ipv4ipiptunneladdr", ""), mtu)
 
-    def on_pool_remove(self, msg: IPAMPoolRemove) -> None:
-        if self._pools.pop(msg.id, None) is not None:
-            self._dirty = True
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred: the device is checked against the kernel in `apply()`."""
 
-    def on_host_update(self, msg: HostMetadataUpdate | HostMetadataRemove) -> None:
+    def _on_host(self, msg: HostMetadataUpdate | HostMetadataRemove) -> None:
         if msg.hostname == self.hostname:
             addr = getattr(msg, "ipv4_addr", "")
             self._host_addr = addr.split("/")[0] if addr else ""
@@ -67,7 +86,11 @@ class IPIPManager:
             self.tunnel_addr, self.mtu = tunnel_addr, mtu
             self._dirty = True
 
-    def mark_dirty(self) -> None:
+    def on_link_change(self, name: str, old: Link | None, new: Link | None) -> None:
+        """Not watched: the device is checked against the kernel when dirty."""
+
+    def resync(self) -> None:
+        """Check the device and its address again on the next apply()."""
         self._dirty = True
 
     # ---- derived ----

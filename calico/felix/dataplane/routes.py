@@ -33,7 +33,12 @@ from collections.abc import Iterable
 
 from calico.felix.dataplane.links import LinkTable, is_workload_interface
 from calico.felix.dataplane.netlink import Kernel, Link, Neighbour, Route
-from calico.felix.messages import WorkloadEndpointID, WorkloadEndpointUpdate
+from calico.felix.messages import (
+    Message,
+    WorkloadEndpointID,
+    WorkloadEndpointRemove,
+    WorkloadEndpointUpdate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,10 @@ DEFAULT_ROUTE_PROTOCOL = 80
 
 
 class RouteManager:
-    """Desired routes and neighbours per workload interface; one ordered `apply()`."""
+    """Desired routes and neighbours per workload interface (a netlink manager, hostnet.py:
+    endpoint messages in); one ordered `apply()` of the difference from the kernel."""
+
+    waits_for_nftables = True  # a route to an endpoint before its policy would bypass it
 
     def __init__(self, kernel: Kernel, links: LinkTable,
                  protocol: int = DEFAULT_ROUTE_PROTOCOL,
@@ -67,17 +75,21 @@ class RouteManager:
 
     # ---- desired state ----
 
-    def on_endpoint_update(self, msg: WorkloadEndpointUpdate) -> None:
-        old = self._endpoints.get(msg.id)
-        if old is not None:
-            self._contribute(old, -1)
-        self._endpoints[msg.id] = msg
-        self._contribute(msg, +1)
+    def on_message(self, msg: Message) -> None:
+        if isinstance(msg, WorkloadEndpointUpdate):
+            old = self._endpoints.get(msg.id)
+            if old is not None:
+                self._contribute(old, -1)
+            self._endpoints[msg.id] = msg
+            self._contribute(msg, +1)
+        elif isinstance(msg, WorkloadEndpointRemove):
+            old = self._endpoints.pop(msg.id, None)
+            if old is not None:
+                self._contribute(old, -1)
 
-    def on_endpoint_remove(self, id: WorkloadEndpointID) -> None:
-        old = self._endpoints.pop(id, None)
-        if old is not None:
-            self._contribute(old, -1)
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred: the wanted routes are counted as messages arrive; the diff
+        against the kernel needs the link table and is `apply()`'s."""
 
     def _contribute(self, ep: WorkloadEndpointUpdate, sign: int) -> None:
         """Add (or take back) one endpoint's routes and neighbours: reference counts, so two

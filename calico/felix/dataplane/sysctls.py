@@ -29,8 +29,9 @@ import errno
 import logging
 from collections.abc import Iterable
 
-from calico.felix.dataplane.links import is_workload_interface
+from calico.felix.dataplane.links import LinkTable, is_workload_interface
 from calico.felix.dataplane.netlink import Kernel, Link
+from calico.felix.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,31 @@ def interface_sysctls(name: str, ipv6: bool = True) -> dict[str, str]:
 
 class SysctlManager:
     """Desired sysctls for up workload interfaces (plus the global switches); a dirty set of
-    interface names; `apply()` writes, `resync()` reads back and fixes drift."""
+    interface names; `apply()` writes, `resync()` reads back and fixes drift. A netlink
+    manager (hostnet.py) that takes no message: link events and its group's config drive it."""
 
-    def __init__(self, kernel: Kernel, prefixes: Iterable[str] = ("cali", "tap"),
-                 ipv6: bool = True) -> None:
+    waits_for_nftables = False  # interfaces, not endpoints: written alongside the first apply
+
+    def __init__(self, kernel: Kernel, links: LinkTable,
+                 prefixes: Iterable[str] = ("cali", "tap"), ipv6: bool = True) -> None:
         self._kernel = kernel
+        self._links = links
         self.prefixes = tuple(prefixes)
         self.ipv6 = ipv6
         self._up: set[str] = set()  # workload interfaces that are oper up
         self._dirty: set[str] = set()
         self._globals_dirty = True
 
+    def on_message(self, msg: Message) -> None:
+        """No message concerns sysctls: they follow interfaces (`on_link_change`)."""
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred."""
+
     def _globals(self) -> dict[str, str]:
         return {**GLOBAL_SYSCTLS_V4, **(GLOBAL_SYSCTLS_V6 if self.ipv6 else {})}
 
-    def on_link_change(self, name: str, link: Link | None) -> None:
+    def on_link_change(self, name: str, old: Link | None, link: Link | None) -> None:
         """An interface appeared, vanished, changed index or oper state."""
         if link is not None and link.up and is_workload_interface(name, self.prefixes):
             self._up.add(name)
@@ -94,11 +105,10 @@ class SysctlManager:
         self._dirty = {n for n in self._dirty
                        if any(k in failed for k in interface_sysctls(n, self.ipv6))}
 
-    def resync(self, links: Iterable[Link]) -> int:
-        """Re-derive the up workload interfaces from a fresh link table (the prefixes may have
-        changed), read every managed sysctl back and rewrite the ones that drifted; returns how
-        many drifted."""
-        self._up = {ln.name for ln in links
+    def resync(self) -> None:
+        """Re-derive the up workload interfaces from the (fresh) link table, as the prefixes
+        may have changed; read every managed sysctl back and rewrite the ones that drifted."""
+        self._up = {ln.name for ln in self._links
                     if ln.up and is_workload_interface(ln.name, self.prefixes)}
         self._dirty &= self._up
         wanted = dict(self._globals())
@@ -115,7 +125,6 @@ class SysctlManager:
         self._globals_dirty = any(k in failed for k in self._globals())
         self._dirty = {n for n in self._dirty
                        if any(k in failed for k in interface_sysctls(n, self.ipv6))}
-        return len(drifted)
 
     def _write(self, values: dict[str, str]) -> set[str]:
         """Write; return the keys that failed and should be retried. A missing file means the

@@ -43,6 +43,11 @@ def _json(key: str, value: str, rev: int) -> Any:
 
 
 class DHCPAgent:
+    """Follows the `openstack` WorkloadEndpoints and subnet records with a syncer and, once in sync
+    and after each settled burst of changes, has `manager` serve what `desired()` gives for this
+    host. `run(stop)` blocks until `stop` is set; a failed apply is logged and redone at the next
+    change."""
+
     def __init__(self, backend, host: str, manager: DnsmasqManager, settle: float = 0.2
                  ) -> None:
         self.backend, self.host, self.manager, self.settle = backend, host, manager, settle

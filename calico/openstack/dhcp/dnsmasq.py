@@ -34,6 +34,10 @@ def _spawn(args: list[str]) -> subprocess.Popen:
 
 
 class DnsmasqManager:
+    """Makes this host's dnsmasq processes and `ns-` interfaces match `apply(desired)`, network by
+    network (a network that fails is logged and the others still applied); `stop()` removes them
+    all. Unlocked: called from the agent's loop only."""
+
     def __init__(self, state_dir: str, *, run: Callable[[list[str]], bool] = _run,
                  spawn: Callable[[list[str]], object] = _spawn) -> None:
         self.state_dir = state_dir

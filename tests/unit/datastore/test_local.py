@@ -100,9 +100,9 @@ def test_a_forked_child_reopens_the_file(path):
 def test_another_process_commit_wakes_the_poller_through_inotify(tmp_path):
     """The poller sleeps on a pipe (this process's writes) and inotify on the database's
     directory (anyone's): a file written there ends a wait long before its timeout."""
-    from calico.datastore.local import _Wakeup
+    from calico.datastore.localwatch import Wakeup
 
-    wake = _Wakeup(str(tmp_path))
+    wake = Wakeup(str(tmp_path))
     try:
         assert wake._inotify >= 0, "inotify is available on every machine we support"
         (tmp_path / "calico.db-wal").write_bytes(b"x")

@@ -5,6 +5,10 @@
     dp.apply()                                  # ONE nft transaction of the difference
     dp.refresh()                                # periodic: read back the kernel, repair drift
 
+It is the group of the nftables managers (manager.py: every message to each of them, in
+the order IP sets, policies, endpoints, NAT), all writing into one shared `Table`. `apply()`
+completes their deferred work, then turns the Table's difference into one transaction.
+
 The first `apply()` reads the kernel back (`resync()`) so a restarted Felix changes only
 what differs: no flush, no moment without enforcement. A failed transaction changes
 nothing (nft is atomic); the next `apply()` resyncs first and retries.
@@ -16,7 +20,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from calico.felix import messages as m
+from calico.felix.dataplane.manager import ManagerGroup
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.endpoint_manager import EndpointManager
 from calico.felix.dataplane.nft.managers import IPSetsManager, NatManager, PolicyManager
@@ -28,7 +32,10 @@ from calico.felix.dataplane.nft.table import Table
 log = logging.getLogger(__name__)
 
 
-class NftDataplane:
+class NftDataplane(ManagerGroup):
+    """The nftables managers over one Table: messages in (ManagerGroup), one atomic nft
+    transaction of the difference out per `apply()`, the kernel read back on (re)start."""
+
     def __init__(self, runner: Runner, config: Mapping[str, str] | None = None,
                  marks: Marks | None = None, clock=time.monotonic) -> None:
         self.runner, self._clock = runner, clock
@@ -41,20 +48,9 @@ class NftDataplane:
                                       empty=self.ip_sets.empty)
         self.endpoints = EndpointManager(self.table, self.marks, cfg)
         self.nat = NatManager(self.table)
-        self._managers = (self.ip_sets, self.policies, self.endpoints, self.nat)
+        super().__init__((self.ip_sets, self.policies, self.endpoints, self.nat))
         self._need_resync = True
-        self.in_sync = False
         self.last_script = ""
-
-    def on_message(self, msg: m.Message) -> None:
-        if isinstance(msg, m.InSync):
-            self.in_sync = True
-            return
-        if isinstance(msg, m.ConfigUpdate):
-            self.policies.log_prefix = NftConfig.from_mapping(msg.config).log_prefix
-        for manager in self._managers:
-            if manager.on_message(msg):
-                return
 
     def resync(self) -> list[str]:
         """Read the kernel's table back; the next apply() fixes whatever differs. Returns
@@ -65,8 +61,9 @@ class NftDataplane:
         return drift
 
     def apply(self) -> str:
-        """Apply the pending difference as one transaction; returns the script ("" if none)."""
-        self.policies.render_stale()
+        """Complete the managers' deferred work, then apply the pending difference as one
+        transaction; returns the script ("" if none)."""
+        self.complete_deferred_work()
         for attempt in (1, 2):
             if self._need_resync:
                 self.resync()

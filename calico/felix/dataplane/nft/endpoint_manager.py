@@ -38,6 +38,9 @@ def _profiles(ids: Iterable[m.ProfileID], inbound: bool) -> list[str]:
 
 
 class EndpointManager:
+    """Config and endpoint messages in; the static skeleton, each endpoint's chains and its
+    dispatch-map elements out (replacing exactly what that endpoint wrote before)."""
+
     def __init__(self, table: Table, marks: Marks, config: NftConfig | None = None) -> None:
         self._table, self._marks = table, marks
         self.config = config or NftConfig()
@@ -52,7 +55,7 @@ class EndpointManager:
 
     # ---- messages -----------------------------------------------------------------------
 
-    def on_message(self, msg: m.Message) -> bool:
+    def on_message(self, msg: m.Message) -> None:
         if isinstance(msg, m.ConfigUpdate):
             self.config = NftConfig.from_mapping(msg.config)
             self._put_static()
@@ -68,9 +71,9 @@ class EndpointManager:
         elif isinstance(msg, m.HostEndpointRemove):
             self._hosts.pop(msg.id, None)
             self._render_hosts()
-        else:
-            return False
-        return True
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred: endpoints are rendered as their messages arrive."""
 
     def on_interface_addrs(self, interface: str, addrs: Iterable[str] | None) -> None:
         """A host interface's addresses (None: interface gone), to resolve host endpoints

@@ -2,7 +2,8 @@
 
 Each manager owns one concern and keeps its own desired-state cache; it writes the nft
 objects it derives into the shared `Table`, which tracks what is dirty. None does I/O:
-`NftDataplane` (dataplane.py) turns the Table's difference into one transaction.
+`NftDataplane` (dataplane.py) turns the Table's difference into one transaction. Each is a
+`Manager` (calico/felix/dataplane/manager.py): it sees every message and ignores the others.
 
 - IPSetsManager: IPSetUpdate / IPSetDeltaUpdate / IPSetRemove → named sets `s4-`/`s6-`
   (NET: ipv4_addr/ipv6_addr, flags interval, elements are the members not inside another
@@ -10,7 +11,8 @@ objects it derives into the shared `Table`, which tracks what is dirty. None doe
   (NET_PORT: addr . inet_proto . inet_service).
   A delta of host addresses to a set without prefixes is applied as an element delta.
 - PolicyManager: Active{Policy,Profile}{Update,Remove} → one chain per policy/profile and
-  direction, plus the content-addressed literal sets its rules use (reference-counted).
+  direction, plus the content-addressed literal sets its rules use (reference-counted);
+  ConfigUpdate → the log prefix. Deferred: re-rendering chains whose IP sets flipped empty.
 - EndpointManager: ConfigUpdate, {Workload,Host}Endpoint{Update,Remove} → the static
   skeleton (endpoints.py), the per-endpoint chains and the verdict-map elements.
 - NatManager: IPAMPool{Update,Remove} → pool sets and the natOutgoing masquerade chain.
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 from calico.felix import messages as m
 from calico.felix.cidrs import outermost_nets
+from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.names import (
     ip_set_name,
     policy_chain_name,
@@ -46,8 +49,8 @@ _PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
 class IPSetsManager:
-    """`on_emptiness(set_id)` is called when a set gains its first, or loses its last,
-    member of a family (the policy manager re-renders the chains that use it)."""
+    """IP set messages in, named nft sets out. `on_emptiness(set_id)` is called when a set
+    gains its first, or loses its last, member of a family (the policy manager re-renders)."""
 
     def __init__(self, table: Table,
                  on_emptiness: Callable[[str], None] = lambda set_id: None) -> None:
@@ -61,7 +64,7 @@ class IPSetsManager:
         counts = self._counts.get(set_id)
         return counts is None or counts[fam == 6] == 0
 
-    def on_message(self, msg: m.Message) -> bool:
+    def on_message(self, msg: m.Message) -> None:
         if isinstance(msg, m.IPSetUpdate):
             self._sets[msg.id] = (msg.type, set(msg.members))
             if msg.type is m.IPSetType.NET:
@@ -88,9 +91,9 @@ class IPSetsManager:
             self._counts.pop(msg.id, None)
             for fam in (4, 6):
                 self._table.remove_set(ip_set_name(msg.id, fam, set_type))
-        else:
-            return False
-        return True
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred: sets are written as their messages arrive."""
 
     def _set_counts(self, set_id: str, counts: list[int]) -> None:
         """NET sets only: named-port sets are alternatives to ports, never left out."""
@@ -144,9 +147,11 @@ def _net_port(member: str) -> str:
 
 
 class PolicyManager:
-    """`empty(set_id, family)` says whether an IP set has no member of a family; rules whose
-    selector sets are empty in a family are not rendered for it (rules.render_rule), and
-    `ip_set_emptiness_changed` re-renders the chains that use a set when that flips."""
+    """Active policies/profiles in, one chain per direction out; the log prefix from ConfigUpdate.
+    `empty(set_id, family)` says whether an IP set has no member of a family; rules whose
+    selector sets are empty in a family are not rendered for it (rules.render_rule), and the
+    chains that use a set whose emptiness flipped (`ip_set_emptiness_changed`) are re-rendered
+    once per apply, in `complete_deferred_work`."""
 
     def __init__(self, table: Table, marks: Marks, log_prefix: str = "calico-packet",
                  empty: Callable[[str, int], bool] = lambda set_id, fam: False) -> None:
@@ -161,16 +166,19 @@ class PolicyManager:
     def ip_set_emptiness_changed(self, set_id: str) -> None:
         self._stale |= self._set_users.get(set_id, set())
 
-    def render_stale(self) -> None:
+    def complete_deferred_work(self) -> None:
         """Re-render the chains whose sets flipped between empty and not (once each, however
-        many flips; the dataplane calls this before each transaction)."""
+        many flips in the batch)."""
         stale, self._stale = self._stale, set()
         for chain in sorted(stale):
             if chain in self._chain_rules:
                 self._render(chain)
 
-    def on_message(self, msg: m.Message) -> bool:
-        if isinstance(msg, m.ActivePolicyUpdate):
+    def on_message(self, msg: m.Message) -> None:
+        if isinstance(msg, m.ConfigUpdate):
+            # Used by chains rendered from now on, as before (Felix restarts on a change).
+            self.log_prefix = NftConfig.from_mapping(msg.config).log_prefix
+        elif isinstance(msg, m.ActivePolicyUpdate):
             for inbound, rules in ((True, msg.inbound_rules), (False, msg.outbound_rules)):
                 self._put(policy_chain_name(msg.id, inbound), rules, msg.untracked)
         elif isinstance(msg, m.ActiveProfileUpdate):
@@ -182,9 +190,6 @@ class PolicyManager:
         elif isinstance(msg, m.ActiveProfileRemove):
             for inbound in (True, False):
                 self._remove(profile_chain_name(msg.id, inbound))
-        else:
-            return False
-        return True
 
     def _put(self, chain: str, rules: tuple[m.Rule, ...], untracked: bool) -> None:
         self._set_uses(chain, rules)
@@ -244,15 +249,17 @@ class NatManager:
                                                  BaseHook("nat", "postrouting", 100)))
         self._sync()
 
-    def on_message(self, msg: m.Message) -> bool:
+    def on_message(self, msg: m.Message) -> None:
         if isinstance(msg, m.IPAMPoolUpdate):
             self._pools[msg.id] = msg
         elif isinstance(msg, m.IPAMPoolRemove):
             self._pools.pop(msg.id, None)
         else:
-            return False
+            return
         self._sync()
-        return True
+
+    def complete_deferred_work(self) -> None:
+        """Nothing deferred: the pool sets are rewritten as pool messages arrive."""
 
     def _sync(self) -> None:
         for fam in (4, 6):

@@ -18,8 +18,10 @@ One Calico rule becomes one or more nft rules:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 
 from calico.felix.cidrs import canonical_net, collapse_nets
 from calico.felix.dataplane.nft.names import ip_set_name, literal_set_name
@@ -37,7 +39,8 @@ _ICMP = {4: "icmp", 6: "icmpv6"}
 
 @dataclass(frozen=True, slots=True)
 class Marks:
-    """Packet-mark bits Felix uses (inside Calico's default mark mask 0xffff0000)."""
+    """Packet-mark bits Felix uses (inside Calico's default mark mask 0xffff0000), and the
+    nft statements that set and clear them and the matches that test them."""
 
     accept: int = 0x10000
     pass_: int = 0x20000
@@ -123,76 +126,65 @@ def render_rule(rule: Rule, verdict: str, empty: Callable[[str, int], bool] = _n
     return out
 
 
+class Direction(Enum):
+    """Which end of the packet a match is about: its nft address and port keywords."""
+
+    SRC = ("saddr", "sport")
+    DST = ("daddr", "dport")
+
+    def __init__(self, addr: str, port: str) -> None:
+        self.addr, self.port = addr, port
+
+
+SRC, DST = Direction.SRC, Direction.DST
+
+
+@dataclass(slots=True)
+class _OrGroup:
+    """One OR-ed match: a packet matches if any alternative does. Each of `values` is a
+    literal matched by `matcher` (a format string); `named` are alternatives that are sets
+    already (named ports). `fold()` moves the literals into one named set of `spec`."""
+
+    values: list[str]
+    matcher: str
+    spec: SetSpec
+    named: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        """The factor this group multiplies a rule's expansion by."""
+        return max(1, len(self.values) + len(self.named))
+
+    def alternatives(self) -> list[str]:
+        return [self.matcher.format(v) for v in self.values] + self.named
+
+    def fold(self, fam: int | None, out: Rendered) -> None:
+        if self.spec is PORT_SPEC:
+            elems = _merge_ports(_range(v) for v in self.values)
+            name = literal_set_name(0, tuple(elems)).replace("l0_", "lp_", 1)
+        else:
+            elems = collapse_nets(self.values)
+            name = literal_set_name(fam or 4, tuple(elems))
+        out.sets[name] = (self.spec, frozenset(elems))
+        self.values = [f"@{name}"]
+
+
 def _render_family(rule: Rule, fam: int | None, verdict: str, out: Rendered) -> None:
+    """The rule's nft rules for one family (None: family-independent): the protocols times
+    the cross product of the OR groups, each with the conjunctions and negated ports."""
     src = [canonical_net(n) for n in rule.src_nets if net_family(n) == fam]
     dst = [canonical_net(n) for n in rule.dst_nets if net_family(n) == fam]
     if (rule.src_nets and not src) or (rule.dst_nets and not dst):
         return  # this family cannot match
     l3 = _L3.get(fam or 0, "")
-    ands: list[str] = []
-    protos = [rule.protocol] if rule.protocol is not None else [None]
-    if rule.protocol is None and (rule.src_ports or rule.dst_ports or rule.not_src_ports
-                                  or rule.not_dst_ports):
-        protos = list(PORT_PROTOCOLS)
-    if rule.not_protocol is not None:
-        ands.append(f"meta l4proto != {rule.not_protocol}")
-    if fam and rule.protocol in (1, 58):
-        icmp = _ICMP[fam]
-        if rule.icmp_type is not None:
-            ands.append(f"{icmp} type {rule.icmp_type}")
-            if rule.icmp_code is not None:
-                ands.append(f"{icmp} code {rule.icmp_code}")
-        if rule.not_icmp_type is not None:
-            if rule.not_icmp_code is not None:
-                ands.append(f"@th,0,16 != {rule.not_icmp_type * 256 + rule.not_icmp_code}")
-            else:
-                ands.append(f"{icmp} type != {rule.not_icmp_type}")
-    for d, nets in (("saddr", rule.not_src_nets), ("daddr", rule.not_dst_nets)):
-        ands += [f"{l3} {d} != {canonical_net(n)}" for n in nets if net_family(n) == fam]
-    for d, ids, op in (("saddr", rule.src_ip_set_ids, ""), ("saddr", rule.not_src_ip_set_ids, "!= "),
-                       ("daddr", rule.dst_ip_set_ids, ""), ("daddr", rule.not_dst_ip_set_ids, "!= ")):
-        ands += [f"{l3} {d} {op}@{ip_set_name(i, fam, IPSetType.NET)}" for i in ids]
-    for d, p, ids in (("saddr", "sport", rule.not_src_named_port_ip_set_ids),
-                      ("daddr", "dport", rule.not_dst_named_port_ip_set_ids)):
-        ands += [f"{l3} {d} . meta l4proto . th {p} != @{ip_set_name(i, fam, IPSetType.NET_PORT)}"
-                 for i in ids]
-    tail: list[str] = []
-    for p, ports in (("sport", rule.not_src_ports), ("dport", rule.not_dst_ports)):
-        tail += [f"th {p} != {_port(r)}" for r in ports]
-
-    # OR groups: each is (literal values, matcher for one value, set spec, extra alternatives).
-    groups = []
-    for d, nets in (("saddr", src), ("daddr", dst)):
-        if nets:
-            groups.append([nets, f"{l3} {d} {{}}", NET_SPEC.get(fam or 4), []])
-    for p, ports, named, d in (("sport", rule.src_ports, rule.src_named_port_ip_set_ids, "saddr"),
-                               ("dport", rule.dst_ports, rule.dst_named_port_ip_set_ids, "daddr")):
-        if ports or named:
-            extra = [f"{l3} {d} . meta l4proto . th {p} @{ip_set_name(i, fam, IPSetType.NET_PORT)}"
-                     for i in named]
-            groups.append([[_port(r) for r in ports], f"th {p} {{}}", PORT_SPEC, extra])
-
-    def size() -> int:
-        n = len(protos)
-        for vals, _, _, extra in groups:
-            n *= max(1, len(vals) + len(extra))
-        return n
-
-    while size() > MAX_EXPANSION:
-        g = max((g for g in groups if len(g[0]) > 1), key=lambda g: len(g[0]), default=None)
-        if g is None:
-            break
-        vals, matcher, spec, _ = g
-        if spec is PORT_SPEC:
-            elems = _merge_ports(_range(v) for v in vals)
-            name = literal_set_name(0, tuple(elems)).replace("l0_", "lp_", 1)
-        else:
-            elems = collapse_nets(vals)
-            name = literal_set_name(fam or 4, tuple(elems))
-        out.sets[name] = (spec, frozenset(elems))
-        g[0] = [f"@{name}"]
-
-    alternatives = [[matcher.format(v) for v in vals] + extra for vals, matcher, _, extra in groups]
+    protos = _protocols(rule)
+    ands = _conjunctions(rule, fam, l3)
+    tail = [f"th {d.port} != {_port(r)}"
+            for d, ports in ((SRC, rule.not_src_ports), (DST, rule.not_dst_ports))
+            for r in ports]
+    groups = _or_groups(rule, fam, l3, src, dst)
+    _fold_largest(groups, len(protos), fam, out)
+    alternatives = [g.alternatives() for g in groups]
     for proto in protos:
         head = ([f"meta l4proto {proto}"] if proto is not None else []) + ands
         for combo in itertools.product(*alternatives):
@@ -200,6 +192,75 @@ def _render_family(rule: Rule, fam: int | None, verdict: str, out: Rendered) -> 
             if fam and not any(x.startswith((f"{l3} ", _ICMP[fam])) for x in parts):
                 parts.insert(0, f"meta nfproto ipv{fam}")
             out.rules.append(" ".join([*parts, verdict]))
+
+
+def _protocols(rule: Rule) -> list[int | None]:
+    """The protocols to expand over: the rule's, or (ports without one) TCP, UDP and SCTP."""
+    if rule.protocol is None and (rule.src_ports or rule.dst_ports or rule.not_src_ports
+                                  or rule.not_dst_ports):
+        return list(PORT_PROTOCOLS)
+    return [rule.protocol]
+
+
+def _conjunctions(rule: Rule, fam: int | None, l3: str) -> list[str]:
+    """The AND-ed matches: protocol negation, ICMP, negated nets, IP sets (in or not in),
+    negated named ports."""
+    ands: list[str] = []
+    if rule.not_protocol is not None:
+        ands.append(f"meta l4proto != {rule.not_protocol}")
+    if fam and rule.protocol in (1, 58):
+        ands += _icmp(rule, _ICMP[fam])
+    for d, nets in ((SRC, rule.not_src_nets), (DST, rule.not_dst_nets)):
+        ands += [f"{l3} {d.addr} != {canonical_net(n)}" for n in nets if net_family(n) == fam]
+    for d, ids, op in ((SRC, rule.src_ip_set_ids, ""), (SRC, rule.not_src_ip_set_ids, "!= "),
+                       (DST, rule.dst_ip_set_ids, ""), (DST, rule.not_dst_ip_set_ids, "!= ")):
+        ands += [f"{l3} {d.addr} {op}@{ip_set_name(i, fam, IPSetType.NET)}" for i in ids]
+    for d, ids in ((SRC, rule.not_src_named_port_ip_set_ids),
+                   (DST, rule.not_dst_named_port_ip_set_ids)):
+        ands += [f"{l3} {d.addr} . meta l4proto . th {d.port} != "
+                 f"@{ip_set_name(i, fam, IPSetType.NET_PORT)}" for i in ids]
+    return ands
+
+
+def _icmp(rule: Rule, icmp: str) -> list[str]:
+    out: list[str] = []
+    if rule.icmp_type is not None:
+        out.append(f"{icmp} type {rule.icmp_type}")
+        if rule.icmp_code is not None:
+            out.append(f"{icmp} code {rule.icmp_code}")
+    if rule.not_icmp_type is not None:
+        if rule.not_icmp_code is not None:
+            out.append(f"@th,0,16 != {rule.not_icmp_type * 256 + rule.not_icmp_code}")
+        else:
+            out.append(f"{icmp} type != {rule.not_icmp_type}")
+    return out
+
+
+def _or_groups(rule: Rule, fam: int | None, l3: str, src: list[str], dst: list[str]
+               ) -> list[_OrGroup]:
+    """Source nets, destination nets, source ports, destination ports: those the rule has.
+    A port group's alternatives are its port ranges and its named-port sets."""
+    groups = [_OrGroup(nets, f"{l3} {d.addr} {{}}", NET_SPEC.get(fam or 4))
+              for d, nets in ((SRC, src), (DST, dst)) if nets]
+    for d, ports, named in ((SRC, rule.src_ports, rule.src_named_port_ip_set_ids),
+                            (DST, rule.dst_ports, rule.dst_named_port_ip_set_ids)):
+        if ports or named:
+            sets = [f"{l3} {d.addr} . meta l4proto . th {d.port} "
+                    f"@{ip_set_name(i, fam, IPSetType.NET_PORT)}" for i in named]
+            groups.append(_OrGroup([_port(r) for r in ports], f"th {d.port} {{}}", PORT_SPEC,
+                                   sets))
+    return groups
+
+
+def _fold_largest(groups: list[_OrGroup], protos: int, fam: int | None, out: Rendered) -> None:
+    """While the expansion exceeds MAX_EXPANSION rules, fold the longest literal list (the
+    first of equals) into a named set."""
+    while math.prod((g.width for g in groups), start=protos) > MAX_EXPANSION:
+        g = max((g for g in groups if len(g.values) > 1), key=lambda g: len(g.values),
+                default=None)
+        if g is None:
+            break
+        g.fold(fam, out)
 
 
 def _range(v: str) -> tuple[int, int]:

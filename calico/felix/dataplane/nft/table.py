@@ -14,9 +14,11 @@ flushed, edited or reordered by hand compares unequal and is rewritten. Set and 
 are kept in the canonical text nft prints (`10.0.0.1`, `10.1.0.0/16`, `10.0.0.1 . 6 . 80`,
 `"cali1"` → `jump fw-cali1`), so they compare directly.
 
-Transaction order: create sets/maps → delete then add set elements → create chains → flush
-chains that are going away → rewrite dirty chains → update map elements → delete chains →
-delete sets. Every reference is created before it is used and dropped before its target.
+Transaction order (`Script`, which names the phases; `Script.lines()` says why): create the
+table → delete sets and chains being replaced → create sets/maps → delete then add set
+elements → create chains → flush chains that are going away → rewrite dirty chains → update
+map elements → delete chains → delete sets. Every reference is created before it is used and
+dropped before its target.
 
 Element syntax. nft 1.0.6 answers `add element` and `delete element` by dumping every
 element of every interval set in the table first (its overlap check), which at Calico scale
@@ -30,7 +32,7 @@ elements is flushed and refilled within the same transaction (`_flush_instead_of
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from calico.felix.heap import compact
@@ -102,8 +104,59 @@ class KernelState:
     exists: bool = False
 
 
+@dataclass(slots=True)
+class Script:
+    """One transaction's nft commands, grouped by phase; `lines()` gives them in phase order.
+    Each phase list keeps the order its objects were visited in (sorted names)."""
+
+    table: list[str] = field(default_factory=list)  # `add table`, on a cold start only
+    replaced: list[str] = field(default_factory=list)  # new spec or hook: delete, re-add below
+    new_sets: list[str] = field(default_factory=list)  # sets with their elements; maps empty
+    set_element_dels: list[str] = field(default_factory=list)  # or flushes, in a large table
+    set_element_adds: list[str] = field(default_factory=list)
+    new_chains: list[str] = field(default_factory=list)
+    chain_flushes: list[str] = field(default_factory=list)  # of chains going away
+    rewrites: list[str] = field(default_factory=list)  # flush + every rule of a dirty chain
+    map_element_dels: list[str] = field(default_factory=list)
+    map_element_adds: list[str] = field(default_factory=list)
+    chain_dels: list[str] = field(default_factory=list)
+    set_dels: list[str] = field(default_factory=list)
+
+    def lines(self) -> Iterator[str]:
+        """Every command, phase by phase, so that each object exists before anything refers
+        to it and nothing refers to it when it goes:
+        - the table holds everything; a set or chain whose spec or hook changed is deleted
+          before it is re-created under its name (with the new ones, next);
+        - sets and maps are created before rules match on them; set elements are deleted
+          (or the set flushed) before they are added, so a refill ends with what is wanted;
+        - chains are created before rules jump to them and map elements name them; then a
+          chain going away is flushed (its jumps and set references dropped) and the dirty
+          chains are rewritten, which may use any new set or chain;
+        - map elements name chains (`"cali1" : jump fw-cali1`): removed and added once every
+          new chain exists, and before any chain is deleted;
+        - chains are deleted once nothing jumps to them, sets last, once no rule uses them.
+        """
+        for phase in (self.table, self.replaced, self.new_sets, self.set_element_dels,
+                      self.set_element_adds, self.new_chains, self.chain_flushes,
+                      self.rewrites, self.map_element_dels, self.map_element_adds,
+                      self.chain_dels, self.set_dels):
+            yield from phase
+
+
+@dataclass(frozen=True, slots=True)
+class _ElementChange:
+    """A set or map that stays, with the elements it loses and gains (and all it wants)."""
+
+    name: str
+    spec: SetSpec
+    gone: list[str]
+    new: list[tuple[str, str | None]]
+    wanted: dict[str, str | None]
+
+
 class Table:
-    """Desired state + believed kernel state + dirty names for one nft table."""
+    """Desired state + believed kernel state + dirty names for one nft table. Managers `put_*`
+    and `remove_*`; the dataplane runs `transaction()`, then `commit()`s or `load_kernel()`s."""
 
     def __init__(self, family: str, name: str) -> None:
         self.family, self.name = family, name
@@ -182,77 +235,92 @@ class Table:
     def transaction(self) -> str:
         """The script that moves the kernel to the desired state ("" if nothing to do)."""
         t = f"{self.family} {self.name}"
-        k = self.kernel
-        out: list[str] = [] if k.exists else [f"add table {t}"]
-        new_sets, del_sets, elem_del, elem_add, map_del, map_add = [], [], [], [], [], []
-        changes = []  # (name, spec, elements to delete, to add, all wanted)
+        script = Script(table=[] if self.kernel.exists else [f"add table {t}"])
+        changes = self._script_sets(script, t)
+        self._script_elements(script, t, changes)
+        self._script_chains(script, t)
+        lines = list(script.lines())
+        if not lines:  # a table that does not exist yet always has its `add table`
+            return ""
+        return "\n".join(lines) + "\n"
+
+    def _script_sets(self, script: Script, t: str) -> list[_ElementChange]:
+        """Create, replace and delete the dirty sets and maps; returns the element changes
+        of those that stay (a set created with its elements needs none)."""
+        changes: list[_ElementChange] = []
         for name in sorted(self._dirty_sets):
-            want, have = self.sets.get(name), k.sets.get(name)
+            want, have = self.sets.get(name), self.kernel.sets.get(name)
             if want is None:
                 if have is not None:
-                    del_sets.append(f"delete {_kind(have.spec)} {t} {name}")
+                    script.set_dels.append(f"delete {_kind(have.spec)} {t} {name}")
                 continue
             if have is not None and have.spec != want.spec:
-                out.append(f"delete {_kind(have.spec)} {t} {name}")
+                script.replaced.append(f"delete {_kind(have.spec)} {t} {name}")
                 have = None
             if have is None:
                 have = SetState(want.spec)
                 if want.spec.map_to or not want.elements:  # map elements name chains: later
-                    new_sets.append(f"add {_kind(want.spec)} {t} {name} "
-                                    f"{{ {want.spec.render()} }}")
+                    script.new_sets.append(f"add {_kind(want.spec)} {t} {name} "
+                                           f"{{ {want.spec.render()} }}")
                 else:
-                    new_sets.extend(_add_elements(t, name, want.spec, want.elements.items()))
+                    script.new_sets.extend(_add_elements(t, name, want.spec,
+                                                         want.elements.items()))
                     continue
             gone = [key for key, val in have.elements.items()
                     if key not in want.elements or want.elements[key] != val]
             new = [(key, val) for key, val in want.elements.items()
                    if key not in have.elements or have.elements[key] != val]
             if gone or new:
-                changes.append((name, want.spec, gone, new, want.elements))
-        flush = self._flush_instead_of_delete(changes)
-        for name, spec, gone, new, wanted in changes:
-            dels, adds = (map_del, map_add) if spec.map_to else (elem_del, elem_add)
-            if gone and flush:
-                dels.append(f"flush {_kind(spec)} {t} {name}")
-                new = list(wanted.items())
-            elif gone:
-                dels.extend(_chunks(f"delete element {t} {name}", gone))
-            if new:
-                adds.extend(_add_elements(t, name, spec, new))
-        new_chains, flushes, rewrites, del_chains = [], [], [], []
-        for name in sorted(self._dirty_chains):
-            want_c, have_c = self.chains.get(name), k.chains.get(name)
-            if want_c is None:
-                if have_c is not None:
-                    if have_c.hashes:
-                        flushes.append(f"flush chain {t} {name}")
-                    del_chains.append(f"delete chain {t} {name}")
-                continue
-            if have_c is not None and have_c.base != want_c.base:
-                out += [f"flush chain {t} {name}", f"delete chain {t} {name}"]
-                have_c = None
-            if have_c is None:
-                spec = f" {{ {want_c.base.render()} }}" if want_c.base else ""
-                new_chains.append(f"add chain {t} {name}{spec}")
-            elif have_c.hashes == want_c.hashes:
-                continue
-            elif have_c.hashes:
-                rewrites.append(f"flush chain {t} {name}")
-            rewrites.extend(f'add rule {t} {name} {rule} comment "{h}"'
-                            for rule, h in zip(want_c.rules, want_c.hashes, strict=True))
-        out += new_sets + elem_del + elem_add + new_chains + flushes + rewrites
-        out += map_del + map_add + del_chains + del_sets
-        if k.exists and not out:
-            return ""
-        return "\n".join(out) + "\n"
+                changes.append(_ElementChange(name, want.spec, gone, new, want.elements))
+        return changes
 
-    def _flush_instead_of_delete(self, changes) -> bool:
+    def _script_elements(self, script: Script, t: str, changes: list[_ElementChange]) -> None:
+        """Remove and add elements: `delete element`, or in a large table flush and refill."""
+        flush = self._flush_instead_of_delete(changes)
+        for c in changes:
+            if c.spec.map_to:
+                dels, adds = script.map_element_dels, script.map_element_adds
+            else:
+                dels, adds = script.set_element_dels, script.set_element_adds
+            new = c.new
+            if c.gone and flush:
+                dels.append(f"flush {_kind(c.spec)} {t} {c.name}")
+                new = list(c.wanted.items())
+            elif c.gone:
+                dels.extend(_chunks(f"delete element {t} {c.name}", c.gone))
+            if new:
+                adds.extend(_add_elements(t, c.name, c.spec, new))
+
+    def _script_chains(self, script: Script, t: str) -> None:
+        """Create, rewrite (flush + every rule) and delete the dirty chains."""
+        for name in sorted(self._dirty_chains):
+            want, have = self.chains.get(name), self.kernel.chains.get(name)
+            if want is None:
+                if have is not None:
+                    if have.hashes:
+                        script.chain_flushes.append(f"flush chain {t} {name}")
+                    script.chain_dels.append(f"delete chain {t} {name}")
+                continue
+            if have is not None and have.base != want.base:
+                script.replaced += [f"flush chain {t} {name}", f"delete chain {t} {name}"]
+                have = None
+            if have is None:
+                spec = f" {{ {want.base.render()} }}" if want.base else ""
+                script.new_chains.append(f"add chain {t} {name}{spec}")
+            elif have.hashes == want.hashes:
+                continue
+            elif have.hashes:
+                script.rewrites.append(f"flush chain {t} {name}")
+            script.rewrites.extend(f'add rule {t} {name} {rule} comment "{h}"'
+                                   for rule, h in zip(want.rules, want.hashes, strict=True))
+
+    def _flush_instead_of_delete(self, changes: list[_ElementChange]) -> bool:
         """Whether to remove elements by flushing each set that loses some and re-adding what
         it keeps, instead of `delete element`. nft (1.0.6) answers any `delete element` by
         first dumping every element of every interval set in the table (~110 ms at 1,000
         endpoints, whatever the set); a flush + re-add costs in proportion to the sets
         touched. Deleting stays the choice while the table is small."""
-        refill = sum(len(wanted) for _, _, gone, _, wanted in changes if gone)
+        refill = sum(len(c.wanted) for c in changes if c.gone)
         if not refill:
             return False
         dump = sum(len(s.elements) for s in self.kernel.sets.values()

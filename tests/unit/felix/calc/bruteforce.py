@@ -16,7 +16,6 @@ from calico.felix.calc.policies import Policy
 from calico.felix.calc.rules import normalise_nets, resolve_rules
 from calico.felix.calc.selectors import (
     LABEL_SERVICE_ACCOUNT,
-    field,
     implicit_parents,
     namespaced_labels,
     own_labels,
@@ -31,59 +30,84 @@ def _split(key: str) -> tuple[str, str, str]:
     return plural, namespace, name
 
 
-def expected_state(state: dict[str, Any], host: str) -> dict[str, Any]:
-    profiles: dict[str, Any] = {}
-    policies: dict[m.PolicyID, Policy] = {}
-    items: list[tuple[dict, tuple, tuple, tuple]] = []  # (own labels, parents, nets, ports)
-    local: list[tuple[Any, dict, tuple, tuple, Any]] = []  # (id, labels, parents, profiles, res)
-    for key, res in state.items():
-        plural, ns, name = _split(key)
-        spec = field(res, "spec")
-        labels = own_labels(field(field(res, "metadata"), "labels"))
+class _Datastore:
+    """A datastore state sorted into what the expectation needs, by plain loops."""
+
+    def __init__(self, state: dict[str, Any], host: str) -> None:
+        self.profiles: dict[str, Any] = {}
+        self.policies: dict[m.PolicyID, Policy] = {}
+        # (own labels, parents, nets, named ports) of every endpoint and network set
+        self.items: list[tuple[dict, tuple, tuple, tuple]] = []
+        # (id, own labels, parents, listed profiles, resource) of every local endpoint
+        self.local: list[tuple[Any, dict, tuple, tuple, Any]] = []
+        for key, res in state.items():
+            self._add(*_split(key), res, host)
+
+    def _add(self, plural: str, ns: str, name: str, res: Any, host: str) -> None:
+        spec = res.spec
+        labels = own_labels(res.metadata.labels)
         if plural == "profiles":
-            profiles[name] = spec
+            self.profiles[name] = spec
         elif plural in ("networkpolicies", "globalnetworkpolicies"):
-            pid = m.PolicyID(name, ns, field(spec, "tier", "default"))
-            policies[pid] = Policy(pid, spec)
+            pid = m.PolicyID(name, ns, spec.tier or "default")
+            self.policies[pid] = Policy(pid, spec)
         elif plural == "workloadendpoints":
-            if not field(spec, "ipNetworks"):
-                continue
+            if not spec.ipNetworks:
+                return
             labels = namespaced_labels(labels, ns)
-            sa = field(spec, "serviceAccountName", "")
+            sa = spec.serviceAccountName or ""
             if sa:
                 labels[LABEL_SERVICE_ACCOUNT] = sa
-            listed = tuple(field(spec, "profiles", []))
+            listed = tuple(spec.profiles or ())
             parents = implicit_parents(list(listed), ns, sa)
-            nets = normalise_nets(field(spec, "ipNetworks"))
-            items.append((labels, parents, nets, _named_ports(spec)))
-            if field(spec, "node") == host:
-                local.append((m.WorkloadEndpointID(ns, name), labels, parents, listed, res))
+            nets = normalise_nets(spec.ipNetworks)
+            self.items.append((labels, parents, nets, _named_ports(spec)))
+            if spec.node == host:
+                self.local.append((m.WorkloadEndpointID(ns, name), labels, parents, listed, res))
         elif plural == "hostendpoints":
-            listed = tuple(field(spec, "profiles", []))
-            nets = normalise_nets(field(spec, "expectedIPs", []))
-            items.append((labels, listed, nets, _named_ports(spec)))
-            if field(spec, "node") == host:
-                local.append((m.HostEndpointID(name), labels, listed, listed, res))
+            listed = tuple(spec.profiles or ())
+            nets = normalise_nets(spec.expectedIPs)
+            self.items.append((labels, listed, nets, _named_ports(spec)))
+            if spec.node == host:
+                self.local.append((m.HostEndpointID(name), labels, listed, listed, res))
         elif plural in ("networksets", "globalnetworksets"):
             if ns:
                 labels = namespaced_labels(labels, ns)
-            items.append((labels, implicit_parents([], ns), normalise_nets(field(spec, "nets")),
-                          ()))
+            self.items.append((labels, implicit_parents([], ns), normalise_nets(spec.nets), ()))
 
-    def effective(own: dict, parents: tuple) -> dict:
+    def effective(self, own: dict, parents: tuple) -> dict:
         out: dict[str, str] = {}
         for parent in reversed(parents):
-            out.update(field(profiles.get(parent), "labelsToApply", {}))
+            spec = self.profiles.get(parent)
+            if spec is not None and spec.labelsToApply:
+                out.update(spec.labelsToApply)
         out.update(own)
         return out
 
+    def members(self, spec: Any) -> frozenset[str]:
+        """Every member of one IP set, from every item its selector matches."""
+        members: set[str] = set()
+        for own, parents, nets, ports in self.items:
+            if spec.selector.evaluate(self.effective(own, parents)):
+                if not spec.named_port:
+                    members.update(nets)
+                else:
+                    members.update(f"{n.split('/')[0]},{proto}:{port}"
+                                   for name, proto, port in ports
+                                   if name == spec.named_port and proto == spec.protocol
+                                   for n in nets)
+        return frozenset(members)
+
+
+def expected_state(state: dict[str, Any], host: str) -> dict[str, Any]:
+    ds = _Datastore(state, host)
     out_policies: dict[m.PolicyID, m.ActivePolicyUpdate] = {}
     out_profiles: dict[m.ProfileID, m.ActiveProfileUpdate] = {}
     out_endpoints: dict[Any, Any] = {}
     sets: dict[str, Any] = {}
-    for ep, own, parents, listed, res in local:
-        labels = effective(own, parents)
-        matched = sorted((p for p in policies.values() if p.selector.evaluate(labels)),
+    for ep, own, parents, listed, res in ds.local:
+        labels = ds.effective(own, parents)
+        matched = sorted((p for p in ds.policies.values() if p.selector.evaluate(labels)),
                          key=lambda p: p.sort_key)
         for pol in matched:
             inbound, outbound, used = resolve_rules(str(pol.id), pol.inbound, pol.outbound,
@@ -92,27 +116,15 @@ def expected_state(state: dict[str, Any], host: str) -> dict[str, Any]:
             out_policies[pol.id] = m.ActivePolicyUpdate(
                 pol.id, inbound, outbound, pol.untracked, pol.pre_dnat, pol.apply_on_forward)
         for name in listed:
-            spec = profiles.get(name)
+            spec = ds.profiles.get(name)
             inbound, outbound, used = resolve_rules(
-                f"profile:{name}", field(spec, "ingress"), field(spec, "egress"), "")
+                f"profile:{name}", spec.ingress if spec is not None else None,
+                spec.egress if spec is not None else None, "")
             sets.update(used)
             out_profiles[m.ProfileID(name)] = m.ActiveProfileUpdate(m.ProfileID(name),
                                                                     inbound, outbound)
         out_endpoints[ep] = _endpoint(ep, res, listed, matched)
-
-    ipsets = {}
-    for set_id, spec in sets.items():
-        members: set[str] = set()
-        for own, parents, nets, ports in items:
-            if spec.selector.evaluate(effective(own, parents)):
-                if not spec.named_port:
-                    members.update(nets)
-                else:
-                    members.update(f"{n.split('/')[0]},{proto}:{port}"
-                                   for name, proto, port in ports
-                                   if name == spec.named_port and proto == spec.protocol
-                                   for n in nets)
-        ipsets[set_id] = (spec.type, frozenset(members))
+    ipsets = {set_id: (spec.type, ds.members(spec)) for set_id, spec in sets.items()}
     return {"ipsets": ipsets, "policies": out_policies, "profiles": out_profiles,
             "endpoints": out_endpoints}
 

@@ -1,5 +1,8 @@
 """Test support for the calc graph: resource builders and a dataplane-state reducer.
 
+The builders return what the syncer hands the graph: validated `calico.api` models (a
+resource under its datastore key, or a rule's `EntityRule`), never dicts.
+
 `Dataplane` folds calc-graph messages into a plain state dict, and asserts on every message
 the ordering guarantees of calico.felix.messages (no reference to an unknown IP set, policy
 or profile; nothing removed while referenced; deltas only for known sets; InSync once).
@@ -7,9 +10,10 @@ or profile; nothing removed while referenced; deltas only for known sets; InSync
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
+from calico import api
+from calico.api.rules import EntityRule
 from calico.felix import messages as m
 
 HOST = "node-1"
@@ -29,18 +33,9 @@ _PLURALS = {
 }
 
 
-def _namespace(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return SimpleNamespace(**{k: _namespace(v) for k, v in obj.items()})
-    if isinstance(obj, list):
-        return [_namespace(v) for v in obj]
-    return obj
-
-
 def resource(kind: str, name: str, spec: dict, namespace: str = "",
-             labels: dict | None = None) -> tuple[str, Any]:
-    """(datastore key, resource) — validated by calico.api when the kind is registered
-    there, else a plain attribute namespace with the same field names."""
+             labels: dict | None = None) -> tuple[str, api.Resource]:
+    """(datastore key, resource validated by calico.api, as the syncer hands it over)."""
     plural, namespaced = _PLURALS[kind]
     if namespaced:
         namespace = namespace or "default"
@@ -51,13 +46,12 @@ def resource(kind: str, name: str, spec: dict, namespace: str = "",
         meta["labels"] = labels
     doc = {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
     key = PREFIX + plural + "/" + (f"{namespace}/" if namespaced else "") + name
-    try:
-        from calico import api
-        if kind in api.KINDS:
-            return key, api.validate(doc)
-    except ImportError:  # pragma: no cover
-        pass
-    return key, _namespace(doc)
+    return key, api.validate(doc)
+
+
+def entity(**fields: Any) -> EntityRule:
+    """One validated rule side (`source` / `destination`) with these fields."""
+    return EntityRule.model_validate(fields)
 
 
 def wep(name: str, ips: list[str], labels: dict | None = None, node: str = HOST,

@@ -12,6 +12,8 @@ from calico.felix.calc.rules import resolve_rules
 from calico.felix.calc.selectors import entity_selectors, policy_selector
 from calico.selector import parse
 
+from .support import entity, gnp, np
+
 
 def _rules(*rules, namespace=""):
     doc = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
@@ -40,26 +42,33 @@ def test_ports_protocols_icmp_and_families():
 
 
 def test_selectors_are_scoped_as_calico_does():
-    pos, neg = entity_selectors({"selector": "a == 'b'", "notSelector": "c == 'd'"}, "ns1")
+    pos, neg = entity_selectors(entity(selector="a == 'b'", notSelector="c == 'd'"), "ns1")
     assert neg is None
     assert pos == parse("((projectcalico.org/namespace == 'ns1') && (a == 'b')) && (!(c == 'd'))")
     # a notSelector alone still scopes a NetworkPolicy's rule to its namespace, and the
     # (then positive) namespace selector absorbs it
-    pos, neg = entity_selectors({"notSelector": "c == 'd'"}, "ns1")
+    pos, neg = entity_selectors(entity(notSelector="c == 'd'"), "ns1")
     assert pos == parse("(projectcalico.org/namespace == 'ns1') && (!(c == 'd'))")
     assert neg is None
-    assert entity_selectors({"notSelector": "c == 'd'"}, "") == (None, parse("c == 'd'"))
-    pos, _ = entity_selectors({"namespaceSelector": "all()"}, "ns1")
+    assert entity_selectors(entity(notSelector="c == 'd'"), "") == (None, parse("c == 'd'"))
+    pos, _ = entity_selectors(entity(namespaceSelector="all()"), "ns1")
     assert pos == parse("has(projectcalico.org/namespace)")
-    pos, _ = entity_selectors({"namespaceSelector": "global()", "selector": "x == 'y'"}, "")
+    pos, _ = entity_selectors(entity(namespaceSelector="global()", selector="x == 'y'"), "")
     assert pos == parse("(!has(projectcalico.org/namespace)) && (x == 'y')")
-    pos, _ = entity_selectors({"namespaceSelector": "team in {'a', 'b'}",
-                               "serviceAccounts": {"names": ["sa"], "selector": "k == 'v'"}}, "")
+    pos, _ = entity_selectors(entity(namespaceSelector="team in {'a', 'b'}",
+                                     serviceAccounts={"names": ["sa"], "selector": "k == 'v'"}),
+                              "")
     assert pos == parse("(pcns.team in {'a', 'b'}) && (((pcsa.k == 'v') && "
                         "(projectcalico.org/serviceaccount in {'sa'})))")
-    assert entity_selectors({}, "ns1") == (None, None)
-    assert policy_selector({"selector": "a == 'b'"}, "ns1") == parse(
+    assert entity_selectors(entity(), "ns1") == (None, None)
+    assert entity_selectors(None, "ns1") == (None, None)
+    _, ns_policy = np("p", "ns1", "a == 'b'")
+    assert policy_selector(ns_policy.spec, "ns1") == parse(
         "(a == 'b') && (projectcalico.org/namespace == 'ns1')")
+    _, global_policy = gnp("g", "a == 'b'", namespaceSelector="team == 'x'",
+                           serviceAccountSelector="role == 'y'")
+    assert policy_selector(global_policy.spec, "") == parse(
+        "(a == 'b') && (pcns.team == 'x') && (pcsa.role == 'y')")
 
 
 def test_restrictions():

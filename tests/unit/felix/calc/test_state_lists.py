@@ -1,7 +1,9 @@
 """State-list tests (STYLE.md): each list of datastore states is applied in order, reversed
 and shuffled (and with each transition's updates shuffled); after every state the folded
 dataplane state must equal the one a fresh graph computes from that state alone, and the
-brute-force expectation. A few states also carry hand-written expectations."""
+brute-force expectation. Each list is also run with every update delivered twice (Calico's
+afterEachKVAndDupe expansion): the output must be identical, message for message, to a graph
+that got each update once. A few states also carry hand-written expectations."""
 
 from __future__ import annotations
 
@@ -105,12 +107,17 @@ def fresh(state_dict):
     return Dataplane().apply_all(graph.flush()).state()
 
 
-def transition(graph, current, target, rng):
+def deltas(current, target, rng):
+    """The syncer updates that take the datastore from `current` to `target`."""
     updates = [(k, v) for k, v in target.items() if current.get(k) is not v]
     updates += [(k, None) for k in current if k not in target]
     if rng is not None:
         rng.shuffle(updates)
-    for key, value in updates:
+    return updates
+
+
+def transition(graph, current, target, rng):
+    for key, value in deltas(current, target, rng):
         graph.on_update(key, value)
 
 
@@ -133,6 +140,45 @@ def test_state_lists(name, seed, shuffle_updates):
             assert actual_subset(got) == expected_state(target, HOST), f"{order}: state {i}"
         assert dataplane.in_sync
         assert not dataplane.ipsets and not dataplane.endpoints and not dataplane.policies
+
+
+def _deliver_twice(once, twice, updates, flush_each):
+    """Feed `updates` once to `once` and twice to `twice`, then flush both; return `once`'s
+    output after checking that `twice` emitted exactly the same messages."""
+    out = []
+    for key, value in updates:
+        once.on_update(key, value)
+        twice.on_update(key, value)
+        if flush_each:  # Calico's order: update, flush, the same update again, flush
+            expected = once.flush()
+            assert twice.flush() == expected, f"first delivery of {key}"
+            out += expected
+        twice.on_update(key, value)
+        if flush_each:
+            assert twice.flush() == [], f"second delivery of {key} changed something"
+    rest = once.flush()
+    assert twice.flush() == rest, "the duplicates changed the output"
+    return out + rest
+
+
+@pytest.mark.parametrize("name", STATE_LISTS)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("flush_each", [True, False], ids=["flush-each-update", "flush-each-state"])
+def test_state_lists_with_every_update_sent_twice(name, seed, flush_each):
+    for order, states in expansions(STATE_LISTS[name], seed).items():
+        rng = random.Random(seed)
+        once, twice = CalcGraph(HOST), CalcGraph(HOST)
+        once.on_status("in-sync")
+        twice.on_status("in-sync")
+        dataplane = Dataplane()
+        current: dict = {}
+        for i, target in enumerate(states + [state()]):
+            out = _deliver_twice(once, twice, deltas(current, target, rng), flush_each)
+            current = target
+            got = dataplane.apply_all(out).state()
+            assert got == fresh(target), f"{name} / {order}: state {i}"
+            assert actual_subset(got) == expected_state(target, HOST), f"{order}: state {i}"
+        assert dataplane.in_sync and not dataplane.endpoints
 
 
 # ---- hand-written expectations for some states ------------------------------------------
