@@ -138,6 +138,9 @@ class Cloud:
         self.lab.up(hosts=hosts, datastore="local")
         times["lab up (BGP Established)"] = time.monotonic() - t0
         t0 = time.monotonic()
+        self.wait_felix_reports()  # the driver binds ports only where a Felix reports
+        times["every Felix reporting"] = time.monotonic() - t0
+        t0 = time.monotonic()
         self.neutron = NeutronServer(self.venv, self.dir / "neutron",
                                      self.lab.state["datastore"]["path"])
         self.neutron.start()
@@ -153,6 +156,19 @@ class Cloud:
                 stderr=open(self.dir / f"dhcp-agent-{h['name']}.log", "w"),
                 start_new_session=True)
         return times
+
+    def wait_felix_reports(self, timeout: float = 60.0) -> None:
+        backend = self.lab.backend()
+        try:
+            deadline = time.monotonic() + timeout
+            for h in self.lab.state["hosts"]:
+                while backend.get(names.felix_status_key(h["name"])) is None:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"Felix on {h['name']} never reported status\n"
+                                             + self.diagnostics())
+                    time.sleep(0.2)
+        finally:
+            backend.close()
 
     def down(self) -> None:
         """Every step runs even if an earlier one fails; the first error is raised at the end."""
