@@ -119,8 +119,9 @@ class VM:
 
 
 class Cloud:
-    def __init__(self, neutron_venv: Path, workdir: Path) -> None:
+    def __init__(self, neutron_venv: Path, workdir: Path, neutron_extra: str = "") -> None:
         self.venv, self.dir = neutron_venv, workdir
+        self.neutron_extra = neutron_extra  # further ml2_conf.ini sections
         self.lab = Lab(f"e{os.getpid()}os"[:12])
         self.nets = NetnsSet()
         self.neutron: NeutronServer | None = None
@@ -142,7 +143,8 @@ class Cloud:
         times["every Felix reporting"] = time.monotonic() - t0
         t0 = time.monotonic()
         self.neutron = NeutronServer(self.venv, self.dir / "neutron",
-                                     self.lab.state["datastore"]["path"])
+                                     self.lab.state["datastore"]["path"],
+                                     extra=self.neutron_extra)
         self.neutron.start()
         times["Neutron up"] = time.monotonic() - t0
         env = {**os.environ, **self.lab.datastore_env(inside=True)}
@@ -202,13 +204,13 @@ class Cloud:
 
     # ---- OpenStack ---------------------------------------------------------------------
 
-    def sdk(self, *args: str) -> dict:
+    def sdk(self, *args: str, script: str = "e2e_sdk.py") -> dict:
         assert self.neutron is not None
         proc = subprocess.run([str(self.venv / "bin" / "python"), "-W", "ignore",
-                               str(HERE / "e2e_sdk.py"), self.neutron.url, *args],
+                               str(HERE / script), self.neutron.url, *args],
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
-            raise AssertionError(f"e2e_sdk.py {' '.join(args[:1])} failed: "
+            raise AssertionError(f"{script} {' '.join(args[:1])} failed: "
                                  f"{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
