@@ -232,6 +232,7 @@ class CalicoDriver:
         """Log (once per reason) and put the port in ERROR: it cannot have an endpoint."""
         port_id = str(port.get("id"))
         self.endpoints.unmappable_log.report(port_id, reason)
+        self.status.forget(port_id)
         if port.get("status") == "ERROR":
             return
         try:

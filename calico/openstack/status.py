@@ -85,6 +85,12 @@ class StatusWatcher:
             log.warning("setting port %s to %s failed (%s); will retry", port_id, status, err)
             self._failed[port_id] = status
 
+    def forget(self, port_id: str) -> None:
+        """Someone else set this port's status (the driver's ERROR for a port it cannot map):
+        the next Felix report for it is pushed even if it says what was pushed before."""
+        self._pushed.pop(port_id, None)
+        self._failed.pop(port_id, None)
+
     def retry_failed(self) -> None:
         """Push again the statuses whose last push failed."""
         for port_id, status in list(self._failed.items()):

@@ -2,9 +2,11 @@
 Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
 
     cleanup_stale()            # leftovers of runs killed before their teardown
-    cloud = Cloud(neutron_venv, workdir)
-    cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD), Neutron, DHCP agents
+    cloud = Cloud(neutron_venv, workdir)   # neutron_extra=: more ml2_conf.ini sections
+    cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD, each reporting), Neutron,
+                               # DHCP agents
     ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
+                               # (script="cloud_sdk.py" for its commands)
     vm = cloud.plug(name, host, port)   # port: {"id", "mac"}; what Nova + libvirt do
     vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
