@@ -183,7 +183,8 @@ class CalicoDriver:
         if is_bound_endpoint(port):
             try:
                 wanted = self.endpoints.port_records(port, self._port_snapshot(port))
-                self.endpoints.unmappable_log.forget(str(port.get("id")))
+                if self.endpoints.unmappable_log.forget(str(port.get("id"))):
+                    self._recovered_port(port)
             except Unmappable as err:
                 self._unmappable_port(port, str(err))
         for key, res in wanted.items():
@@ -239,6 +240,15 @@ class CalicoDriver:
             self.neutron.set_port_status(port_id, "ERROR")
         except Exception as err:  # noqa: BLE001 - the resync sets it again
             log.warning("port %s: setting ERROR failed (%s); the resync retries", port_id, err)
+
+    def _recovered_port(self, port: Mapping[str, Any]) -> None:
+        """A port this server had put in ERROR maps again: DOWN until Felix reports on it."""
+        if port.get("status") != "ERROR":
+            return
+        try:
+            self.neutron.set_port_status(str(port.get("id")), "DOWN")
+        except Exception as err:  # noqa: BLE001 - Felix's report will set it anyway
+            log.warning("port %s: setting DOWN failed (%s)", port.get("id"), err)
 
     def port_deleted(self, port: Mapping[str, Any]) -> None:
         def delete() -> None:
@@ -308,6 +318,8 @@ class CalicoDriver:
             syncer.resync(snapshot)
         for port_id in sorted(self.endpoints.unmappable):
             self._unmappable_port(snapshot.ports[port_id], self.endpoints.unmappable[port_id])
+        for port_id in sorted(self.endpoints.recovered):
+            self._recovered_port(snapshot.ports[port_id])
         self.ensure_felix_config()
         self.resyncs += 1
 

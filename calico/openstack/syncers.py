@@ -10,7 +10,7 @@ A Neutron object that cannot be mapped (a host or id Calico's names refuse, junk
 never stops a resync: it is logged in one line naming the object, field and value (once,
 until the reason changes), left out, and the others are written. The endpoint syncer keeps
 the ports it could not map in `unmappable` (port id -> reason): the driver puts them in
-ERROR.
+ERROR, and in `recovered` those that map again (the driver takes them out of ERROR).
 """
 
 from __future__ import annotations
@@ -61,8 +61,12 @@ class UnmappableLog:
             self._logged[what] = reason
             log.error("%s cannot be mapped to Calico (left out): %s", what, reason)
 
-    def forget(self, what: str) -> None:
-        self._logged.pop(what, None)
+    def forget(self, what: str) -> bool:
+        """The object maps again; returns whether it had been reported unmappable."""
+        if self._logged.pop(what, None) is not None:
+            log.info("%s can be mapped to Calico again", what)
+            return True
+        return False
 
 
 class V3ResourceSyncer(ResourceSyncer):
@@ -129,6 +133,7 @@ class EndpointSyncer(V3ResourceSyncer):
         self.addresses = addresses
         self._live_ports: set[str] | None = None
         self.unmappable: dict[str, str] = {}
+        self.recovered: set[str] = set()  # ports unmappable before, mappable in this resync
 
     def port_record_doc(self, port: Mapping[str, Any], snapshot: Snapshot) -> dict[str, Any]:
         gateways = {sid: s.get("gateway_ip") for sid, s in snapshot.subnets.items()}
@@ -159,13 +164,14 @@ class EndpointSyncer(V3ResourceSyncer):
     def wanted(self, snapshot: Snapshot) -> dict[str, Any]:
         out: dict[str, Any] = {}
         self._live_ports = set(snapshot.ports)
-        unmappable = {}
+        unmappable, self.recovered = {}, set()
         for port_id, port in snapshot.ports.items():
             try:
                 if not is_bound_endpoint(port):
                     continue
                 out.update(self.port_records(port, snapshot))
-                self.unmappable_log.forget(str(port_id))
+                if self.unmappable_log.forget(str(port_id)):
+                    self.recovered.add(str(port_id))
             except Exception as err:  # noqa: BLE001 - one bad port never stops the resync
                 unmappable[str(port_id)] = str(err)
                 self.unmappable_log.report(str(port_id), str(err))

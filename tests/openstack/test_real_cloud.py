@@ -145,6 +145,15 @@ def test_unmappable_names_and_missing_felix(cloud):
     assert "not binding to host 'host-z': no live Felix" in log(cloud)
 
 
+def test_a_fixed_host_maps_and_leaves_error(cloud):
+    store, pid = cloud["store"], cloud["topo"]["ports"]["badhost"]
+    wait_for(lambda: port(cloud, "badhost")["status"] == "ERROR", what="badhost ERROR")
+    cloud["api"].put(f"/v2.0/ports/{pid}", {"port": {"binding:host_id": "compute-2"}})
+    ep = wait_for(lambda: endpoints(store).get(pid), what="badhost's endpoint")[0]
+    assert ep["spec"]["node"] == "compute-2"
+    wait_for(lambda: port(cloud, "badhost")["status"] == "DOWN", what="out of ERROR")
+
+
 def test_junk_rule_in_neutrons_database_costs_only_that_rule(cloud):
     store, topo = cloud["store"], cloud["topo"]
     rule = topo["rules"]["8080"]

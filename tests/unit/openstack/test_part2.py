@@ -46,6 +46,15 @@ def test_host_names_are_lower_cased_and_unmappable_ports_go_to_error(backend, ca
     n.ports["p2"]["status"] = "ERROR"
     d.resync()  # the same problems: no new log lines, no status writes again
     assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+    # The operator fixes p2's host: it gets its endpoint and leaves ERROR.
+    n.ports["p2"] = {**port("p2", host="compute-2"), "status": "ERROR"}
+    d.resync()
+    assert "compute--2-openstack-vm--p2-p2" in wep_keys(backend)
+    assert n.status["p2"] == "DOWN"
+    # An upper-case port id is not lower-cased (Felix reports it back): ERROR.
+    n.ports["P6"] = port("P6")
+    d.resync()
+    assert n.status["P6"] == "ERROR" and "'P6'" in caplog.text
 
 
 def test_event_for_unmappable_port_sets_error_and_carries_on(backend):  # noqa: F811
