@@ -87,9 +87,8 @@ def _felix_configuration(spec: dict[str, Any]) -> bool:
         spec["endpointReportingEnabled"] = True
         changed = True
     prefixes = [p for p in (spec.get("interfacePrefix") or FELIX_PREFIX).split(",") if p]
-    if TAP_PREFIX not in prefixes or not spec.get("interfacePrefix"):
-        spec["interfacePrefix"] = ",".join(
-            [*prefixes, *([] if TAP_PREFIX in prefixes else [TAP_PREFIX])])
+    if TAP_PREFIX not in prefixes:
+        spec["interfacePrefix"] = ",".join([*prefixes, TAP_PREFIX])
         changed = True
     return changed
 
