@@ -3,7 +3,7 @@
 Three independent pieces, each started explicitly by the daemon (nothing runs at import):
 
 - `StatusReporter` writes, under `/calico/felix/v2/<region>/host/<hostname>/` (region
-  "no-region", or "openstack-region-<r>"), Calico's keys:
+  "no-region", or "region-<r>" for OpenstackRegion r), Calico's keys:
     `status`                 {"time", "uptime", "first_update"} on a lease of `reportingTTL`
                              seconds, rewritten every `reportingInterval`: it vanishes when
                              Felix stops reporting, which is how the OpenStack driver and

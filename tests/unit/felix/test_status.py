@@ -50,8 +50,8 @@ def reporter(backend, clock, **kw) -> StatusReporter:
 
 def test_status_keys_are_calicos():
     assert status_key("no-region", "h") == "/calico/felix/v2/no-region/host/h/status"
-    assert last_status_key("openstack-region-r1", "h") == \
-        "/calico/felix/v2/openstack-region-r1/host/h/last_reported_status"
+    assert last_status_key("region-r1", "h") == \
+        "/calico/felix/v2/region-r1/host/h/last_reported_status"
     key = EndpointKey("openstack", "admin/vm-1", "port-1")
     assert key.path("no-region", "h") == \
         "/calico/felix/v2/no-region/host/h/workload/openstack/admin%2fvm-1/endpoint/port-1"
