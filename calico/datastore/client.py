@@ -133,6 +133,22 @@ def _with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
         update={"resourceVersion": version, **meta})})
 
 
+def _stored_identity(value: str) -> tuple[str | None, str | None]:
+    """(uid, creationTimestamp) of a stored value, without decoding it into a model; Nones
+    when it is not a resource's JSON (it is then replaced, with a new identity)."""
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError):
+        log.warning("replacing a stored value that is not JSON: %.80s", value)
+        return None, None
+    meta = doc.get("metadata") if isinstance(doc, dict) else None  # IPAM kinds have none
+    if not isinstance(meta, dict):
+        return None, None
+    uid, created = meta.get("uid"), meta.get("creationTimestamp")
+    return (uid if isinstance(uid, str) else None,
+            created if isinstance(created, str) else None)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -251,21 +267,21 @@ class ResourceClient:
     def update(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
         key = storage_key(res)
-        expected = self._parse_version(res)
         current = self.backend.get(key)
         if current is None:
             raise ResourceNotFound(res.KIND, res.name, res.namespace, key)
+        return self._update_from(res, key, current)
+
+    def _update_from(self, res: Resource, key: str, current: KV) -> Resource:
+        """Update `res` over `current` (the stored KV): CAS on the caller's resourceVersion
+        if it gave one, else on `current`'s. Writes nothing when nothing changes."""
+        expected = self._parse_version(res)
         if expected is None:
             expected = current.mod_revision
         elif expected != current.mod_revision:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    current.mod_revision)
-        try:
-            old: Resource | None = decode(key, current.value, current.mod_revision)
-            uid, created = old.metadata.uid, old.metadata.creationTimestamp
-        except CorruptResource as err:
-            log.warning("replacing %s", err)
-            old = uid = created = None
+        uid, created = _stored_identity(current.value)
         res = _with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
@@ -273,7 +289,7 @@ class ResourceClient:
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
             # the same manifests (GitOps loops) costs the cluster nothing.
             return _with_version(res, str(current.mod_revision))
-        self._check_against_others(res, old)
+        self._check_update(res, key, current)
         try:
             revision = self.backend.update(key, value, expected)
         except KeyNotFound:
@@ -288,17 +304,17 @@ class ResourceClient:
         res = self._validated(resource)
         if res.metadata.resourceVersion:
             return self.update(res)
+        key = storage_key(res)
         last: Exception | None = None
         for attempt in range(APPLY_ATTEMPTS):
             if attempt:
                 _pause_before_retry(attempt)
+            current = self.backend.get(key)
             try:
-                return self.create(res)
-            except ResourceAlreadyExists:
-                pass
-            try:
-                return self.update(res)
-            except (ResourceConflict, ResourceNotFound) as err:
+                if current is None:
+                    return self.create(res)
+                return self._update_from(res, key, current)
+            except (ResourceAlreadyExists, ResourceConflict, ResourceNotFound) as err:
                 last = err  # raced with another writer: go round again
         assert last is not None
         raise last
@@ -353,8 +369,10 @@ class ResourceClient:
 
     @staticmethod
     def _validated(resource: Resource | dict[str, Any]) -> Resource:
-        data = resource.to_dict() if isinstance(resource, Resource) else resource
-        return validate(data)
+        """A model is taken as it is: models are validated when they are built (`validate`,
+        or the class itself), so validating again would only cost time (three passes over
+        every net of a large GlobalNetworkSet, before)."""
+        return resource if isinstance(resource, Resource) else validate(resource)
 
     @classmethod
     def _parse_version(cls, res: Resource) -> int | None:
@@ -370,12 +388,18 @@ class ResourceClient:
             raise ValidationError(kind, name, "metadata.resourceVersion",
                                   f'"{version}" is not a valid resourceVersion') from None
 
-    def _check_against_others(self, res: Resource, old: Resource | None = None) -> None:
-        """Rules that need more than the resource, as clientv3 has them (today IPPools only):
-        a new pool must not overlap another; an update must keep its CIDR and blockSize."""
+    def _check_against_others(self, res: Resource) -> None:
+        """Rules for a new resource that need more than the resource, as clientv3 has them
+        (today IPPools only): a new pool must not overlap another."""
+        if res.KIND == "IPPool":
+            ippool.check_pool_overlap(res, self.list("IPPool").items)
+
+    def _check_update(self, res: Resource, key: str, current: KV) -> None:
+        """Rules for an update against the stored version: an IPPool keeps its CIDR and
+        blockSize. (Only then is the stored value decoded.)"""
         if res.KIND != "IPPool":
             return
-        if old is None:
-            ippool.check_pool_overlap(res, self.list("IPPool").items)
-        else:
-            ippool.check_pool_update(res, old)
+        try:
+            ippool.check_pool_update(res, decode(key, current.value, current.mod_revision))
+        except CorruptResource as err:
+            log.warning("replacing %s", err)
