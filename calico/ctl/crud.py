@@ -177,12 +177,8 @@ def _targets(filename: str | None, recursive: bool, skip_empty: bool, namespace:
     if filename:
         if kind:
             raise CtlError("give either -f FILENAME or KIND [NAME...], not both")
-        out = []
-        for doc in read_documents(filename, recursive, skip_empty):
-            body = _with_namespace(doc.body, namespace)
-            res = api.validate(body)
-            out.append((res.KIND, res.name, res.namespace if res.NAMESPACED else None))
-        return out
+        return [(k, name, ns) for k, name, ns, _ in _file_targets(filename, recursive,
+                                                                   skip_empty, namespace)]
     if not kind:
         raise CtlError("specify a resource type (and names) or -f FILENAME")
     info = resources.lookup(kind)
@@ -201,18 +197,35 @@ def _targets(filename: str | None, recursive: bool, skip_empty: bool, namespace:
     return [(info.kind, n, ns) for n in names] or [(info.kind, None, ns)]
 
 
+def _file_targets(filename: str, recursive: bool, skip_empty: bool, namespace: str | None
+                  ) -> list[tuple[str, str, str | None, str | None]]:
+    """(kind, name, namespace, resourceVersion) of each document of -f."""
+    out = []
+    for doc in read_documents(filename, recursive, skip_empty):
+        res = api.validate(_with_namespace(doc.body, namespace))
+        out.append((res.KIND, res.name, res.namespace if res.NAMESPACED else None,
+                    res.metadata.resourceVersion))
+    return out
+
+
 def delete(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
            namespace: str | None, kind: str | None, names: tuple[str, ...],
            skip_not_exists: bool) -> bool:
-    targets = _targets(filename, recursive, skip_empty, namespace, kind, names)
-    if any(name is None for _, name, _ in targets):
+    """Delete by name, or what -f names; a document's resourceVersion makes the delete
+    conditional on it, as in Calico (a stale one fails with `update conflict`)."""
+    if filename and not kind:
+        targets = _file_targets(filename, recursive, skip_empty, namespace)
+    else:
+        targets = [(*t, None) for t in _targets(filename, recursive, skip_empty, namespace,
+                                                 kind, names)]
+    if any(name is None for _, name, _, _ in targets):
         raise CtlError("delete needs resource names (or -f FILENAME)")
     client = session.client
     failures, done = 0, 0
-    for k, name, ns in targets:
+    for k, name, ns, version in targets:
         label = f'{k} "{ns}/{name}"' if ns else f'{k} "{name}"'
         try:
-            client.delete(k, name, ns)
+            client.delete(k, name, ns, resource_version=version)
         except kv.KeyNotFound:
             if not skip_not_exists:
                 failures += 1
@@ -227,7 +240,7 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
         done += 1
         if len(targets) > 1:
             click.echo(f"deleted {label}")
-    kinds = {k for k, _, _ in targets}
+    kinds = {k for k, _, _, _ in targets}
     what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
     if failures == 0:
         click.echo(f"Successfully deleted {done} {what}")
