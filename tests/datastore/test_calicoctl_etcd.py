@@ -159,3 +159,16 @@ def test_reapplying_a_document_that_changes_nothing_keeps_its_version(ctl):
     ok(ctl("apply", "-f", "-", input=yaml.safe_dump(changed)))
     res = ctl("apply", "-f", "-", input=yaml.safe_dump(changed))
     assert res.returncode == 1 and "update conflict" in res.stderr
+
+
+def test_documents_decode_as_calicos_go_decoder_reads_them(ctl):
+    doc = GNP.replace("metadata:\n  name: allow-dns\n",
+                      "metadata:\n  name: allow-dns\n  labels: {version: 1}\n"
+                      "  annotations: {rev: 2}\n  selfLink: /x\n  generation: 3\n"
+                      "  finalizers: [a]\n").replace("spec:\n", "spec:\n  Order: 10000\n")
+    ok(ctl("apply", "-f", "-", input=doc))
+    got = yaml.safe_load(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
+    assert got["spec"]["order"] == 10000
+    assert got["metadata"]["labels"] == {"version": "1"}
+    assert got["metadata"]["annotations"] == {"rev": "2"}
+    assert not {"selfLink", "generation", "finalizers"} & got["metadata"].keys()
