@@ -19,11 +19,12 @@ import click
 from calico import api
 from calico.api.base import shown
 from calico.datastore import kv
+from calico.version import CALICO_VERSION
 
-from . import resources
+from . import guards, resources
 from .session import CtlError, Session
 
-CLIENT_VERSION = "v3.28.0-py"
+CLIENT_VERSION = CALICO_VERSION
 
 _PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
 
@@ -110,6 +111,7 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
     for doc in docs:
         try:
             res = api.validate(_with_namespace(doc.body, namespace))
+            guards.check_write(action, res.KIND, res.name, res.namespace)
             if action == "create":
                 try:
                     out = client.create(res)
@@ -225,6 +227,7 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
     for k, name, ns, version in targets:
         label = f'{k} "{ns}/{name}"' if ns else f'{k} "{name}"'
         try:
+            guards.check_write("delete", k, name, ns)
             client.delete(k, name, ns, resource_version=version)
         except kv.KeyNotFound:
             if not skip_not_exists:
@@ -264,7 +267,8 @@ def get(session: Session, filename: str | None, recursive: bool, skip_empty: boo
     single = bool(filename) or any(name is not None for _, name, _ in targets)
     for k, name, ns in targets:
         if name is None:
-            found.extend(client.list(k, ns).items)
+            items = client.list(k, ns).items
+            found.extend(resources.sort_tiers(items) if k == "Tier" else items)
             continue
         try:
             found.append(client.get(k, name, ns))
@@ -347,6 +351,7 @@ def patch(session: Session, kind: str, name: str, namespace: str | None,
     if len(docs) != 1:
         raise CtlError("the patch must be one JSON or YAML object")
     current, real_kind = _fetch(session, kind, name, namespace)
+    guards.check_write("patch", real_kind, name, current.namespace)
     merged = _merge_patch(current.to_dict(), docs[0])
     if merged.get("metadata", {}).get("name") != name or merged.get("kind") != real_kind:
         raise CtlError("a patch may not change the kind or the name")
@@ -358,6 +363,7 @@ def patch(session: Session, kind: str, name: str, namespace: str | None,
 def label(session: Session, kind: str, name: str, namespace: str | None, label_arg: str,
           overwrite: bool, remove: bool) -> bool:
     current, real_kind = _fetch(session, kind, name, namespace)
+    guards.check_write("label", real_kind, name, current.namespace)
     body = current.to_dict()
     labels = dict(body["metadata"].get("labels") or {})
     if remove:

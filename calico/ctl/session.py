@@ -1,5 +1,10 @@
 """How calicoctl reaches the datastore: its configuration (the `CalicoAPIConfig` file, else
-the environment, else the embedded local store) and a lazily connected client."""
+the environment, else the embedded local store) and a lazily connected client.
+
+On connecting, a session checks the cluster's version against the client's
+(`guards.check_version`) unless it was made with `connect=False` (`calicoctl version`) or the
+command line carried `--allow-version-mismatch` (recorded by the `calicoctl` group in
+`click`'s context meta as ALLOW_MISMATCH)."""
 
 from __future__ import annotations
 
@@ -9,9 +14,18 @@ from typing import Any
 
 from calico.datastore import kv
 
+ALLOW_MISMATCH = "calicoctl.allow_version_mismatch"
+
 
 class CtlError(Exception):
     """A calicoctl failure with a message for a person."""
+
+
+def _mismatch_allowed() -> bool:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(ALLOW_MISMATCH))
 
 
 class Session:
@@ -36,7 +50,13 @@ class Session:
     def backend(self) -> kv.Backend:
         from calico.datastore import connect
 
-        return connect(self.datastore_config)
+        backend = connect(self.datastore_config)
+        if self._connect and not _mismatch_allowed():
+            from calico.datastore.client import ResourceClient
+
+            from .guards import check_version
+            check_version(ResourceClient(backend))
+        return backend
 
     @cached_property
     def client(self) -> Any:

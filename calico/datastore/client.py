@@ -37,9 +37,10 @@ from typing import Any
 from calico.api import KINDS, Resource, ValidationError, ippool, validate
 from calico.api.base import API_GROUP
 
-from . import ipamkinds
+from . import builtins, ipamkinds
 from .errors import (
     CorruptResource,
+    OperationNotSupported,
     ResourceAlreadyExists,
     ResourceConflict,
     ResourceNotFound,
@@ -216,12 +217,15 @@ class ResourceClient:
         self.backend = backend
         self._now = now
         self._new_uid = new_uid
+        self._initialized = False  # ClusterInformation seen (or created) by this client
 
     # ---- reads ---------------------------------------------------------------------------
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> Resource:
         key, namespace = self._key(kind, name, namespace)
         kv = self.backend.get(key)
+        if kv is None and builtins.is_builtin(key):
+            kv = builtins.DEFAULT_ALLOW_KV
         if kv is None:
             raise ResourceNotFound(kind, name, namespace, key)
         return decode(key, kv.value, kv.mod_revision)
@@ -229,8 +233,9 @@ class ResourceClient:
     def list(self, kind: str, namespace: str | None = None) -> ResourceList:
         """Every resource of `kind` (in `namespace`; all namespaces when None), sorted by key.
         Invalid stored values are logged and left out."""
-        items, revision = self.backend.list(kind_prefix(kind, namespace))
-        return ResourceList(self._decode_all(items), revision)
+        prefix = kind_prefix(kind, namespace)
+        items, revision = self.backend.list(prefix)
+        return ResourceList(self._decode_all(builtins.with_builtins(prefix, items)), revision)
 
     def _decode_all(self, items: list[KV]) -> list[Resource]:
         out = []
@@ -252,6 +257,8 @@ class ResourceClient:
 
     def create(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
+        if builtin := self._before_write("create", res):
+            return builtin
         if res.metadata.resourceVersion:
             raise ValidationError(res.KIND, res.name, "metadata.resourceVersion",
                                   f'"{res.metadata.resourceVersion}" must not be set on create')
@@ -266,6 +273,8 @@ class ResourceClient:
 
     def update(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
+        if builtin := self._before_write("update", res):
+            return builtin
         key = storage_key(res)
         current = self.backend.get(key)
         if current is None:
@@ -304,6 +313,8 @@ class ResourceClient:
         res = self._validated(resource)
         if res.metadata.resourceVersion:
             return self.update(res)
+        if builtin := self._before_write("apply", res):
+            return builtin
         key = storage_key(res)
         last: Exception | None = None
         for attempt in range(APPLY_ATTEMPTS):
@@ -325,6 +336,7 @@ class ResourceClient:
         None if the stored value was not a valid resource (deleting it is how one repairs it)."""
         key, namespace = self._key(kind, name, namespace)
         expected = self._parse_version_text(kind, name, resource_version)
+        self._check_delete(kind, name, key)
         for attempt in range(APPLY_ATTEMPTS):
             if attempt:
                 _pause_before_retry(attempt)
@@ -387,6 +399,42 @@ class ResourceClient:
         except ValueError:
             raise ValidationError(kind, name, "metadata.resourceVersion",
                                   f'"{version}" is not a valid resourceVersion') from None
+
+    def _before_write(self, operation: str, res: Resource) -> Resource | None:
+        """On this client's first write, create the ClusterInformation `default` if the
+        datastore has none (see builtins.py). A write of the built-in profile is refused
+        unless it changes nothing (`get -o yaml` output applies back); the built-in profile
+        is then returned, and the caller writes nothing."""
+        if builtins.is_builtin(res.key()):
+            kv = builtins.DEFAULT_ALLOW_KV
+            current = decode(kv.key, kv.value, kv.mod_revision)
+            if res.spec != current.spec or (res.metadata.labels or None):
+                raise OperationNotSupported(operation.capitalize(), f"Profile({res.name})")
+            return current
+        if self._initialized or res.KIND == "ClusterInformation":
+            return None
+        if self.backend.get(builtins.CLUSTER_INFO_KEY) is None:
+            try:
+                self.backend.create(builtins.CLUSTER_INFO_KEY,
+                                    builtins.cluster_information_value(self._now()))
+            except KeyExists:
+                pass  # another writer got there first
+        self._initialized = True
+        return None
+
+    def _check_delete(self, kind: str, name: str, key: str) -> None:
+        """Calico's refusals: the built-in profile; the default and kube-admin tiers, and a
+        tier that still holds (staged) policies (clientv3 tier.go)."""
+        if builtins.is_builtin(key):
+            raise OperationNotSupported("Delete", f"Profile({name})")
+        if kind != "Tier":
+            return
+        if name in ("default", "kube-admin"):
+            raise OperationNotSupported("Delete", name, f"Cannot delete {name} tier")
+        for policy_kind in ("NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy",
+                            "StagedGlobalNetworkPolicy"):
+            if any(p.spec.tier == name for p in self.list(policy_kind).items):
+                raise OperationNotSupported("delete", name, "Cannot delete a non-empty tier")
 
     def _check_against_others(self, res: Resource) -> None:
         """Rules for a new resource that need more than the resource, as clientv3 has them

@@ -59,3 +59,14 @@ class CorruptResource(DatastoreError):
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: the stored value is not a valid resource: {reason}")
         self.key = key
+
+
+class OperationNotSupported(DatastoreError):
+    """An operation Calico refuses on this resource (libcalico-go's ErrorOperationNotSupported,
+    with its message: "operation delete is not supported on default: Cannot delete default
+    tier")."""
+
+    def __init__(self, operation: str, identifier: str, reason: str = "") -> None:
+        text = f"operation {operation} is not supported on {identifier}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+        self.operation, self.identifier, self.reason = operation, identifier, reason

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from calico import api
-from calico.datastore import ipamkinds
+from calico.datastore import DatastoreConfig, connect, ipamkinds
+from calico.datastore.client import ResourceClient
+from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
 from tests.fixtures.etcd import EtcdServer
 
@@ -43,8 +45,10 @@ def etcd_keys(etcd, prefix):
 
 
 def test_apply_writes_exactly_calicos_keys(etcd):
-    paths = sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml")))
-    expected = set()
+    paths = sorted(p for p in glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))
+                   if not p.endswith("clusterinformation.yaml"))  # refused: Calico manages it
+    # The first write creates ClusterInformation "default", as Calico's initialisation does.
+    expected = {"/calico/resources/v3/projectcalico.org/clusterinformations/default"}
     for path in paths:
         res = calicoctl(etcd, "apply", "-f", path)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -115,14 +119,20 @@ def ctl(request, tmp_path):
         subprocess.run(["etcdctl", "--endpoints", server.endpoint, "del", "--prefix", "/calico/"],
                        check=True, capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
         env = {**os.environ, "DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": server.endpoint}
+    config = (DatastoreConfig(type="local", path=env["CALICO_DATASTORE_PATH"])
+              if request.param == "local" else
+              DatastoreConfig(type="etcdv3", etcd_endpoints=(env["ETCD_ENDPOINTS"],)))
 
     def run(*args, input=None, env_extra=None):
+        args = list(args)
+        command = next(i for i, a in enumerate(args) if not a.startswith("-"))
+        if "-c" not in args and args[command] not in ("ipam", "node"):
+            args[command + 1:command + 1] = ["-c", str(tmp_path / "none.cfg")]
         argv = [*CALICOCTL, *args]
-        if "-c" not in args and args[0] not in ("ipam", "node"):
-            argv[len(CALICOCTL) + 1:len(CALICOCTL) + 1] = ["-c", str(tmp_path / "none.cfg")]
         return subprocess.run(argv, input=input, capture_output=True, text=True,
                               env={**env, **(env_extra or {})}, timeout=60)
     run.store = request.param
+    run.config = config
     return run
 
 
@@ -169,6 +179,111 @@ def test_documents_decode_as_calicos_go_decoder_reads_them(ctl):
     ok(ctl("apply", "-f", "-", input=doc))
     got = yaml.safe_load(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
     assert got["spec"]["order"] == 10000
-    assert got["metadata"]["labels"] == {"version": "1"}
+    assert got["metadata"]["labels"]["version"] == "1"
     assert got["metadata"]["annotations"] == {"rev": "2"}
     assert not {"selfLink", "generation", "finalizers"} & got["metadata"].keys()
+
+
+def test_cluster_information_and_the_default_profile_exist_as_calicos_do(ctl):
+    profile = yaml.safe_load(ok(ctl("get", "profile", "projectcalico-default-allow",
+                                    "-o", "yaml")).stdout)
+    assert profile["spec"] == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+    assert "projectcalico-default-allow" in ok(ctl("get", "profiles")).stdout
+    res = ctl("delete", "profile", "projectcalico-default-allow")
+    assert res.returncode == 1 and "is not supported on" in res.stderr
+    assert "clusterinformations" not in ok(ctl("get", "clusterinfo", "-o", "yaml")).stdout
+    ok(ctl("apply", "-f", "-", input=GNP))  # the first write of anything
+    info = yaml.safe_load(ok(ctl("get", "clusterinformation", "default", "-o", "yaml")).stdout)
+    assert len(info["spec"]["clusterGUID"]) == 32 and int(info["spec"]["clusterGUID"], 16) >= 0
+    assert info["spec"]["calicoVersion"] == CALICO_VERSION
+    assert info["spec"]["datastoreReady"] is True
+    with open(os.path.join(FIXTURES, "infra", "clusterinformation.yaml")) as f:
+        manifest = f.read()
+    for action, operation in (("create", "create or apply"), ("apply", "create or apply"),
+                              ("replace", "apply or replace")):
+        res = ctl(action, "-f", "-", input=manifest)
+        assert res.returncode == 1, res.stdout
+        assert f"operation {operation} is not supported on ClusterInformation" in res.stderr
+    res = ctl("delete", "clusterinformation", "default")
+    assert res.returncode == 1
+    assert "operation delete is not supported on ClusterInformation" in res.stderr
+    again = yaml.safe_load(ok(ctl("get", "clusterinfo", "default", "-o", "yaml")).stdout)
+    assert again == info
+
+
+def test_kubernetes_network_policy_names_are_refused(ctl):
+    doc = GNP.replace("GlobalNetworkPolicy", "NetworkPolicy").replace(
+        "name: allow-dns", "name: knp.default.allow-dns")
+    res = ctl("apply", "-f", "-", input=doc)
+    assert res.returncode == 1
+    assert ("operation create or apply is not supported on NetworkPolicy(default/knp.default."
+            "allow-dns): kubernetes network policies must be managed through the kubernetes "
+            "API") in res.stderr
+    assert "knp.default" not in ok(ctl("get", "networkpolicies")).stdout
+
+
+def test_a_client_of_another_release_refuses_unless_allowed(ctl):
+    ok(ctl("apply", "-f", "-", input=GNP))
+    backend = connect(ctl.config)
+    try:
+        client = ResourceClient(backend)
+        key = client.get("ClusterInformation", "default").key()
+        stored = json.loads(backend.get(key).value)
+        stored["spec"]["calicoVersion"] = "v3.27.2"
+        backend.put(key, json.dumps(stored))
+    finally:
+        backend.close()
+    res = ctl("apply", "-f", "-", input=GNP.replace("allow-dns", "other"))
+    assert res.returncode == 1
+    assert (f"Version mismatch.\nClient Version:   {CALICO_VERSION}\nCluster Version:  3.27.2\n"
+            "Use --allow-version-mismatch to override.") in res.stderr
+    assert "other" not in ok(ctl("get", "gnp", "--allow-version-mismatch")).stdout
+    ok(ctl("--allow-version-mismatch", "apply", "-f", "-", input=GNP.replace("allow-dns", "a")))
+    ok(ctl("apply", "-f", "-", "--allow-version-mismatch", input=GNP.replace("allow-dns", "b")))
+    assert "Cluster Version:   v3.27.2" in ok(ctl("version")).stdout
+
+
+def test_tiers_are_ordered_and_guarded_as_calicos_are(ctl):
+    tiers = "".join(f"""---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: {name}
+spec:
+{order}""" for name, order in (("zeta", "  order: 100\n"), ("alpha", "  order: 2000000\n"),
+                               ("mid", "  order: 100\n"), ("unordered", "  {}\n")))
+    ok(ctl("apply", "-f", "-", input=tiers))
+    table = ok(ctl("get", "tiers")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "ORDER"]
+    assert [line.split() for line in table[1:]] == [
+        ["mid", "100"], ["zeta", "100"], ["alpha", "2e+06"], ["unordered", "<nil>"]]
+    ok(ctl("apply", "-f", "-", input=GNP.replace("spec:\n", "spec:\n  tier: mid\n")))
+    got = yaml.safe_load(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
+    assert got["metadata"]["labels"]["projectcalico.org/tier"] == "mid"
+    res = ctl("delete", "tier", "mid")
+    assert res.returncode == 1
+    assert "operation delete is not supported on mid: Cannot delete a non-empty tier" in (
+        res.stderr)
+    res = ctl("delete", "tier", "default")
+    assert res.returncode == 1 and "Cannot delete default tier" in res.stderr
+    ok(ctl("delete", "gnp", "allow-dns"))
+    ok(ctl("delete", "tier", "mid"))
+
+
+def test_staged_kubernetes_policies_and_kind_aliases(ctl):
+    sknp = """apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata:
+  name: preview
+  namespace: prod
+spec:
+  stagedAction: Set
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+"""
+    ok(ctl("apply", "-f", "-", input=sknp))
+    assert "preview" in ok(ctl("get", "sknp", "-n", "prod")).stdout
+    for alias in ("kubecontrollersconfig", "reservation", "reservations"):
+        ok(ctl("get", alias))

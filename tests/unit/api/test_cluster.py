@@ -129,6 +129,7 @@ def test_invalid_block_affinities(spec, path, reason):
 
 def test_fixture_manifests_load_and_round_trip():
     resources = api.load((INFRA / "cluster.yaml").read_text())
+    resources.insert(1, *api.load((INFRA / "clusterinformation.yaml").read_text()))
     assert [r.kind for r in resources] == ["Node", "ClusterInformation",
                                            "KubeControllersConfiguration", "IPAMConfiguration",
                                            "BlockAffinity"]
