@@ -14,6 +14,7 @@ much reduced):
                               └─► PolicyCalculator (label index over local   ───┘        │
     policies, profiles (rules) ──►  endpoints; active policies/profiles;                 ▼
                                     rules → IPSetRefs; per-endpoint tiers)          flush()
+    tiers (order) ──────────────► PolicyCalculator (the order of each endpoint's tiers)
     nodes, IP pools, FelixConfiguration, sync status ─────────────────────────► (pass-through)
 
 An endpoint is local when its `spec.node` is our hostname. Every endpoint and network set
@@ -71,6 +72,7 @@ class CalcGraph:
             "ippools": self._on_pool,
             "nodes": self._on_node,
             "felixconfigurations": self._on_felix_config,
+            "tiers": self._on_tier,
         }
 
     # ---- the API ---------------------------------------------------------------------------
@@ -189,6 +191,9 @@ class CalcGraph:
                                  normalise_nets(field(field(value, "spec"), "nets")))
 
     # ---- profiles and policies -------------------------------------------------------------
+
+    def _on_tier(self, key: str, namespace: str, name: str, value: Any) -> None:
+        self._policies.update_tier(name, None if value is None else field(value, "spec"))
 
     def _on_profile(self, key: str, namespace: str, name: str, value: Any) -> None:
         spec = field(value, "spec")
