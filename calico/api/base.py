@@ -228,7 +228,9 @@ def check_annotations(annotations: Any) -> dict[str, str]:
     total = 0
     for key, value in annotations.items():
         try:
-            check_label_key(key)
+            # Kubernetes' ValidateAnnotations checks the key lower-cased: "Example.COM/Key"
+            # is accepted (Calico's validator uses it), unlike a label key.
+            check_label_key(key.lower() if isinstance(key, str) else key)
         except FieldError as err:
             raise FieldError(err.reason.replace("label", "annotation"), field=(key,),
                              value=key) from None

@@ -36,6 +36,7 @@ from typing import Any
 
 from calico.api import KINDS, Resource, ValidationError, ippool, validate
 from calico.api.base import API_GROUP
+from calico.api.endpoints import check_workload_endpoint_name
 
 from . import builtins, ipamkinds
 from .errors import (
@@ -401,10 +402,13 @@ class ResourceClient:
                                   f'"{version}" is not a valid resourceVersion') from None
 
     def _before_write(self, operation: str, res: Resource) -> Resource | None:
-        """On this client's first write, create the ClusterInformation `default` if the
-        datastore has none (see builtins.py). A write of the built-in profile is refused
+        """Checks before any write: a WorkloadEndpoint's name against its spec (Calico's
+        client check); on this client's first write, create the ClusterInformation `default`
+        if the datastore has none (see builtins.py). A write of the built-in profile is refused
         unless it changes nothing (`get -o yaml` output applies back); the built-in profile
         is then returned, and the caller writes nothing."""
+        if res.KIND == "WorkloadEndpoint":
+            check_workload_endpoint_name(res)
         if builtins.is_builtin(res.key()):
             kv = builtins.DEFAULT_ALLOW_KV
             current = decode(kv.key, kv.value, kv.mod_revision)

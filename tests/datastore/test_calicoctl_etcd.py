@@ -287,3 +287,29 @@ spec:
     assert "preview" in ok(ctl("get", "sknp", "-n", "prod")).stdout
     for alias in ("kubecontrollersconfig", "reservation", "reservations"):
         ok(ctl("get", alias))
+
+
+def test_validation_agrees_with_calicos_validator_and_client(ctl):
+    wep = """apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: node1-k8s-pod1-eth0
+  namespace: prod
+  annotations: {Example.COM/Owner: team-a}
+spec:
+  node: node1
+  orchestrator: k8s
+  pod: pod1
+  endpoint: eth0
+  interfaceName: cali0123456789
+  ipNetworks: [10.65.0.5/32]
+"""
+    ok(ctl("apply", "-f", "-", input=wep))
+    got = yaml.safe_load(ok(ctl("get", "wep", "node1-k8s-pod1-eth0", "-n", "prod", "-o",
+                                "yaml")).stdout)
+    assert got["metadata"]["annotations"] == {"Example.COM/Owner": "team-a"}
+    # Valid to the validator, refused by the client when it writes (as Calico's client does).
+    res = ctl("apply", "-f", "-", input=wep.replace("  node: node1\n", ""))
+    assert res.returncode == 1 and "spec.node: must be set" in res.stderr, res.stderr
+    res = ctl("apply", "-f", "-", input=wep.replace("pod: pod1", "pod: pod2"))
+    assert res.returncode == 1 and "does not match the identifiers in spec" in res.stderr
