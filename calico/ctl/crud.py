@@ -54,7 +54,7 @@ def read_documents(filename: str, recursive: bool = False, skip_empty: bool = Fa
 
 def _read_sources(filename: str, recursive: bool) -> Iterable[tuple[str, str]]:
     if filename == "-":
-        yield "stdin", sys.stdin.read()
+        yield "stdin", _text("stdin", sys.stdin.buffer.read())
         return
     if os.path.isdir(filename):
         walker = os.walk(filename) if recursive else [(filename, [], os.listdir(filename))]
@@ -69,10 +69,20 @@ def _read_sources(filename: str, recursive: bool) -> Iterable[tuple[str, str]]:
 
 def _read_file(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as err:
         raise CtlError(f"cannot read {path}: {err.strerror}") from None
+    return _text(path, data)
+
+
+def _text(source: str, data: bytes) -> str:
+    """The manifest text; a file that is not UTF-8 text is named, with where it stops."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CtlError(f"{source}: not a YAML or JSON manifest: byte 0x{data[err.start]:02x} "
+                       f"at offset {err.start} is not UTF-8 text (a binary file?)") from None
 
 
 def _with_namespace(body: dict[str, Any], namespace: str | None) -> dict[str, Any]:

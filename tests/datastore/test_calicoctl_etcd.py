@@ -313,3 +313,36 @@ spec:
     assert res.returncode == 1 and "spec.node: must be set" in res.stderr, res.stderr
     res = ctl("apply", "-f", "-", input=wep.replace("pod: pod1", "pod: pod2"))
     assert res.returncode == 1 and "does not match the identifiers in spec" in res.stderr
+
+
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+    for prev, name in zip([None, *"abcdefgh"], "abcdefghi", strict=True))
+
+
+def test_bad_input_is_one_clear_error_naming_it(ctl, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    res = ctl("apply", "-f", str(bomb))
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"Failed to execute command: {bomb}: refused: its aliases expand {len(BOMB)} bytes of "
+        "YAML to more than 100000 values (excessive aliasing)"]
+    binary = tmp_path / "calicoctl.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00")
+    res = ctl("apply", "-f", str(binary))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"Failed to execute command: {binary}: not a YAML or JSON "
+                                 "manifest: byte 0xff at offset 8 is not UTF-8 text")
+    res = ctl("apply", "-f", "-", input=None)
+    assert res.returncode == 1 and "No resources specified" in res.stderr + res.stdout
+
+
+def test_a_missing_tls_file_is_named(ctl, tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    res = ctl("get", "ippools", env_extra={"DATASTORE_TYPE": "etcdv3",
+                                           "ETCD_ENDPOINTS": "https://127.0.0.1:2379",
+                                           "ETCD_CA_CERT_FILE": str(missing)})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (f"Failed to execute command: etcdCACertFile "
+                                  f"(ETCD_CA_CERT_FILE): {missing}: no such file")
