@@ -19,6 +19,7 @@ import click
 from calico import api
 from calico.api.base import shown
 from calico.datastore import kv
+from calico.datastore.bulk import write_all
 from calico.version import CALICO_VERSION
 
 from . import guards, resources
@@ -26,6 +27,7 @@ from .session import CtlError, Session
 
 CLIENT_VERSION = CALICO_VERSION
 
+_CLIENT_ACTIONS = {"create": "create", "apply": "apply", "replace": "update"}
 _PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
 
 
@@ -115,29 +117,29 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
     if not docs:
         click.echo("No resources specified")
         return True
-    client = session.client
-    done: list[api.Resource] = []
-    failures = 0
+    # Every document is checked first, then the valid ones are written in a few transactions
+    # (calico.datastore.bulk); each still gets its own result, in the order of the input.
+    outcomes: list[api.Resource | Exception] = []
+    valid: list[api.Resource] = []
     for doc in docs:
         try:
             res = api.validate(_with_namespace(doc.body, namespace))
             guards.check_write(action, res.KIND, res.name, res.namespace)
-            if action == "create":
-                try:
-                    out = client.create(res)
-                except kv.KeyExists:
-                    if not skip_exists:
-                        raise
-                    out = res
-            elif action == "replace":
-                out = client.update(res)
-            else:
-                out = client.apply(res)
-        except kv.Unreachable:
-            raise
         except (api.ValidationError, CtlError, kv.DatastoreError, ValueError) as err:
+            outcomes.append(err)
+            continue
+        outcomes.append(res)
+        valid.append(res)
+    written = iter(write_all(session.client, _CLIENT_ACTIONS[action], valid))
+    done: list[api.Resource] = []
+    failures = 0
+    for doc, outcome in zip(docs, outcomes, strict=True):
+        out = next(written) if isinstance(outcome, api.Resource) else outcome
+        if isinstance(out, kv.KeyExists) and skip_exists:
+            out = outcome
+        if isinstance(out, Exception):
             failures += 1
-            click.echo(f"Failed to {action} {_failure(doc.body, err)}", err=True)
+            click.echo(f"Failed to {action} {_failure(doc.body, out)}", err=True)
             continue
         done.append(out)
         if len(docs) > 1:

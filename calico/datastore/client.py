@@ -107,7 +107,7 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
     Raises CorruptResource if it is not JSON, not valid, or not the resource its key names."""
     if ipamkinds.owns_key(key):
         try:
-            return _with_version(ipamkinds.decode(key, value), str(mod_revision))
+            return with_version(ipamkinds.decode(key, value), str(mod_revision))
         except (ValueError, ValidationError, RecursionError) as err:
             raise CorruptResource(key, str(err)) from None
     try:
@@ -117,7 +117,7 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
             meta["resourceVersion"] = str(mod_revision)
             res = validate(doc)
         else:
-            res = _with_version(validate(doc), str(mod_revision))
+            res = with_version(validate(doc), str(mod_revision))
     except (ValueError, ValidationError, RecursionError) as err:
         raise CorruptResource(key, str(err)) from None
     if res.key() != key:
@@ -130,7 +130,7 @@ def storage_key(res: Resource) -> str:
     return ipamkinds.key_of(res) if ipamkinds.owns_kind(res.KIND) else res.key()
 
 
-def _with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
+def with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
     return res.model_copy(update={"metadata": res.metadata.model_copy(
         update={"resourceVersion": version, **meta})})
 
@@ -258,23 +258,28 @@ class ResourceClient:
 
     def create(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
-        if builtin := self._before_write("create", res):
+        if builtin := self.before_write("create", res):
             return builtin
+        res, key, value = self.prepare_create(res)
+        try:
+            revision = self.backend.create(key, value)
+        except KeyExists:
+            raise ResourceAlreadyExists(res.KIND, res.name, res.namespace, key) from None
+        return with_version(res, str(revision))
+
+    def prepare_create(self, res: Resource) -> tuple[Resource, str, str]:
+        """(resource with its new identity, key, stored value) for a create; raises if a
+        create of `res` is refused before it reaches the store."""
         if res.metadata.resourceVersion:
             raise ValidationError(res.KIND, res.name, "metadata.resourceVersion",
                                   f'"{res.metadata.resourceVersion}" must not be set on create')
-        res = _with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
+        res = with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
         self._check_against_others(res)
-        key = storage_key(res)
-        try:
-            revision = self.backend.create(key, encode(res))
-        except KeyExists:
-            raise ResourceAlreadyExists(res.KIND, res.name, res.namespace, key) from None
-        return _with_version(res, str(revision))
+        return res, storage_key(res), encode(res)
 
     def update(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
-        if builtin := self._before_write("update", res):
+        if builtin := self.before_write("update", res):
             return builtin
         key = storage_key(res)
         current = self.backend.get(key)
@@ -282,9 +287,12 @@ class ResourceClient:
             raise ResourceNotFound(res.KIND, res.name, res.namespace, key)
         return self._update_from(res, key, current)
 
-    def _update_from(self, res: Resource, key: str, current: KV) -> Resource:
-        """Update `res` over `current` (the stored KV): CAS on the caller's resourceVersion
-        if it gave one, else on `current`'s. Writes nothing when nothing changes."""
+    def prepare_update(self, res: Resource, key: str, current: KV
+                       ) -> tuple[Resource, str | None, int]:
+        """(resource with the stored identity, new value or None when nothing changes, the
+        revision to compare-and-swap on) for an update of `current`: CAS on the caller's
+        resourceVersion if it gave one (a stale one is a ResourceConflict), else on
+        `current`'s."""
         expected = self._parse_version(res)
         if expected is None:
             expected = current.mod_revision
@@ -292,14 +300,20 @@ class ResourceClient:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    current.mod_revision)
         uid, created = _stored_identity(current.value)
-        res = _with_version(res, None, uid=uid or self._new_uid(),
+        res = with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
         if value == current.value:
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
             # the same manifests (GitOps loops) costs the cluster nothing.
-            return _with_version(res, str(current.mod_revision))
+            return res, None, expected
         self._check_update(res, key, current)
+        return res, value, expected
+
+    def _update_from(self, res: Resource, key: str, current: KV) -> Resource:
+        res, value, expected = self.prepare_update(res, key, current)
+        if value is None:
+            return with_version(res, str(current.mod_revision))
         try:
             revision = self.backend.update(key, value, expected)
         except KeyNotFound:
@@ -307,14 +321,14 @@ class ResourceClient:
         except RevisionConflict as err:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    err.actual) from None
-        return _with_version(res, str(revision))
+        return with_version(res, str(revision))
 
     def apply(self, resource: Resource | dict[str, Any]) -> Resource:
         """Create, or update the current version. With a resourceVersion: update (CAS)."""
         res = self._validated(resource)
         if res.metadata.resourceVersion:
             return self.update(res)
-        if builtin := self._before_write("apply", res):
+        if builtin := self.before_write("apply", res):
             return builtin
         key = storage_key(res)
         last: Exception | None = None
@@ -401,7 +415,7 @@ class ResourceClient:
             raise ValidationError(kind, name, "metadata.resourceVersion",
                                   f'"{version}" is not a valid resourceVersion') from None
 
-    def _before_write(self, operation: str, res: Resource) -> Resource | None:
+    def before_write(self, operation: str, res: Resource) -> Resource | None:
         """Checks before any write: a WorkloadEndpoint's name against its spec (Calico's
         client check); on this client's first write, create the ClusterInformation `default`
         if the datastore has none (see builtins.py). A write of the built-in profile is refused
