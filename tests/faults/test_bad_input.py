@@ -162,7 +162,9 @@ def store():
 
 # calico/datastore/ipamkinds.py requires a BlockAffinity's name to be "<node>-<cidr>";
 # calico.api.validate does not check it, so validate accepts what the store then refuses.
-STORE_RULES = {"BlockAffinity"}
+# A WorkloadEndpoint's name is checked against its spec by the client when it writes, not by
+# validate: as in Calico (its validator accepts an endpoint without node; its client does not).
+STORE_RULES = {"BlockAffinity", "WorkloadEndpoint"}
 
 
 def refused_by_calicoctl(res: Any) -> bool:
