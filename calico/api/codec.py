@@ -68,6 +68,8 @@ def parse_documents(text: str, source: str = "input") -> list[dict[str, Any]]:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(err, "problem", None) or err).split())  # one line
+        if "maximum nesting depth" in problem:  # libyaml's own limit (1,000 levels)
+            problem = "nested too deeply"
         raise ManifestError(f"{source}: invalid YAML/JSON{where}: {problem}") from None
     except RecursionError:
         raise ManifestError(f"{source}: invalid YAML/JSON: nested too deeply") from None

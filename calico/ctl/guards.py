@@ -12,7 +12,8 @@ Versions: before a command touches the datastore, calicoctl reads ClusterInforma
 `default` and refuses to go on when its calicoVersion is not the client's release (compared
 without a leading "v" and after the first "-"), unless `--allow-version-mismatch` was given
 (before or after the subcommand). A datastore without ClusterInformation, or one without a
-calicoVersion, is not checked.
+calicoVersion, is not checked; an error reading it (unreachable, refused credentials) is the
+command's error, as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from calico.datastore import kv
-from calico.datastore.errors import OperationNotSupported
+from calico.datastore.errors import CorruptResource, OperationNotSupported
 from calico.version import CALICO_VERSION, release
 
 from .session import CtlError
@@ -48,13 +49,10 @@ def check_version(client: Any, client_version: str = CALICO_VERSION) -> None:
     """Raise CtlError (Calico's message) if the cluster's calicoVersion is another release."""
     try:
         info = client.get("ClusterInformation", "default")
-    except kv.KeyNotFound:
-        return
-    except kv.Unreachable:
-        raise
-    except kv.DatastoreError as err:
-        raise CtlError(f"Unable to get Cluster Information to verify version mismatch: {err}\n"
-                       "Use --allow-version-mismatch to override.") from None
+    except (kv.KeyNotFound, CorruptResource):
+        return  # nothing to compare with (Calico skips the check too when there is none)
+    # Any other error (unreachable, refused credentials) goes out as it is: it is the
+    # command's error too, and clearer than Calico's "Unable to get Cluster Information".
     cluster_version = info.spec.calicoVersion
     if not cluster_version:
         return
