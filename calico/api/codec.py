@@ -6,6 +6,9 @@ loader's minus two YAML 1.1 rules that Calico's (Go) decoder does not have and t
 silently corrupt manifests: sexagesimal numbers (`80:90`, a port range, would load as the
 integer 4890) and timestamps (`creationTimestamp` must stay a string).
 
+A key given twice in one mapping fails the document ("key "order" already set in map"), as
+Calico's strict decoder fails it; PyYAML alone would keep the last.
+
 Aliases: libyaml shares the node an alias names, so a "billion laughs" manifest loads as a few
 hundred shared objects but expands to billions of values the moment anything walks it. After
 loading, `_check_expansion` counts the values each document expands to (each shared object
@@ -36,12 +39,26 @@ _FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
 
 
 MAX_EXPANDED_FLOOR = 100_000
+_MERGE = "tag:yaml.org,2002:merge"
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class _Loader(_Base):  # type: ignore[misc,valid-type]
-    pass
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        """A key given twice in one mapping is an error, as in Calico's strict decoder (YAML
+        merge keys `<<` may still be overridden)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                    continue
+                if (key_node.tag, key_node.value) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f'key "{key_node.value}" already set in map',
+                        key_node.start_mark)
+                seen.add((key_node.tag, key_node.value))
+        return super().construct_mapping(node, deep)
 
 
 _Loader.yaml_implicit_resolvers = {

@@ -334,6 +334,9 @@ def test_bad_input_is_one_clear_error_naming_it(ctl, tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.startswith(f"Failed to execute command: {binary}: not a YAML or JSON "
                                  "manifest: byte 0xff at offset 8 is not UTF-8 text")
+    res = ctl("apply", "-f", "-", input=GNP.replace("spec:\n", "spec:\n  order: 1\n  order: 2\n"))
+    assert res.returncode == 1 and 'key "order" already set in map' in res.stderr
+    assert "allow-dns" not in ok(ctl("get", "gnp")).stdout
     res = ctl("apply", "-f", "-", input=None)
     assert res.returncode == 1 and "No resources specified" in res.stderr + res.stdout
 

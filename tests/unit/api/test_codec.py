@@ -61,3 +61,15 @@ def test_dump_is_libyaml_and_round_trips():
                                               "destination": {"ports": ["80:90", 443]}}]}})
     text = api.dump_yaml([res])
     assert api.load(text) == [res]
+
+
+def test_a_key_twice_in_one_mapping_is_refused_as_calicos_strict_decoder_does():
+    with pytest.raises(api.ManifestError) as err:
+        api.parse_documents("kind: GlobalNetworkPolicy\nspec:\n  order: 1\n  order: 2\n",
+                            "p.yaml")
+    assert str(err.value) == ('p.yaml: invalid YAML/JSON at line 4, column 3: key "order" '
+                              'already set in map')
+    with pytest.raises(api.ManifestError, match='key "a" already set'):
+        api.parse_documents('{"a": 1, "a": 2}')
+    merged = api.parse_documents("base: &b {x: 1, y: 1}\nitem:\n  <<: *b\n  x: 2\n")
+    assert merged[0]["item"] == {"x": 2, "y": 1}  # a merge key may still be overridden
