@@ -21,7 +21,7 @@ from calico import api
 from calico.datastore import kv
 
 from . import crud
-from .session import CtlError, Session
+from .session import ALLOW_MISMATCH, CtlError, Session
 
 CONFIG_HELP = "Path to the file containing connection configuration in YAML or JSON format."
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
@@ -31,7 +31,8 @@ def common_options(fn: Any) -> Any:
     fn = click.option("-c", "--config", default=DEFAULT_CONFIG, show_default=True,
                       help=CONFIG_HELP)(fn)
     fn = click.option("--allow-version-mismatch", is_flag=True,
-                      help="Accepted for compatibility; versions are not checked.")(fn)
+                      help="Go on when the cluster's Calico version is not this client's "
+                           "(accepted before or after the subcommand).")(fn)
     return fn
 
 
@@ -49,7 +50,21 @@ def ns_option(fn: Any) -> Any:
                         help="Namespace of the resource (namespaced kinds only).")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Calicoctl(click.Group):
+    """calicoctl's top-level group: `--allow-version-mismatch` is accepted anywhere before a
+    `--` (before or after the subcommand, as Calico's calicoctl accepts it) and recorded in
+    the context's meta for the session (session.ALLOW_MISMATCH)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flag = "--allow-version-mismatch"
+        if flag in args[:end]:
+            ctx.meta[ALLOW_MISMATCH] = True
+            args = [a for a in args[:end] if a != flag] + args[end:]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Calicoctl, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-l", "--log-level", default="panic", help="Accepted for compatibility.")
 def cli(log_level: str) -> None:
     """Manage Calico resources."""

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from calico.api.decode import go_text
+
 Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 
@@ -42,6 +44,17 @@ class KindInfo:
 
 def _pool_selector(obj: dict[str, Any]) -> str:
     return _path("spec", "nodeSelector")(obj) or "all()"
+
+
+def _tier_order(obj: dict[str, Any]) -> str:
+    """As calicoctl's template prints the *float64: Go's %v ("1e+06"), "<nil>" when unset."""
+    order = obj.get("spec", {}).get("order")
+    return "<nil>" if order is None else go_text(float(order))
+
+
+def sort_tiers(tiers: list[Any]) -> list[Any]:
+    """calicoctl's order for `get tiers`: by order, unset last, else as listed (by name)."""
+    return sorted(tiers, key=lambda t: (t.spec.order is None, t.spec.order or 0))
 
 
 _KINDS = [
@@ -88,10 +101,17 @@ _KINDS = [
                    ("DISABLED", _path("spec", "disabled", default="false")),
                    ("DISABLEBGPEXPORT", _path("spec", "disableBGPExport", default="false")),
                    ("SELECTOR", _pool_selector))),
-    KindInfo("IPReservation", ("ipreservation", "ipreservations"),
+    KindInfo("IPReservation", ("ipreservation", "ipreservations", "reservation",
+                               "reservations"),
              wide=(NAME, ("CIDRS", _path("spec", "reservedCIDRs")))),
     KindInfo("KubeControllersConfiguration", ("kubecontrollersconfiguration",
-                                              "kubecontrollersconfigurations")),
+                                              "kubecontrollersconfigurations",
+                                              "kubecontrollersconfig")),
+    KindInfo("StagedKubernetesNetworkPolicy", ("stagedkubernetesnetworkpolicy",
+                                               "stagedkubernetesnetworkpolicies",
+                                               "stagedkubernetespolicy", "sknp",
+                                               "stagedkubernetespolicies", "skpol", "skpols"),
+             wide=(NAME, ("PODSELECTOR", _path("spec", "podSelector")))),
     KindInfo("NetworkPolicy", ("networkpolicy", "networkpolicies", "policy", "np", "policies",
                                "pol", "pols"),
              wide=(NAME, ("ORDER", _path("spec", "order")),
@@ -120,7 +140,7 @@ _KINDS = [
     KindInfo("IPAMConfiguration", ("ipamconfiguration", "ipamconfigurations", "ipamconfig",
                                    "ipamconfigs")),
     KindInfo("Tier", ("tier", "tiers"),
-             wide=(NAME, ("ORDER", _path("spec", "order")))),
+             ps=(NAME, ("ORDER", _tier_order)), wide=(NAME, ("ORDER", _tier_order))),
     KindInfo("WorkloadEndpoint", ("workloadendpoint", "workloadendpoints", "wep", "weps"),
              ps=(("WORKLOAD", _path("spec", "workload")), ("NODE", _path("spec", "node")),
                  ("NETWORKS", _path("spec", "ipNetworks")),
