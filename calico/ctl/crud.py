@@ -236,62 +236,6 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
     return failures == 0
 
 
-# ---- get ----------------------------------------------------------------------------------
-
-
-def get(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
-        namespace: str | None, all_namespaces: bool, output: str, export: bool,
-        kind: str | None, names: tuple[str, ...]) -> bool:
-    if output not in ("ps", "wide", "yaml", "json"):
-        raise CtlError(f"unsupported output format {output!r} (ps, wide, yaml, json)")
-    targets = _targets(filename, recursive, skip_empty, namespace, kind, names, all_namespaces)
-    client = session.client
-    found: list[api.Resource] = []
-    failures = 0
-    single = bool(filename) or any(name is not None for _, name, _ in targets)
-    for k, name, ns in targets:
-        if name is None:
-            found.extend(client.list(k, ns).items)
-            continue
-        try:
-            found.append(client.get(k, name, ns))
-        except kv.KeyNotFound:
-            failures += 1
-            label = f"{k}({ns}/{name})" if ns else f"{k}({name})"
-            click.echo(f"resource does not exist: {label}", err=True)
-    if export:
-        found = [_exported(r) for r in found]
-    _print(found, output, single and len(targets) == 1, all_namespaces, targets[0][0])
-    return failures == 0
-
-
-def _exported(res: api.Resource) -> api.Resource:
-    meta = res.metadata.model_copy(update={"uid": None, "resourceVersion": None,
-                                           "creationTimestamp": None, "namespace": None})
-    return res.model_copy(update={"metadata": meta})
-
-
-def _print(found: list[api.Resource], output: str, single: bool, all_namespaces: bool,
-           kind: str) -> None:
-    if output == "yaml":
-        if found:
-            click.echo(api.dump_yaml(found, list_kind=not single), nl=False)
-        return
-    if output == "json":
-        if found:
-            click.echo(api.dump_json(found, list_kind=not single), nl=False)
-        return
-    cls = api.KINDS[kind]
-    cols = resources.columns(kind, output == "wide", all_namespaces, cls.NAMESPACED)
-    rows = [[h for h, _ in cols]]
-    for res in found:
-        d = res.to_dict()
-        rows.append([fn(d) for _, fn in cols])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    for r in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
 # ---- patch and label ----------------------------------------------------------------------
 
 

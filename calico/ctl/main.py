@@ -21,6 +21,7 @@ from calico import api
 from calico.datastore import kv
 
 from . import crud
+from . import get as get_cmd
 from .session import CtlError, Session
 
 CONFIG_HELP = "Path to the file containing connection configuration in YAML or JSON format."
@@ -107,14 +108,15 @@ def delete(config, allow_version_mismatch, filename, recursive, skip_empty, name
 @ns_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
 @click.option("-o", "--output", default="ps",
-              help="Output format: ps (default), wide, yaml, json.")
+              help="Output format: ps (default), wide, yaml, json, custom-columns=..., "
+              "go-template=..., go-template-file=...")
 @click.option("--export", is_flag=True, help="Strip cluster-specific metadata.")
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 def get(config, allow_version_mismatch, filename, recursive, skip_empty, namespace,
         all_namespaces, output, export, kind, names):
     """Display resources by filename, stdin, or by KIND [NAME...]."""
-    _run(crud.get, Session.from_config(config), filename, recursive, skip_empty, namespace,
+    _run(get_cmd.get, Session.from_config(config), filename, recursive, skip_empty, namespace,
          all_namespaces, output, export, kind, names)
 
 

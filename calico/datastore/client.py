@@ -269,9 +269,12 @@ class ResourceClient:
         res = _with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
-        if value == current.value:
+        if value == current.value or (old is not None
+                                      and json.loads(value) == json.loads(current.value)):
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
-            # the same manifests (GitOps loops) costs the cluster nothing.
+            # the same manifests (GitOps loops) costs the cluster nothing. Compared as JSON
+            # too: an untyped map (a route table range) may come back with its keys in
+            # another order, as `get -o yaml` sorts them.
             return _with_version(res, str(current.mod_revision))
         self._check_against_others(res, old)
         try:
