@@ -21,11 +21,13 @@ from calico.api.base import shown
 from calico.datastore import kv
 
 from . import resources
+from .errors import calico_message, failed_summary, identifier
 from .session import CtlError, Session
 
 CLIENT_VERSION = "v3.28.0-py"
 
-_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted",
+         "validate": "validated"}
 
 
 @dataclass
@@ -106,7 +108,7 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
         return True
     client = session.client
     done: list[api.Resource] = []
-    failures = 0
+    errors: list[str] = []
     for doc in docs:
         try:
             res = api.validate(_with_namespace(doc.body, namespace))
@@ -124,25 +126,30 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
         except kv.Unreachable:
             raise
         except (api.ValidationError, CtlError, kv.DatastoreError, ValueError) as err:
-            failures += 1
-            click.echo(f"Failed to {action} {_failure(doc.body, err)}", err=True)
+            errors.append(_failure(doc.body, err))
+            click.echo(f"Failed to {action} {errors[-1]}", err=True)
             continue
         done.append(out)
         if len(docs) > 1:
             click.echo(f"{_PAST[action]} {out.KIND} {_qualified(out)}")
-    _summary(action, docs, done, failures)
-    return failures == 0
+    summary(action, [d.body for d in docs], len(done), errors)
+    return not errors
 
 
-def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
-    kinds = {shown(d.body["kind"]) for d in docs if isinstance(d.body.get("kind"), str)}
-    what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
-    if failures == 0:
-        click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")
+def summary(action: str, bodies: list[dict[str, Any]], done: int, errors: list[str]) -> None:
+    """Calico's closing line(s): success on stdout; a partial success on stdout followed by
+    `hit error: [...]` on stderr; a total failure on stderr."""
+    kinds = {shown(b["kind"]) for b in bodies if isinstance(b.get("kind"), str)}
+    past = _PAST[action]
+    if not errors:
+        what = f"'{next(iter(kinds))}' resource(s)" if len(kinds) == 1 else "resource(s)"
+        click.echo(f"Successfully {past} {done} {what}")
     elif done:
-        click.echo(f"Partial success: {_PAST[action]} {len(done)} out of {len(docs)} {what}")
+        what = f"'{next(iter(kinds))}' resources" if len(kinds) == 1 else "resources"
+        click.echo(f"Partial success: {past} the first {done} out of {len(bodies)} {what}:")
+        click.echo(f"hit error: [{' '.join(errors)}]", err=True)
     else:
-        click.echo(f"Failed to {action} any {what}", err=True)
+        click.echo(failed_summary(action, kinds, len(bodies), errors), err=True)
 
 
 def _describe(body: dict[str, Any]) -> str:
@@ -157,7 +164,7 @@ def _describe(body: dict[str, Any]) -> str:
 
 def _failure(body: dict[str, Any], err: Exception) -> str:
     """`<Kind> "<name>": <why>` without repeating the kind and name when the error has them."""
-    what, message = _describe(body), str(err)
+    what, message = _describe(body), calico_message(err)
     return message if message.startswith(what) else f"{what}: {message}"
 
 
@@ -216,13 +223,14 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
         except kv.KeyNotFound:
             if not skip_not_exists:
                 failures += 1
-                click.echo(f"Failed to delete {label}: resource does not exist", err=True)
+                click.echo(f"Failed to delete '{k}' resource: resource does not exist: "
+                           f"{identifier(k, name, ns)}", err=True)
                 continue
         except kv.Unreachable:
             raise
         except kv.DatastoreError as err:
             failures += 1
-            click.echo(f"Failed to delete {label}: {err}", err=True)
+            click.echo(f"Failed to delete '{k}' resource: {calico_message(err)}", err=True)
             continue
         done += 1
         if len(targets) > 1:

@@ -22,6 +22,7 @@ from calico.datastore import kv
 
 from . import crud
 from . import get as get_cmd
+from .errors import CalicoGroup, calico_message
 from .session import CtlError, Session
 
 CONFIG_HELP = "Path to the file containing connection configuration in YAML or JSON format."
@@ -50,7 +51,7 @@ def ns_option(fn: Any) -> Any:
                         help="Namespace of the resource (namespaced kinds only).")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CalicoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-l", "--log-level", default="panic", help="Accepted for compatibility.")
 def cli(log_level: str) -> None:
     """Manage Calico resources."""
@@ -176,7 +177,7 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
         sys.exit(1)
     except (CtlError, api.ValidationError, api.ManifestError, kv.DatastoreError,
             LookupError, ValueError, OSError) as err:
-        click.echo(f"Failed to execute command: {err}", err=True)
+        click.echo(f"Failed to execute command: {calico_message(err)}", err=True)
         sys.exit(1)
     if ok is False:
         sys.exit(1)

@@ -118,3 +118,23 @@ def test_get_list_carries_etcds_revision(etcd, tmp_path):
     table = calicoctl(etcd, "get", "ippool", "pool-b")
     assert table.stdout == ("NAME     CIDR           SELECTOR   \n"
                             "pool-b   10.11.0.0/16   all()      \n\n")
+
+
+def test_calicos_error_phrases_on_etcd(etcd, tmp_path):
+    """A stale resourceVersion is an `update conflict`, a missing resource `resource does
+    not exist`, an existing one `resource already exists`, with Calico's summary lines."""
+    manifest = tmp_path / "pools.yaml"
+    manifest.write_text(POOLS)
+    assert calicoctl(etcd, "create", "-f", str(manifest)).returncode == 0
+    again = calicoctl(etcd, "create", "-f", str(manifest))
+    assert again.returncode == 1
+    assert "resource already exists: IPPool(pool-a)" in again.stderr
+    assert "failed to create any 'IPPool' resources: [" in again.stderr
+    listed = calicoctl(etcd, "get", "ippool", "pool-a", "-o", "json")
+    stale = tmp_path / "stale.json"
+    stale.write_text(listed.stdout)
+    assert calicoctl(etcd, "label", "ippool", "pool-a", "x=y").returncode == 0
+    res = calicoctl(etcd, "replace", "-f", str(stale))
+    assert res.returncode == 1 and "update conflict: IPPool(pool-a)" in res.stderr
+    res = calicoctl(etcd, "delete", "ippool", "nope")
+    assert res.returncode == 1 and "resource does not exist: IPPool(nope)" in res.stderr
