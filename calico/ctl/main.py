@@ -150,6 +150,17 @@ def label(config, allow_version_mismatch, namespace, overwrite, remove, kind, na
 
 
 @cli.command()
+@click.option("--allow-version-mismatch", is_flag=True,
+              help="Accepted for compatibility; nothing is compared offline.")
+@file_options
+def validate(allow_version_mismatch, filename, recursive, skip_empty):
+    """Validate resources by filename or stdin, offline (no datastore)."""
+    from .validate import validate as run_validate
+
+    _run(run_validate, filename, recursive, skip_empty)
+
+
+@cli.command()
 @common_options
 @click.option("--poll", default=None, help="Accepted for compatibility.")
 def version(config, allow_version_mismatch, poll):

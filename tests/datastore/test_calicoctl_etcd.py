@@ -138,3 +138,35 @@ def test_calicos_error_phrases_on_etcd(etcd, tmp_path):
     assert res.returncode == 1 and "update conflict: IPPool(pool-a)" in res.stderr
     res = calicoctl(etcd, "delete", "ippool", "nope")
     assert res.returncode == 1 and "resource does not exist: IPPool(nope)" in res.stderr
+
+
+def test_ipam_split_on_etcd_is_one_transaction(etcd, tmp_path):
+    """`ipam split` on etcd: the pool is replaced by its children at one revision."""
+    from calico.datastore import connect
+    from calico.datastore.client import ResourceClient
+    from calico.datastore.config import DatastoreConfig
+
+    manifest = tmp_path / "pools.yaml"
+    manifest.write_text(POOLS)
+    assert calicoctl(etcd, "apply", "-f", str(manifest)).returncode == 0
+    backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "etcdv3",
+                                                "ETCD_ENDPOINTS": etcd.endpoint}))
+    try:
+        client = ResourceClient(backend)
+        client.apply({"apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
+                      "metadata": {"name": "default"}, "spec": {"datastoreReady": False}})
+        res = subprocess.run([*CALICOCTL, "ipam", "split", "-c", "/nonexistent", "2", "--name",
+                              "pool-b"], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "DATASTORE_TYPE": "etcdv3",
+                                  "ETCD_ENDPOINTS": etcd.endpoint})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("IP Pool pool-b was successfully split into 2 smaller "
+                                     "pools.Created split-pool-b-0 with CIDR 10.11.0.0/17.\n")
+        pools = {p.name: p for p in client.list("IPPool").items}
+        assert set(pools) == {"pool-a", "split-pool-b-0", "split-pool-b-1"}
+        assert pools["split-pool-b-0"].metadata.resourceVersion == \
+            pools["split-pool-b-1"].metadata.resourceVersion
+        keys = etcd_keys(etcd, "/calico/resources/v3/projectcalico.org/ippools/")
+        assert keys[-1] == "/calico/resources/v3/projectcalico.org/ippools/split-pool-b-1"
+    finally:
+        backend.close()
