@@ -169,10 +169,11 @@ def version(config, allow_version_mismatch, poll):
 
 
 def _register_optional_groups() -> None:
-    """`ipam` and `node` live with their packages and join when they exist."""
+    """`ipam`, `node` and `cluster` live in their own modules and join when they exist."""
     import importlib
 
-    for module, name in (("calico.ctl.ipam", "ipam"), ("calico.ctl.node", "node")):
+    for module, name in (("calico.ctl.ipam", "ipam"), ("calico.ctl.node", "node"),
+                         ("calico.ctl.cluster", "cluster")):
         try:
             mod = importlib.import_module(module)
         except ImportError:

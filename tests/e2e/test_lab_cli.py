@@ -66,3 +66,34 @@ def test_up_on_an_existing_lab_says_so_and_leaves_it(make_lab):
     after = json.loads(lab_cli(lab, "status", "-o", "json").stdout)
     assert [h["name"] for h in after["hosts"]] == [h["name"] for h in before["hosts"]]
     assert all(h["running"] for h in after["hosts"])
+
+
+def test_cluster_diags_on_a_lab(make_lab, tmp_path):
+    """`calicoctl cluster diags` pointed at a running lab's state directory: every host's BGP
+    status (sessions Established), Felix's status keys, the pools and the daemons' logs."""
+    import tarfile
+
+    lab = make_lab("dia", hosts=2)
+    env = {**os.environ, **lab.datastore_env(inside=False)}
+    proc = subprocess.run([sys.executable, "-m", "calico.ctl.main", "cluster", "diags", "-c",
+                           "/nonexistent", "--log-dir", lab.dir, "--output", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (archive,) = tmp_path.glob("calico-diagnostics-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        files = {m.name.split("/", 1)[1]: m for m in tar.getmembers() if m.isfile()}
+
+        def read(rel):
+            return tar.extractfile(files[rel]).read().decode()
+
+        statuses = [r for r in files if r.endswith("/node-status.txt")]
+        assert len(statuses) == 2
+        for rel in statuses:
+            assert "Calico process is running." in read(rel)
+            assert "Established" in read(rel)
+            assert "BGP" in read(rel.replace("node-status.txt", "birdc-show-protocols-all.txt"))
+        felix = json.loads(read("felix/status.json"))["keys"]
+        for h in lab.state["hosts"]:
+            assert f"/calico/felix/v2/no-region/host/{h['name']}/last_reported_status" in felix
+        assert "10.65.0.0/16" in read("cluster/ippools.yaml")
+        assert sum(1 for r in files if r.endswith("calico-node.log")) == 2
