@@ -31,6 +31,16 @@ def _exported(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "metadata": meta}
 
 
+def _ordered(kind: str, items: list[api.Resource]) -> list[api.Resource]:
+    """Tiers list by their order, those without one last, as Calico's calicoctl lists them;
+    everything else in the store's (key) order."""
+    if kind != "Tier":
+        return items
+    order = [r.to_dict().get("spec", {}).get("order") for r in items]
+    return [r for _, r in sorted(zip(order, items, strict=True),
+                                 key=lambda p: (p[0] is None, p[0] or 0))]
+
+
 def _as_number(session: Session) -> str:
     try:
         conf = session.client.get("BGPConfiguration", "default", None).to_dict()
@@ -54,7 +64,7 @@ def get(session: Session, filename: str | None, recursive: bool, skip_empty: boo
     for k, name, ns in targets:
         if name is None:
             listed = client.list(k, ns)
-            items = [goformat.order_resource(r.to_dict()) for r in listed.items]
+            items = [goformat.order_resource(r.to_dict()) for r in _ordered(k, listed.items)]
             objects.append(goformat.list_object(k, items, str(listed.revision)))
             continue
         if ns is None and api.KINDS[k].NAMESPACED:

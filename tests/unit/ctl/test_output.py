@@ -227,3 +227,22 @@ def test_get_as_a_subprocess(tmp_path):
     out = subprocess.run(ctl[:3] + ["get", "-c", "/nonexistent", "ippool", "-o", "yaml"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.startswith("apiVersion: projectcalico.org/v3\nitems: []\nkind: IPPoolList\n")
+
+
+def test_tiers_list_by_order(ctl):
+    tiers = "".join(f"---\napiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: {n}}}\n"
+                    f"spec: {{order: {o}}}\n" for n, o in (("a", 300), ("b", 100), ("c", 200)))
+    assert ctl("apply", "-f", "-", input=tiers).exit_code == 0
+    out = ctl("get", "tiers").stdout
+    assert [line.split()[0] for line in out.splitlines()[1:] if line] == ["b", "c", "a"]
+    assert out.splitlines()[0] == "NAME   ORDER   "
+
+
+def test_several_documents_of_f_print_a_bare_sequence(ctl, tmp_path):
+    assert ctl("apply", "-f", "-", input=POOLS).exit_code == 0
+    path = tmp_path / "pools.yaml"
+    path.write_text(POOLS)
+    docs = yaml.safe_load(ctl("get", "-f", str(path), "-o", "yaml").stdout)
+    assert isinstance(docs, list) and [d["kind"] for d in docs] == ["IPPool", "IPPool"]
+    tables = ctl("get", "-f", str(path)).stdout
+    assert tables.count("NAME ") == 2  # one table per document
