@@ -5,7 +5,8 @@ its output get the same bytes from us.
   prints: every mapping's keys in yaml.v2's order (letters after other runes, digit runs
   compared as numbers), and a string double-quoted exactly when yaml.v2 would read it back
   as something else (`"123"`, `"true"`, `""`, `"2024-01-02T03:04:05Z"`, `"80:90"`); strings
-  with a newline in literal style. No line wrapping (long selectors stay on one line).
+  with a newline in literal style; a long string folded at a space past column 80, as
+  yaml.v2's emitter (a port of libyaml's, which PyYAML's C dumper is) folds it.
 - `to_json(obj)`: `json.MarshalIndent(obj, "", "  ")`: struct fields in the Go struct's order
   (`kind`, `apiVersion`, `metadata`, `spec`; a List: `kind`, `apiVersion`, `metadata`,
   `items`), map keys sorted, `<`, `>`, `&`, U+2028 and U+2029 escaped as Go escapes them,
@@ -184,8 +185,10 @@ _GoYAMLDumper.add_representer(float, _represent_float)
 
 
 def to_yaml(obj: Any) -> str:
+    # libyaml's emitter, of which yaml.v2's is a port, with the same defaults (a long string
+    # is folded at spaces past column 80, as yaml.v2 v2.4 does without FutureLineWrap).
     return yaml.dump(_v2_sorted(obj), Dumper=_GoYAMLDumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True, width=1 << 30)
+                     default_flow_style=False, allow_unicode=True)
 
 
 # ---- fmt %v --------------------------------------------------------------------------------

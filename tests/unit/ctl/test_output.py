@@ -246,3 +246,17 @@ def test_several_documents_of_f_print_a_bare_sequence(ctl, tmp_path):
     assert isinstance(docs, list) and [d["kind"] for d in docs] == ["IPPool", "IPPool"]
     tables = ctl("get", "-f", str(path)).stdout
     assert tables.count("NAME ") == 2  # one table per document
+
+
+def test_long_strings_fold_at_80_columns_and_read_back(ctl, tmp_path):
+    selector = " && ".join(f"label{i} == 'value{i}'" for i in range(8))
+    doc = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
+           "metadata": {"name": "long"}, "spec": {"selector": selector}}
+    assert ctl("apply", "-f", "-", input=json.dumps(doc)).exit_code == 0
+    out = ctl("get", "gnp", "long", "-o", "yaml").stdout
+    line = next(v for v in out.splitlines() if v.startswith("  selector: "))
+    assert line == "  selector: label0 == 'value0' && label1 == 'value1' && label2 == 'value2' && label3"
+    assert yaml.safe_load(out)["spec"]["selector"] == selector
+    before = _revision(tmp_path)
+    assert ctl("apply", "-f", "-", input=out).exit_code == 0
+    assert _revision(tmp_path) == before  # the folded text is the same resource
