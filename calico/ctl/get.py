@@ -57,7 +57,7 @@ def get(session: Session, filename: str | None, recursive: bool, skip_empty: boo
         kind: str | None, names: tuple[str, ...]) -> bool:
     chosen = printer.make_printer(output)
     targets = _targets(filename, recursive, skip_empty, namespace, kind, names, all_namespaces)
-    printer.check_headings(chosen, [k for k, _, _ in targets], False)
+    printer.check_headings(chosen, [k for k, _, _ in targets])
     client = session.client
     objects: list[dict[str, Any]] = []
     errors: list[str] = []

@@ -11,11 +11,12 @@ Field names match the JSON names, case-insensitively, so templates written again
 Go structs work too: `.ObjectMeta.Name`, `.Spec.CIDR`, `.Items`, and a field of the metadata
 named directly on a resource (`.Name`) as Go's embedded ObjectMeta allows. Values print as
 Go's %v prints them; a field that is absent prints `<no value>` (Go's rule for a missing map
-key).
+key) and compares equal to "" in `eq`/`ne` (as an unset Go string field does).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,7 +179,10 @@ def _truth(value: Any) -> bool:
 
 def _literal(tok: str, dot: Any, top: Any) -> Any:
     if tok.startswith('"'):
-        return bytes(tok[1:-1], "utf-8").decode("unicode_escape")
+        try:
+            return json.loads(tok)
+        except ValueError:
+            raise TemplateError(f"unsupported escape in string {tok}") from None
     if tok.startswith("`"):
         return tok[1:-1]
     if tok in ("true", "false"):
@@ -211,6 +215,14 @@ def _call(args: list[str], dot: Any, top: Any) -> Any:
         raise TemplateError(f"wrong arguments for {fn}: {err}") from None
 
 
+def _same(a: Any, b: Any) -> bool:
+    """`eq`: an absent field compares as the empty string (Calico's Go struct fields are
+    never absent, so its own templates compare them with "")."""
+    a = "" if a is _MISSING and isinstance(b, str) else a
+    b = "" if b is _MISSING and isinstance(a, str) else b
+    return a == b
+
+
 def _present(value: Any) -> Any:
     return None if value is _MISSING else value
 
@@ -227,8 +239,8 @@ def _index(value: Any, *keys: Any) -> Any:
 _FUNCS = {
     "join": lambda items, sep: join_and_truncate(_present(items), 0, sep),
     "joinAndTruncate": lambda items, sep, n: join_and_truncate(_present(items), n, sep),
-    "eq": lambda a, *bs: any(a == b for b in bs),
-    "ne": lambda a, b: a != b,
+    "eq": lambda a, *bs: any(_same(a, b) for b in bs),
+    "ne": lambda a, b: not _same(a, b),
     "not": lambda a: not _truth(a),
     "and": lambda *xs: next((x for x in xs if not _truth(x)), xs[-1]),
     "or": lambda *xs: next((x for x in xs if _truth(x)), xs[-1]),

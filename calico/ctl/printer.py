@@ -103,7 +103,7 @@ def _field(doc: dict[str, Any], path: str) -> str:
     return goformat.go_value(cur)
 
 
-def check_headings(printer: Printer, kinds: list[str], print_namespace: bool) -> None:
+def check_headings(printer: Printer, kinds: list[str]) -> None:
     """Refuse unknown custom columns before anything is fetched or printed."""
     if printer.mode == "table" and printer.headings is not None:
         for kind in kinds:

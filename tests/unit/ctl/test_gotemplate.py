@@ -1,0 +1,57 @@
+"""The go-template subset: Go's output for what people write, clear errors for the rest."""
+
+import pytest
+
+from calico.ctl.gotemplate import TemplateError, render
+
+POOLS = {"kind": "IPPoolList", "apiVersion": "projectcalico.org/v3",
+         "metadata": {"resourceVersion": "7"},
+         "items": [{"kind": "IPPool", "metadata": {"name": "a", "labels": {"z": "1", "b": "2"}},
+                    "spec": {"cidr": "10.0.0.0/16", "natOutgoing": True, "order": 1e6,
+                             "nets": ["x", "y"]}},
+                   {"kind": "IPPool", "metadata": {"name": "b"},
+                    "spec": {"cidr": "fd00::/64", "blockSize": 122}}]}
+
+
+@pytest.mark.parametrize("template, want", [
+    ('{{range .items}}{{.metadata.name}}{{"\\n"}}{{end}}', "a\nb\n"),
+    ("{{.metadata.resourceVersion}}", "7"),
+    ("{{range .}}{{.kind}}{{end}}", "IPPoolList"),
+    ("{{range .Items}}{{.ObjectMeta.Name}}:{{.Spec.CIDR}} {{end}}", "a:10.0.0.0/16 b:fd00::/64 "),
+    ("{{range .items}}{{if .spec.natOutgoing}}nat{{else if .spec.blockSize}}bs{{else}}-{{end}}"
+     "{{end}}", "natbs"),
+    ("{{range .items}}{{.spec.order}}|{{end}}", "1e+06|<no value>|"),
+    ("{{range .items}}{{.spec.nets}};{{end}}", "[x y];<no value>;"),
+    ("{{with (index .items 0)}}x{{end}}", None),
+    ("{{range .items}}{{range $k := .metadata.labels}}{{end}}{{end}}", None),
+    ("{{range .items}}{{join .spec.nets \",\"}}.{{end}}", "x,y.."),
+    ("{{range .items}}{{.metadata.labels}} {{end}}", "map[b:2 z:1] <no value> "),
+    ("{{range .items}}{{if eq .spec.ipipMode \"\"}}never{{end}}{{end}}", "nevernever"),
+    ("{{range .items}}{{len .spec.cidr}} {{end}}", "11 9 "),
+    ("{{- range .items -}}\n  {{ .metadata.name }}\n{{- end }}", "ab"),
+    ("{{/* a comment */}}ok", "ok"),
+    ("{{range .items}}{{.Name}}{{end}}", "ab"),
+])
+def test_templates(template, want):
+    if want is None:
+        with pytest.raises(TemplateError, match="unsupported template syntax"):
+            render(template, [POOLS])
+    else:
+        assert render(template, [POOLS]) == want
+
+
+@pytest.mark.parametrize("template, why", [
+    ("{{printf \"%s\" .kind}}", 'function "printf" not defined'),
+    ("{{range .items}}", "without {{end}}"),
+    ("{{end}}", "unexpected {{end}}"),
+    ("{{.items.metadata}}", "can't evaluate field metadata in type slice"),
+])
+def test_errors_name_the_problem(template, why):
+    with pytest.raises(TemplateError, match=why.replace("{", r"\{").replace("}", r"\}")):
+        render(template, [POOLS])
+
+
+def test_several_objects_need_range():
+    with pytest.raises(TemplateError, match="list of 2 objects"):
+        render("{{.kind}}", [POOLS, POOLS])
+    assert render("{{range .}}{{.kind}} {{end}}", [POOLS, POOLS]) == "IPPoolList IPPoolList "
