@@ -15,6 +15,8 @@ have no Kubernetes, so the same content comes from where it lives here:
                                     sysctls and the `inet calico` nftables table
       logs/...                      the newest --max-logs files per name under each --log-dir
                                     (*.log, the last 10 MiB of each), newer than --since
+      host/checksystem.txt          `calicoctl node checksystem` on this host (as root)
+      version.txt                   calicoctl's and the cluster's versions, the datastore type
       errors.txt                    every step that failed, and why (the rest still runs)
 
 Sockets and logs are searched for under `--log-dir` (repeatable; default /var/log/calico and
@@ -40,6 +42,7 @@ import click
 
 from calico import api
 from calico.bgp.status import BirdUnavailable, bird_peers, run_birdc
+from calico.datastore import kv
 
 from . import goformat, tables
 from .node import format_status
@@ -157,6 +160,30 @@ def collect_host(out: Collector) -> None:
     for rel, argv in HOST_COMMANDS.items():
         out.step(f"running {' '.join(argv)}",
                  lambda rel=rel, argv=argv: out.write(f"host/{rel}", _run(argv)))
+    if os.geteuid() == 0:  # the probes need to make network namespaces
+        def checks() -> None:
+            from .checksystem import checksystem
+
+            lines: list[str] = []
+            checksystem(lines.append)
+            out.write("host/checksystem.txt", "\n".join(lines) + "\n")
+        out.step("checking kernel features", checks)
+
+
+def collect_version(session: Session, out: Collector) -> None:
+    from .crud import CLIENT_VERSION
+
+    def one() -> None:
+        cfg = session.datastore_config
+        lines = [f"Client Version:    {CLIENT_VERSION}", f"Datastore type:    {cfg.type}"]
+        try:
+            spec = session.client.get("ClusterInformation", "default", None).to_dict()["spec"]
+            lines.append(f"Cluster Version:   {spec.get('calicoVersion', 'unknown')}")
+            lines.append(f"Cluster Type:      {spec.get('clusterType', 'unknown')}")
+        except kv.KeyNotFound:
+            lines.append("Cluster Version:   unknown (no ClusterInformation)")
+        out.write("version.txt", "\n".join(lines) + "\n")
+    out.step("reading versions", one)
 
 
 def collect_logs(dirs: list[str], out: Collector, max_logs: int, since: float) -> None:
@@ -198,6 +225,7 @@ def diags(session: Session, log_dirs: list[str], output: str, max_logs: int,
         emit(f"Created temporary directory: {tmp}")
         out = Collector(os.path.join(tmp, name), emit)
         emit("Collecting Calico resources...")
+        collect_version(session, out)
         collect_resources(session, out)
         emit("Collecting IPAM and Felix status from the datastore...")
         collect_keys(session, out)

@@ -97,3 +97,5 @@ def test_cluster_diags_on_a_lab(make_lab, tmp_path):
             assert f"/calico/felix/v2/no-region/host/{h['name']}/last_reported_status" in felix
         assert "10.65.0.0/16" in read("cluster/ippools.yaml")
         assert sum(1 for r in files if r.endswith("calico-node.log")) == 2
+        assert read("host/checksystem.txt").startswith("Checking kernel version...")
+        assert "Datastore type:    local" in read("version.txt")

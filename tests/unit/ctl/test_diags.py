@@ -55,6 +55,7 @@ def test_diags_archive(tmp_path, monkeypatch):
             doc = json.loads(read(rel))
             assert isinstance(doc["keys"], dict) and doc["revision"] > 0
         assert read("host/rules.txt")  # `ip rule` always has rules
+        assert read("version.txt").startswith("Client Version:")
         log_rel = "logs/" + os.path.relpath(str(logs / "felix.log"), "/")
         assert read(log_rel) == "felix says hello\n"
         assert not any(name.endswith("other.txt") for name in files)
