@@ -74,3 +74,15 @@ def test_unknown_flags_in_cobras_words(ctl):
     _register_optional_groups()
     res = CliRunner().invoke(cli, ["ipam", "show", "-Z"])
     assert res.exit_code != 0 and "unknown shorthand flag: 'Z' in -Z" in res.output
+
+
+def test_phrase_helpers():
+    from calico.ctl.errors import cobra_flag_error, failed_summary, identifier, not_supported
+
+    assert identifier("NetworkPolicy", "x", "ns") == "NetworkPolicy(ns/x)"
+    assert str(not_supported("delete", "ClusterInformation(default)", "resource is readonly")) \
+        == "operation delete is not supported on ClusterInformation(default): resource is readonly"
+    assert cobra_flag_error("-xf") == "unknown shorthand flag: 'x' in -xf"
+    assert cobra_flag_error("--nope") == "unknown flag: --nope"
+    assert failed_summary("apply", {"IPPool", "Profile"}, 2, ["a", "b"]) == \
+        "failed to apply any resources: [a b]"
