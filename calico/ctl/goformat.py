@@ -175,9 +175,13 @@ def _represent_str(dumper: Any, data: str) -> Any:
 
 
 def _represent_float(dumper: Any, data: float) -> Any:
+    """A float as yaml.v2 writes what came through JSON: whole numbers as integers, the rest
+    in Go's shortest form, always plain (tagged with whatever the plain text reads back as,
+    so no explicit tag is written)."""
     if data.is_integer() and abs(data) < 1e21:
         return dumper.represent_scalar("tag:yaml.org,2002:int", str(int(data)))
-    return dumper.represent_scalar("tag:yaml.org,2002:float", go_float(data, yaml_form=True))
+    text = go_float(data, yaml_form=True)
+    return dumper.represent_scalar(dumper.resolve(yaml.ScalarNode, text, (True, False)), text)
 
 
 _GoYAMLDumper.add_representer(str, _represent_str)
@@ -195,19 +199,21 @@ def to_yaml(obj: Any) -> str:
 
 
 def go_float(value: float, yaml_form: bool = False) -> str:
-    """strconv.FormatFloat(v, 'g', -1, 64), as fmt's %v prints a float64."""
+    """strconv.FormatFloat(v, 'g', -1, 64), as fmt's %v prints a float64 and yaml.v2 writes
+    one (`yaml_form`: YAML's spellings of infinity and NaN)."""
     if math.isnan(value):
         return ".nan" if yaml_form else "NaN"
     if math.isinf(value):
-        sign = "-" if value < 0 else "+"
-        return f"{sign}.inf" if yaml_form else f"{sign}Inf"
+        if yaml_form:
+            return "-.inf" if value < 0 else ".inf"
+        return "-Inf" if value < 0 else "+Inf"
     if value == 0:
         return "-0" if math.copysign(1, value) < 0 else "0"
     sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
     text = "".join(map(str, digits))
     point = len(text) + int(exponent)  # digits before the decimal point
     neg = "-" if sign else ""
-    if point - 1 < -4 or point - 1 >= 21 or (not yaml_form and point - 1 >= 6):
+    if point - 1 < -4 or point - 1 >= 6:  # strconv's 'g' with the shortest digits
         mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
         exp = point - 1
         return f"{neg}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"

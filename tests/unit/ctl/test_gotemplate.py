@@ -55,3 +55,13 @@ def test_several_objects_need_range():
     with pytest.raises(TemplateError, match="list of 2 objects"):
         render("{{.kind}}", [POOLS, POOLS])
     assert render("{{range .}}{{.kind}} {{end}}", [POOLS, POOLS]) == "IPPoolList IPPoolList "
+
+
+def test_go_number_forms():
+    """Floats as Go writes them: fmt's %v and yaml.v2 both use strconv's shortest 'g'."""
+    from calico.ctl.goformat import go_float, to_json, to_yaml
+
+    assert [go_float(x) for x in (1e6, 1234567.5, 123456.5, 0.5, 1e-5, 0.0001, 100.0)] == \
+        ["1e+06", "1.2345675e+06", "123456.5", "0.5", "1e-05", "0.0001", "100"]
+    assert to_yaml({"a": 1234567.5, "b": 2.0, "c": 0.25}) == "a: 1.2345675e+06\nb: 2\nc: 0.25\n"
+    assert to_json({"a": 2.0, "b": 0.25}) == '{\n  "a": 2,\n  "b": 0.25\n}\n'
