@@ -19,6 +19,7 @@ import click
 from calico import api
 from calico.api.base import shown
 from calico.datastore import kv
+from calico.datastore.errors import ResourceError
 
 from . import resources
 from .errors import calico_message, failed_summary, identifier
@@ -127,7 +128,8 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
             raise
         except (api.ValidationError, CtlError, kv.DatastoreError, ValueError) as err:
             errors.append(_failure(doc.body, err))
-            click.echo(f"Failed to {action} {errors[-1]}", err=True)
+            what = f"'{err.kind}' resource: " if isinstance(err, ResourceError) else ""
+            click.echo(f"Failed to {action} {what}{errors[-1]}", err=True)
             continue
         done.append(out)
         if len(docs) > 1:
@@ -165,7 +167,9 @@ def _describe(body: dict[str, Any]) -> str:
 def _failure(body: dict[str, Any], err: Exception) -> str:
     """`<Kind> "<name>": <why>` without repeating the kind and name when the error has them."""
     what, message = _describe(body), calico_message(err)
-    return message if message.startswith(what) else f"{what}: {message}"
+    if isinstance(err, ResourceError) or message.startswith(what):
+        return message  # it names the resource already
+    return f"{what}: {message}"
 
 
 def _qualified(res: api.Resource) -> str:

@@ -33,7 +33,8 @@ def calico_message(err: Exception) -> str:
     if isinstance(err, ResourceError):
         ident = identifier(err.kind, err.name, err.namespace)
         if isinstance(err, ResourceConflict):
-            return f"update conflict: {ident}: {err}"
+            return (f"update conflict: {ident}: resourceVersion {err.expected} is stale "
+                    f"(current {err.actual})")
         if isinstance(err, ResourceNotFound):
             return f"resource does not exist: {ident}"
         if isinstance(err, ResourceAlreadyExists):

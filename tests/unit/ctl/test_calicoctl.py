@@ -90,7 +90,7 @@ def test_replace_with_stale_resource_version_conflicts(ctl):
     doc = yaml.safe_load(ctl("get", "gnp", "allow-dns", "-o", "yaml").output)
     ctl("label", "gnp", "allow-dns", "team=a")
     res = ctl("replace", "-f", "-", input=yaml.safe_dump(doc))
-    assert res.exit_code == 1 and "was modified" in res.output
+    assert res.exit_code == 1 and "update conflict: GlobalNetworkPolicy(allow-dns)" in res.output
 
 
 def test_namespaces(ctl):
