@@ -250,11 +250,13 @@ def test_metrics_follow_the_sync_and_the_calc_graph(backend):
     client = ResourceClient(backend)
     client.create(ALLOW)
     client.create(wep(1))
+    client.create(resource("Tier", "security", {"order": 100}))
     felix = Running(backend)
     try:
         felix.wait(felix.programmed)
         metrics = felix.felix.metrics
         assert metrics.resync_state._value.get() == 3
+        assert metrics.cluster_tiers._value.get() == 1
         assert metrics.counters.value("felix_calc_graph_updates_processed", type="new") >= 2
         client.update(wep(1) | {"metadata": {**wep(1)["metadata"], "labels": {"a": "b"}}})
         felix.wait(lambda: metrics.counters.value("felix_calc_graph_updates_processed",
