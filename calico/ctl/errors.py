@@ -67,10 +67,12 @@ def cobra_flag_error(option: str) -> str:
 
 class CalicoGroup(click.Group):
     """The calicoctl command group: an unknown flag anywhere below it is reported in Calico's
-    words (with click's usage line)."""
+    words (with click's usage line) and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.NoSuchOption as err:
-            raise click.UsageError(cobra_flag_error(err.option_name), err.ctx) from None
+            usage = click.UsageError(cobra_flag_error(err.option_name), err.ctx)
+            usage.exit_code = 1  # Calico's calicoctl exits 1 on a bad flag
+            raise usage from None

@@ -67,7 +67,7 @@ def test_missing_resource(ctl):
 
 def test_unknown_flags_in_cobras_words(ctl):
     res = ctl("get", "-x", "ippool")
-    assert res.exit_code != 0
+    assert res.exit_code == 1
     assert "Error: unknown shorthand flag: 'x' in -x" in res.output
     res = ctl("apply", "--bogus", "-f", "-")
     assert res.exit_code != 0 and "Error: unknown flag: --bogus" in res.output
