@@ -55,6 +55,8 @@ def test_stale_resource_version_is_an_update_conflict(ctl):
 
 
 def test_missing_resource(ctl):
+    profile = "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: x}\n"
+    assert ctl("apply", "-f", "-", input=profile).exit_code == 0  # the store exists
     res = ctl("delete", "ippool", "nope")
     assert res.exit_code == 1
     assert "Failed to delete 'IPPool' resource: resource does not exist: IPPool(nope)" \

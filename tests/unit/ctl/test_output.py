@@ -54,7 +54,15 @@ def _revision(tmp_path):
     return LocalBackend(str(tmp_path / "calico.db")).revision()
 
 
+PROFILE = """\
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: some-profile}
+"""
+
+
 def test_empty_list_yaml_and_json(ctl, tmp_path):
+    assert ctl("apply", "-f", "-", input=PROFILE).exit_code == 0  # the store exists, no pools
     res = ctl("get", "ippool", "-o", "yaml")
     assert res.exit_code == 0
     rev = _revision(tmp_path)
@@ -223,8 +231,10 @@ def test_get_as_a_subprocess(tmp_path):
     """The installed entry point, as a script runs it."""
     env = {**os.environ, "CALICO_DATASTORE_PATH": str(tmp_path / "calico.db")}
     env.pop("DATASTORE_TYPE", None)
-    ctl = [sys.executable, "-m", "calico.ctl.main", "-c", "/nonexistent"]
-    out = subprocess.run(ctl[:3] + ["get", "-c", "/nonexistent", "ippool", "-o", "yaml"],
+    ctl = [sys.executable, "-m", "calico.ctl.main"]
+    subprocess.run([*ctl, "apply", "-c", "/nonexistent", "-f", "-"], input=PROFILE, env=env,
+                   capture_output=True, text=True, check=True)
+    out = subprocess.run([*ctl, "get", "-c", "/nonexistent", "ippool", "-o", "yaml"],
                          env=env, capture_output=True, text=True, check=True).stdout
     assert out.startswith("apiVersion: projectcalico.org/v3\nitems: []\nkind: IPPoolList\n")
 
