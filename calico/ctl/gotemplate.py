@@ -4,7 +4,8 @@ Supported: text; `{{.}}` and field paths (`.metadata.name`, `.spec.ipNetworks`);
 (`"..."`, raw `` `...` ``), number and boolean literals; `{{if X}}...{{else if Y}}...{{else}}
 ...{{end}}`; `{{range X}}...{{else}}...{{end}}` (inside, `.` is the element); `{{with X}}`;
 `$` (the top-level data); trim markers `{{-` / `-}}`; comments `{{/* */}}`; and the functions
-`join`, `joinAndTruncate` (Calico's), `eq`, `ne`, `not`, `and`, `or`, `len`, `index`. Anything
+`join`, `joinAndTruncate` (Calico's), `eq`, `ne`, `not`, `and`, `or`, `len`, `index`,
+`printf` (verbs %s %v %d %q %t %f with width and precision). Anything
 else (variables, pipes, parentheses, other functions) is refused with an error naming it.
 
 Field names match the JSON names, case-insensitively, so templates written against Calico's
@@ -122,7 +123,7 @@ def _tokens(text: str) -> list[str]:
                                                   and not tok.startswith("$.")):
             raise TemplateError(f"unsupported template syntax {tok!r} in {{{{{text}}}}} "
                                 "(supported: fields, if, range, with, literals and "
-                                "join, joinAndTruncate, eq, ne, not, and, or, len, index)")
+                                "join, joinAndTruncate, eq, ne, not, and, or, len, index, printf)")
         out.append(tok)
         pos = m.end()
     return out
@@ -223,6 +224,41 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+_NO_ARG = object()
+_VERB = re.compile(r"%([-+ 0]*)(\d+)?(?:\.(\d+))?([svdqtf%])")
+
+
+def _printf(fmt: str, *args: Any) -> str:
+    """Go's fmt.Sprintf for the verbs templates use: %s %v %d %q %t %f %% (flags - + 0,
+    width, precision)."""
+    values = iter(args)
+
+    def one(m: re.Match[str]) -> str:
+        flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
+        if verb == "%":
+            return "%"
+        value = next(values, _NO_ARG)
+        if value is _NO_ARG:
+            return f"%!{verb}(MISSING)"
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if verb == "d" and number and float(value).is_integer():
+            text = f"{int(value):{'+' if '+' in flags else ''}d}"
+        elif verb == "f" and number:
+            text = f"{value:.{int(prec) if prec else 6}f}"
+        elif verb == "q" and isinstance(value, str):
+            text = json.dumps(value, ensure_ascii=False)
+        elif verb in "sv" or (verb == "t" and isinstance(value, bool)):
+            text = "<no value>" if value is _MISSING else go_value(value)
+            text = text[:int(prec)] if prec and verb in "sv" else text
+        else:  # Go's report of a verb that does not fit its argument
+            return f"%!{verb}({'<no value>' if value is _MISSING else go_value(value)})"
+        if width:
+            pad = "0" if "0" in flags and verb in "df" and "-" not in flags else " "
+            text = text.ljust(int(width)) if "-" in flags else text.rjust(int(width), pad)
+        return text
+    return _VERB.sub(one, fmt)
+
+
 def _present(value: Any) -> Any:
     return None if value is _MISSING else value
 
@@ -245,6 +281,7 @@ _FUNCS = {
     "and": lambda *xs: next((x for x in xs if not _truth(x)), xs[-1]),
     "or": lambda *xs: next((x for x in xs if _truth(x)), xs[-1]),
     "len": lambda x: len(x),
+    "printf": _printf,
     "index": _index,
 }
 

@@ -31,6 +31,8 @@ POOLS = {"kind": "IPPoolList", "apiVersion": "projectcalico.org/v3",
     ("{{- range .items -}}\n  {{ .metadata.name }}\n{{- end }}", "ab"),
     ("{{/* a comment */}}ok", "ok"),
     ("{{range .items}}{{.Name}}{{end}}", "ab"),
+    ('{{range .items}}{{printf "%-4s|%3d|%q\\n" .metadata.name .spec.blockSize .spec.cidr}}'
+     "{{end}}", 'a   |%!d(<no value>)|"10.0.0.0/16"\nb   |122|"fd00::/64"\n'),
 ])
 def test_templates(template, want):
     if want is None:
@@ -41,7 +43,7 @@ def test_templates(template, want):
 
 
 @pytest.mark.parametrize("template, why", [
-    ("{{printf \"%s\" .kind}}", 'function "printf" not defined'),
+    ("{{html .kind}}", 'function "html" not defined'),
     ("{{range .items}}", "without {{end}}"),
     ("{{end}}", "unexpected {{end}}"),
     ("{{.items.metadata}}", "can't evaluate field metadata in type slice"),
