@@ -37,6 +37,14 @@ _META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resource
                "finalizers", "managedFields")
 # Fields that are Go maps (keys sorted by encoding/json), not structs.
 _MAP_FIELDS = frozenset(("labels", "annotations", "labelsToApply"))
+# Fields holding Go structs that our models keep as plain dicts (FelixConfiguration's typed
+# parameters): their keys in the Go struct's order, whatever order they came in.
+_STRUCT_ORDER = {
+    "routeTableRange": ("min", "max"), "routeTableRanges": ("min", "max"),
+    "failsafeInboundHostPorts": ("protocol", "port", "net"),
+    "failsafeOutboundHostPorts": ("protocol", "port", "net"),
+    "healthTimeoutOverrides": ("name", "timeout"),
+}
 
 
 # ---- Go's field order ---------------------------------------------------------------------
@@ -62,11 +70,22 @@ def order_resource(doc: dict[str, Any]) -> dict[str, Any]:
 def _sorted_maps(key: str, value: Any) -> Any:
     if key in _MAP_FIELDS and isinstance(value, dict):
         return {k: value[k] for k in sorted(value)}
+    if key in _STRUCT_ORDER:
+        return _in_struct_order(_STRUCT_ORDER[key], value)
     if isinstance(value, dict):
         return {k: _sorted_maps(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_sorted_maps("", v) for v in value]
     return value
+
+
+def _in_struct_order(order: tuple[str, ...], value: Any) -> Any:
+    if isinstance(value, list):
+        return [_in_struct_order(order, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    rank = {k: i for i, k in enumerate(order)}
+    return {k: value[k] for k in sorted(value, key=lambda k: (rank.get(k, len(order)), k))}
 
 
 def list_object(kind: str, items: list[dict[str, Any]], revision: str) -> dict[str, Any]:

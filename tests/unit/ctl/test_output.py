@@ -270,3 +270,18 @@ def test_long_strings_fold_at_80_columns_and_read_back(ctl, tmp_path):
     before = _revision(tmp_path)
     assert ctl("apply", "-f", "-", input=out).exit_code == 0
     assert _revision(tmp_path) == before  # the folded text is the same resource
+
+
+def test_felix_struct_parameters_in_go_field_order(ctl):
+    felix = """\
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: {name: default}
+spec:
+  routeTableRanges: [{max: 250, min: 1}]
+  failsafeInboundHostPorts: [{port: 22, protocol: TCP}]
+"""
+    assert ctl("apply", "-f", "-", input=felix).exit_code == 0
+    doc = json.loads(ctl("get", "felixconfig", "default", "-o", "json").stdout)
+    assert list(doc["spec"]["routeTableRanges"][0]) == ["min", "max"]
+    assert list(doc["spec"]["failsafeInboundHostPorts"][0])[:2] == ["protocol", "port"]
