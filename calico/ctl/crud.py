@@ -20,15 +20,18 @@ from calico import api
 from calico.api.base import shown
 from calico.datastore import kv
 from calico.datastore.bulk import write_all
+from calico.datastore.errors import ResourceError
 from calico.version import CALICO_VERSION
 
 from . import guards, resources
+from .errors import calico_message, failed_summary, identifier
 from .session import CtlError, Session
 
 CLIENT_VERSION = CALICO_VERSION
 
 _CLIENT_ACTIONS = {"create": "create", "apply": "apply", "replace": "update"}
-_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted",
+         "validate": "validated"}
 
 
 @dataclass
@@ -132,31 +135,36 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
         valid.append(res)
     written = iter(write_all(session.client, _CLIENT_ACTIONS[action], valid))
     done: list[api.Resource] = []
-    failures = 0
+    errors: list[str] = []
     for doc, outcome in zip(docs, outcomes, strict=True):
         out = next(written) if isinstance(outcome, api.Resource) else outcome
         if isinstance(out, kv.KeyExists) and skip_exists:
             out = outcome
         if isinstance(out, Exception):
-            failures += 1
-            click.echo(f"Failed to {action} {_failure(doc.body, out)}", err=True)
+            errors.append(_failure(doc.body, out))
+            what = f"'{out.kind}' resource: " if isinstance(out, ResourceError) else ""
+            click.echo(f"Failed to {action} {what}{errors[-1]}", err=True)
             continue
         done.append(out)
         if len(docs) > 1:
             click.echo(f"{_PAST[action]} {out.KIND} {_qualified(out)}")
-    _summary(action, docs, done, failures)
-    return failures == 0
+    summary(action, [d.body for d in docs], len(done), errors)
+    return not errors
 
-
-def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
-    kinds = {shown(d.body["kind"]) for d in docs if isinstance(d.body.get("kind"), str)}
-    what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
-    if failures == 0:
-        click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")
+def summary(action: str, bodies: list[dict[str, Any]], done: int, errors: list[str]) -> None:
+    """Calico's closing line(s): success on stdout; a partial success on stdout followed by
+    `hit error: [...]` on stderr; a total failure on stderr."""
+    kinds = {shown(b["kind"]) for b in bodies if isinstance(b.get("kind"), str)}
+    past = _PAST[action]
+    if not errors:
+        what = f"'{next(iter(kinds))}' resource(s)" if len(kinds) == 1 else "resource(s)"
+        click.echo(f"Successfully {past} {done} {what}")
     elif done:
-        click.echo(f"Partial success: {_PAST[action]} {len(done)} out of {len(docs)} {what}")
+        what = f"'{next(iter(kinds))}' resources" if len(kinds) == 1 else "resources"
+        click.echo(f"Partial success: {past} the first {done} out of {len(bodies)} {what}:")
+        click.echo(f"hit error: [{' '.join(errors)}]", err=True)
     else:
-        click.echo(f"Failed to {action} any {what}", err=True)
+        click.echo(failed_summary(action, kinds, len(bodies), errors), err=True)
 
 
 def _describe(body: dict[str, Any]) -> str:
@@ -171,8 +179,10 @@ def _describe(body: dict[str, Any]) -> str:
 
 def _failure(body: dict[str, Any], err: Exception) -> str:
     """`<Kind> "<name>": <why>` without repeating the kind and name when the error has them."""
-    what, message = _describe(body), str(err)
-    return message if message.startswith(what) else f"{what}: {message}"
+    what, message = _describe(body), calico_message(err)
+    if isinstance(err, ResourceError) or message.startswith(what):
+        return message  # it names the resource already
+    return f"{what}: {message}"
 
 
 def _qualified(res: api.Resource) -> str:
@@ -244,13 +254,14 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
         except kv.KeyNotFound:
             if not skip_not_exists:
                 failures += 1
-                click.echo(f"Failed to delete {label}: resource does not exist", err=True)
+                click.echo(f"Failed to delete '{k}' resource: resource does not exist: "
+                           f"{identifier(k, name, ns)}", err=True)
                 continue
         except kv.Unreachable:
             raise
         except kv.DatastoreError as err:
             failures += 1
-            click.echo(f"Failed to delete {label}: {err}", err=True)
+            click.echo(f"Failed to delete '{k}' resource: {calico_message(err)}", err=True)
             continue
         done += 1
         if len(targets) > 1:
@@ -262,63 +273,6 @@ def delete(session: Session, filename: str | None, recursive: bool, skip_empty: 
     elif done:
         click.echo(f"Partial success: deleted {done} out of {len(targets)} {what}")
     return failures == 0
-
-
-# ---- get ----------------------------------------------------------------------------------
-
-
-def get(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
-        namespace: str | None, all_namespaces: bool, output: str, export: bool,
-        kind: str | None, names: tuple[str, ...]) -> bool:
-    if output not in ("ps", "wide", "yaml", "json"):
-        raise CtlError(f"unsupported output format {output!r} (ps, wide, yaml, json)")
-    targets = _targets(filename, recursive, skip_empty, namespace, kind, names, all_namespaces)
-    client = session.client
-    found: list[api.Resource] = []
-    failures = 0
-    single = bool(filename) or any(name is not None for _, name, _ in targets)
-    for k, name, ns in targets:
-        if name is None:
-            items = client.list(k, ns).items
-            found.extend(resources.sort_tiers(items) if k == "Tier" else items)
-            continue
-        try:
-            found.append(client.get(k, name, ns))
-        except kv.KeyNotFound:
-            failures += 1
-            label = f"{k}({ns}/{name})" if ns else f"{k}({name})"
-            click.echo(f"resource does not exist: {label}", err=True)
-    if export:
-        found = [_exported(r) for r in found]
-    _print(found, output, single and len(targets) == 1, all_namespaces, targets[0][0])
-    return failures == 0
-
-
-def _exported(res: api.Resource) -> api.Resource:
-    meta = res.metadata.model_copy(update={"uid": None, "resourceVersion": None,
-                                           "creationTimestamp": None, "namespace": None})
-    return res.model_copy(update={"metadata": meta})
-
-
-def _print(found: list[api.Resource], output: str, single: bool, all_namespaces: bool,
-           kind: str) -> None:
-    if output == "yaml":
-        if found:
-            click.echo(api.dump_yaml(found, list_kind=not single), nl=False)
-        return
-    if output == "json":
-        if found:
-            click.echo(api.dump_json(found, list_kind=not single), nl=False)
-        return
-    cls = api.KINDS[kind]
-    cols = resources.columns(kind, output == "wide", all_namespaces, cls.NAMESPACED)
-    rows = [[h for h, _ in cols]]
-    for res in found:
-        d = res.to_dict()
-        rows.append([fn(d) for _, fn in cols])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    for r in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 # ---- patch and label ----------------------------------------------------------------------

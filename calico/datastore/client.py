@@ -135,6 +135,14 @@ def with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
         update={"resourceVersion": version, **meta})})
 
 
+def _same_json(value: str, stored: str) -> bool:
+    """Whether two encodings hold the same JSON (False when the stored one is not JSON)."""
+    try:
+        return json.loads(value) == json.loads(stored)
+    except ValueError:
+        return False
+
+
 def _stored_identity(value: str) -> tuple[str | None, str | None]:
     """(uid, creationTimestamp) of a stored value, without decoding it into a model; Nones
     when it is not a resource's JSON (it is then replaced, with a new identity)."""
@@ -307,9 +315,11 @@ class ResourceClient:
         res = with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
-        if value == current.value:
+        if value == current.value or _same_json(value, current.value):
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
-            # the same manifests (GitOps loops) costs the cluster nothing.
+            # the same manifests (GitOps loops) costs the cluster nothing. Compared as JSON
+            # too: an untyped map (a route table range) may come back with its keys in
+            # another order, as `get -o yaml` sorts them.
             return res, None, expected
         self._check_update(res, key, current)
         return res, value, expected
