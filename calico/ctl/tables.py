@@ -61,6 +61,15 @@ def pointer(path: str) -> Cell:
     return lambda doc, ctx: go_value(_get(doc, path))
 
 
+def float_pointer(path: str) -> Cell:
+    """A Go *float64 field (an order): `<nil>` when unset, else as %v prints a float64 (an
+    integral 2000000 in the JSON is `2e+06`)."""
+    def cell(doc: Any, ctx: Any) -> str:
+        value = _get(doc, path)
+        return go_value(None if value is None else float(value))
+    return cell
+
+
 def number(path: str) -> Cell:
     """A Go integer field: `0` when unset."""
     return lambda doc, ctx: "0" if _get(doc, path) is None else go_value(_get(doc, path))
@@ -126,7 +135,7 @@ class Table:
 
 NAME: Cell = text("metadata.name")
 NAMESPACE: Cell = text("metadata.namespace")
-_POLICY = {"NAME": NAME, "NAMESPACE": NAMESPACE, "ORDER": pointer("spec.order"),
+_POLICY = {"NAME": NAME, "NAMESPACE": NAMESPACE, "ORDER": float_pointer("spec.order"),
            "SELECTOR": text("spec.selector"), "TIER": text("spec.tier")}
 _GLOBAL_POLICY = {k: v for k, v in _POLICY.items() if k != "NAMESPACE"}
 _POLICY_HEADINGS = (("NAME", "TIER"), ("NAME", "TIER", "ORDER", "SELECTOR"))
@@ -188,7 +197,7 @@ TABLES: dict[str, Table] = {
     "Profile": Table(("NAME",), ("NAME", "LABELS"),
                      {"NAME": NAME, "LABELS": joined("spec.labelsToApply")}),
     "Tier": Table(("NAME", "ORDER"), ("NAME", "ORDER"),
-                  {"NAME": NAME, "ORDER": pointer("spec.order")}),
+                  {"NAME": NAME, "ORDER": float_pointer("spec.order")}),
     "WorkloadEndpoint": Table(
         ("WORKLOAD", "NODE", "NETWORKS", "INTERFACE"),
         ("NAME", "WORKLOAD", "NODE", "NETWORKS", "INTERFACE", "PROFILES", "NATS"),
