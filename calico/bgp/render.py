@@ -193,6 +193,101 @@ def _peer_extra(inp: BGPInputs, name: str, spec: dict[str, Any]) -> dict[str, An
     }
 
 
+@dataclass
+class _PeerSet:
+    """The peers of this node for one address family, as they are gathered: the first
+    session to a given address wins (mesh, then BGPPeers by name)."""
+
+    inp: BGPInputs
+    version: int
+    my_iface: Any
+    default_asn: int
+    my_asn: int
+    my_cluster: str | None
+    my_labels: dict[str, str]
+    peers: dict[Any, Peer] = field(default_factory=dict)
+
+    def add_node(self, prefix: str, node: dict[str, Any], extra: dict[str, Any]) -> None:
+        """A session to another Calico node (a peerSelector match or a reverse peering)."""
+        iface = _node_iface(node, self.version)
+        if iface is None or iface.ip == self.my_iface.ip:
+            return
+        asn = _node_asn(node, self.default_asn)
+        theirs = _cluster_id(node)
+        rr_client = bool(self.my_cluster and asn == self.my_asn and theirs != self.my_cluster)
+        if iface.ip not in self.peers:
+            self.peers[iface.ip] = Peer(_protocol_name(prefix, iface.ip), iface.ip, None, asn,
+                                        rr_client=rr_client, **extra)
+
+    def result(self) -> list[Peer]:
+        return sorted(self.peers.values(), key=lambda p: (p.ip.version, int(p.ip)))
+
+
+def _mesh_peers(ps: _PeerSet, default_cfg: dict[str, Any]) -> None:
+    """The node-to-node mesh: every other node, unless `nodeToNodeMeshEnabled: false`."""
+    if default_cfg.get("nodeToNodeMeshEnabled", True) is False:
+        return
+    inp = ps.inp
+    mesh_pw = inp.passwords.get("__mesh__")
+    restart = _duration_seconds(default_cfg.get("nodeMeshMaxRestartTime"))
+    for name, node in sorted(inp.nodes.items()):
+        if name == inp.hostname:
+            continue
+        # In a mesh every node peers with every node: no reflection between them.
+        iface = _node_iface(node, ps.version)
+        if iface is None or iface.ip == ps.my_iface.ip or iface.ip in ps.peers:
+            continue
+        ps.peers[iface.ip] = Peer(_protocol_name("Mesh", iface.ip), iface.ip, None,
+                                  _node_asn(node, ps.default_asn), password=mesh_pw,
+                                  restart_time=restart)
+
+
+def _reverse_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
+    """The other end of a node-to-node BGPPeer whose peerSelector selects this node: the
+    nodes it applies to peer with us, so we peer back with each of them (Calico's confd does
+    the same; this is what lets one `nodeSelector: all(), peerSelector: <reflectors>` peer
+    configure the route reflectors too)."""
+    if not (spec.get("peerSelector") and _selects(spec["peerSelector"], ps.my_labels)):
+        return
+    inp = ps.inp
+    for node_name, node in sorted(inp.nodes.items()):
+        if node_name != inp.hostname and _applies(spec, node_name, _labels(node)):
+            ps.add_node("Node", node, _peer_extra(inp, name, spec) or {})
+
+
+def _bgppeer_prefix(spec: dict[str, Any], hostname: str, labels: dict[str, str]) -> str | None:
+    """The protocol-name prefix of a BGPPeer that applies to this node; None if it does not."""
+    if spec.get("node"):
+        return "Node" if spec["node"] == hostname else None
+    if spec.get("nodeSelector"):
+        return "Node" if _selects(spec["nodeSelector"], labels) else None
+    return "Global"
+
+
+def _bgppeer_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
+    """The sessions one BGPPeer that applies to this node asks for: every node its
+    peerSelector selects, or its one peerIP."""
+    inp = ps.inp
+    prefix = _bgppeer_prefix(spec, inp.hostname, ps.my_labels)
+    if prefix is None:
+        return
+    extra = _peer_extra(inp, name, spec)
+    if extra is None:
+        return
+    if spec.get("peerSelector"):
+        for node_name, node in sorted(inp.nodes.items()):
+            if node_name != inp.hostname and _selects(spec["peerSelector"], _labels(node)):
+                ps.add_node("Node", node, extra)
+        return
+    if not spec.get("peerIP"):
+        return
+    ip, port = _peer_ip_port(str(spec["peerIP"]))
+    if ip.version != ps.version or ip == ps.my_iface.ip:
+        return
+    asn = parse_asn(spec.get("asNumber", ps.my_asn))
+    ps.peers.setdefault(ip, Peer(_protocol_name(prefix, ip), ip, port, asn, **extra))
+
+
 def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     """Every BGP peer of this node for one address family, deduplicated by peer address."""
     me = inp.nodes.get(inp.hostname)
@@ -203,73 +298,15 @@ def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     my_iface = _node_iface(me, version)
     if my_iface is None:
         return []
-    my_asn = _node_asn(me, default_asn)
-    my_cluster = _cluster_id(me)
-    my_labels = _labels(me)
-    peers: dict[Any, Peer] = {}
-
-    def add_node_peer(prefix: str, node: dict[str, Any], extra: dict[str, Any]) -> None:
-        iface = _node_iface(node, version)
-        if iface is None or iface.ip == my_iface.ip:
-            return
-        asn = _node_asn(node, default_asn)
-        theirs = _cluster_id(node)
-        rr_client = bool(my_cluster and asn == my_asn and theirs != my_cluster)
-        if iface.ip not in peers:
-            peers[iface.ip] = Peer(_protocol_name(prefix, iface.ip), iface.ip, None, asn,
-                                   rr_client=rr_client, **extra)
-
-    if default_cfg.get("nodeToNodeMeshEnabled", True) is not False:
-        mesh_pw = inp.passwords.get("__mesh__")
-        restart = _duration_seconds(default_cfg.get("nodeMeshMaxRestartTime"))
-        for name, node in sorted(inp.nodes.items()):
-            if name == inp.hostname:
-                continue
-            # In a mesh every node peers with every node: no reflection between them.
-            iface = _node_iface(node, version)
-            if iface is None or iface.ip == my_iface.ip or iface.ip in peers:
-                continue
-            peers[iface.ip] = Peer(_protocol_name("Mesh", iface.ip), iface.ip, None,
-                                   _node_asn(node, default_asn), password=mesh_pw,
-                                   restart_time=restart)
-
+    ps = _PeerSet(inp, version, my_iface, default_asn, _node_asn(me, default_asn),
+                  _cluster_id(me), _labels(me))
+    _mesh_peers(ps, default_cfg)
     for res in sorted(inp.peers, key=lambda r: (r.get("metadata") or {}).get("name", "")):
         spec = _spec(res)
         name = (res.get("metadata") or {}).get("name", "")
-        if spec.get("peerSelector") and _selects(spec["peerSelector"], my_labels):
-            # The other end of a node-to-node BGPPeer: the nodes it applies to peer with us,
-            # so we peer back with each of them (Calico's confd does the same; this is what
-            # lets one `nodeSelector: all(), peerSelector: <reflectors>` peer configure the
-            # route reflectors too).
-            for node_name, node in sorted(inp.nodes.items()):
-                if node_name != inp.hostname and _applies(spec, node_name, _labels(node)):
-                    add_node_peer("Node", node, _peer_extra(inp, name, spec) or {})
-        if spec.get("node"):
-            if spec["node"] != inp.hostname:
-                continue
-            prefix = "Node"
-        elif spec.get("nodeSelector"):
-            if not _selects(spec["nodeSelector"], my_labels):
-                continue
-            prefix = "Node"
-        else:
-            prefix = "Global"
-        extra = _peer_extra(inp, name, spec)
-        if extra is None:
-            continue
-        if spec.get("peerSelector"):
-            for node_name, node in sorted(inp.nodes.items()):
-                if node_name != inp.hostname and _selects(spec["peerSelector"], _labels(node)):
-                    add_node_peer("Node", node, extra)
-            continue
-        if not spec.get("peerIP"):
-            continue
-        ip, port = _peer_ip_port(str(spec["peerIP"]))
-        if ip.version != version or ip == my_iface.ip:
-            continue
-        asn = parse_asn(spec.get("asNumber", my_asn))
-        peers.setdefault(ip, Peer(_protocol_name(prefix, ip), ip, port, asn, **extra))
-    return sorted(peers.values(), key=lambda p: (p.ip.version, int(p.ip)))
+        _reverse_peers(ps, name, spec)
+        _bgppeer_peers(ps, name, spec)
+    return ps.result()
 
 
 def _pools(inp: BGPInputs, version: int) -> tuple[list[str], list[str]]:
