@@ -39,10 +39,12 @@ from typing import Any
 
 DEFAULT_AS = 64512
 DEFAULT_ROUTE_PROTOCOL = 80
-# How long a restarted BIRD defers syncing the kernel for sessions that are not back (BIRD's
-# default, 240 s, freezes this host's routes for four minutes whenever a peer is down when it
-# restarts). Sessions come up in about a second, or after one or two 5 s connect retries.
-GR_WAIT = 20
+# How long a restarted BIRD waits for sessions that are not back before it syncs the kernel
+# and, above all, before it announces anything: in graceful-restart recovery BIRD sends its
+# peers no route until every peer has sent End-of-RIB, so one BGPPeer that never answers holds
+# back a restarted node's new blocks for this long (BIRD's default, 240 s, for four minutes).
+# Calico nodes' sessions are back in about a second, a GoBGP ToR's after its fixed 5 s idle.
+GR_WAIT = 10
 
 
 @dataclass

@@ -316,10 +316,10 @@ class Lab:
         self.save()
 
     def stop_node(self, host: str) -> None:
-        """SIGTERM calico-node (which stops BIRD and Felix; their routes stay, as on a real
-        host whose calico-node stops)."""
+        """SIGTERM calico-node alone, which stops BIRD and Felix its own way; their routes
+        stay, as on a real host whose calico-node stops."""
         h = self.host(host)
-        stop_daemon(h.get("node"))
+        stop_daemon(h.get("node"), leader_only=True)
         h["node"] = None
         self.save()
 

@@ -56,9 +56,9 @@ def test_full_mesh_both_families(tmp_path):
     assert "if net = 10.65.0.0/26 then accept;" in text
     assert "if net ~ 10.65.0.0/26 then reject;" in text
     assert "direct;" in text
-    # A BIRD restarted with -R waits at most 20 s (not BIRD's 240) for sessions that are not
+    # A BIRD restarted with -R waits at most 10 s (not BIRD's 240) for sessions that are not
     # back before it syncs the kernel; the kernel protocol keeps routes meanwhile.
-    assert "graceful restart wait 20;" in text
+    assert "graceful restart wait 10;" in text
     assert "learn; persist; scan time 10; graceful restart;" in text
     bird_accepts(text, tmp_path)
 

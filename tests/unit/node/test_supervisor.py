@@ -126,3 +126,11 @@ def test_child_specs(tmp_path):
     assert bird.ready()
     assert specs[0].env["NODENAME"] == "h1"
     assert child_specs("h1", str(tmp_path), felix=False, bgp=False, env={}) == []
+
+
+def test_step_can_start_one_child_ahead_of_the_others():
+    sup, procs, clock = make([ChildSpec("a", ["a"]), ChildSpec("bird", ["bird"])])
+    sup.step(only=("bird",))
+    assert [p.argv for p in procs] == [["bird"]]
+    sup.step()
+    assert [p.argv for p in procs] == [["bird"], ["a"]]
