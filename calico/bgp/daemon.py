@@ -17,8 +17,12 @@ Passwords. Calico's BGPPeer `password.secretKeyRef` and BGPConfiguration `nodeMe
 name a Kubernetes secret and key; there are no Kubernetes secrets here, so a secret is a
 file `<secrets dir>/<secret name>/<key>` (the layout of a Kubernetes secret mounted as a
 volume), the directory given by `CALICO_BGP_SECRETS_DIR` (default /etc/calico/bgp-secrets).
-Trailing newlines are stripped. A peer whose secret is missing is left out, with a log line,
-unless `optional: true` — it never peers without the password it asked for.
+Trailing newlines are stripped. A peer whose secret is missing is peered without a password,
+as Calico's confd does, with a warning naming the secret (nothing is logged when the
+reference says `optional: true`).
+
+`CALICO_ROUTER_ID` (an IPv4 address, or `hash` for one derived from the node name, Calico's
+setting) is read from the environment and passed to the renderer.
 """
 
 from __future__ import annotations
@@ -115,10 +119,9 @@ class BGPState:
             if ref:
                 value = secrets.get(ref.get("name") or "", ref.get("key") or "")
                 if value is None and not ref.get("optional"):
-                    problems.append(f'BGPPeer "{name}" left out: its password secret '
-                                    f'{ref.get("name")}/{ref.get("key")} is not in '
-                                    f"{secrets.root}")
-                    continue
+                    problems.append(f'BGPPeer "{name}" peered without a password: its '
+                                    f'password secret {ref.get("name")}/{ref.get("key")} '
+                                    f"is not in {secrets.root}")
                 if value is not None:
                     passwords[name] = value
             peers.append(peer)
@@ -135,7 +138,8 @@ class BGPState:
         inp = BGPInputs(hostname=self.hostname, nodes=dict(self.nodes), peers=peers,
                         configs=dict(self.configs), pools=list(self.pools.values()),
                         blocks=sorted(set(self.blocks.values())),
-                        route_protocol=route_protocol, passwords=passwords)
+                        route_protocol=route_protocol, passwords=passwords,
+                        router_id=os.environ.get("CALICO_ROUTER_ID") or None)
         return inp, problems
 
 

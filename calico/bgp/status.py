@@ -1,8 +1,9 @@
 """BGP session status read from BIRD: `birdc show protocols`, parsed into `PeerStatus` rows.
 
 The renderer names every BGP protocol after its peer (`Mesh_10_0_0_2`, `Node_fd00__3`,
-`Global_10_0_0_4`, as Calico does), so the peer address and type come back out of the name:
-`_` stands for `.` in IPv4 names and `:` in IPv6 names. Used by `calicoctl node status` and
+`Global_10_0_0_4`, `Global_10_0_0_4_port_1790` for a second port, as Calico does), so the peer
+address and type come back out of the name: `_` stands for `.` in IPv4 names and `:` in IPv6
+names. Used by `calicoctl node status` and
 `calico-lab status`; `run_birdc` is the only impure function.
 """
 
@@ -62,7 +63,7 @@ def parse_protocols(text: str) -> list[PeerStatus]:
         prefix, _, suffix = parts[0].partition("_")
         if prefix not in PEER_TYPES:
             continue
-        address = peer_address(suffix)
+        address = peer_address(re.sub(r"_port_\d+$", "", suffix))
         if address is None:
             continue
         state, rest = parts[3], parts[4:]

@@ -1,106 +1,146 @@
-"""The text of bird.conf: global settings, per family the block statics, export filter and
-kernel protocol, then one `protocol bgp` per peer. Pure."""
+"""The text of bird.conf: global settings, per family the block statics, export functions and
+kernel protocol, then one `protocol bgp` per peer. Pure.
+
+Per family `v`:
+- `static_blocks<v>`: a blackhole per affine block, except one-address blocks (a blackhole
+  there would shadow nothing but could shadow the workload's own route, as Calico notes).
+- `calico_export<v>(bool to_ibgp)`: what a peer receives. Pools with `disableBGPExport`: never.
+  Communities from `prefixAdvertisements` are added first, so they reach our own blocks too.
+  Routes learned over BGP: to an iBGP peer, those learned over eBGP (BIRD itself never sends an
+  iBGP-learned route to an iBGP peer unless it reflects); to an eBGP peer, those learned over
+  iBGP (never eBGP to eBGP: a host is no transit between two other ASes). Then our blocks (never
+  the /32s beneath them) and any other pool route (borrowed addresses); nothing else.
+- `kernel<v>`: learns Felix's workload routes (its route protocol, inside a pool), programs
+  what BGP learned (IP-in-IP pools through `tunl0`) and the static routes.
+Each peer's export is `calico_export<v>(<is iBGP>)` after the BGPFilter functions it names.
+"""
 
 from __future__ import annotations
 
-from .filters import blocks_of, communities, pools_of, prefix_set
+from .filters import blocks_of, communities, ipip_statements, pools_of, prefix_set
 from .model import (
-    DEFAULT_AS,
     GR_WAIT,
     BGPInputs,
     Peer,
     RenderError,
     cluster_id,
-    node_asn,
+    listen_port,
     node_iface,
-    parse_asn,
     router_id,
-    spec_of,
 )
 from .peers import compute_peers
 
 
-def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]:
-    v = str(version)
-    pools, hidden = pools_of(inp, version)
-    blocks = blocks_of(inp, version)
-    peers = compute_peers(inp, version)
-    me = inp.nodes[inp.hostname]
-    reflector = cluster_id(me) is not None
+def _statics(inp: BGPInputs, v: str, blocks: list[str], peers: list[Peer],
+             lines: list[str]) -> None:
+    routes = [f"  route {b} blackhole;" for b in blocks if not b.endswith(("/32", "/128"))]
+    host = "/32" if v == "4" else "/128"
+    routes += [f"  route {p.ip}{host} via {p.reachable_by};" for p in peers if p.reachable_by]
+    if routes:
+        lines += [f"protocol static static_blocks{v} {{", f"  ipv{v};", *routes, "}"]
 
-    lines.append(f"# ---- IPv{v} ----")
-    if blocks:
-        lines.append(f"protocol static static_blocks{v} {{")
-        lines.append(f"  ipv{v};")
-        lines.extend(f"  route {b} blackhole;" for b in blocks)
-        lines.append("}")
+
+def _export_function(inp: BGPInputs, v: str, version: int, blocks: list[str],
+                     peers: list[Peer], lines: list[str]) -> None:
+    pools, hidden = pools_of(inp, version)
     lines.append(f"function calico_aggr{v}() {{")
     for b in blocks:
-        lines.append(f"  if net = {b} then accept;")
-        lines.append(f"  if net ~ {b} then reject;")
+        lines += [f"  if net = {b} then accept;", f"  if net ~ {b} then reject;"]
     lines.append("}")
-    lines.append(f"filter calico_export{v} {{")
+    lines.append(f"function calico_ibgp_learned{v}() {{")
+    lines += [f'  if proto = "{p.name}" then return true;' for p in peers if p.ibgp]
+    lines += ["  return false;", "}"]
+    lines.append(f"function calico_export{v}(bool to_ibgp) {{")
     if hidden:
         lines.append(f"  if net ~ {prefix_set(hidden)} then reject;")
-    if not reflector:
-        lines.append("  if source = RTS_BGP then reject;")
-    lines.append(f"  calico_aggr{v}();")
     for cidr, stmts in communities(inp, version):
         if stmts:
             lines.append(f"  if net ~ {prefix_set([cidr])} then {{ {' '.join(stmts)} }}")
+    lines.append(f"  if source = RTS_BGP then {{ if to_ibgp || calico_ibgp_learned{v}() "
+                 "then accept; reject; }")
+    lines.append(f"  calico_aggr{v}();")
     if pools:
         lines.append(f"  if net ~ {prefix_set(pools)} then accept;")
-    lines.append("  reject;")
-    lines.append("}")
+    lines += ["  reject;", "}"]
+
+
+def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]:
+    v = str(version)
+    pools, _ = pools_of(inp, version)
+    blocks = blocks_of(inp, version)
+    peers = compute_peers(inp, version)
+    lines.append(f"# ---- IPv{v} ----")
+    _statics(inp, v, blocks, peers, lines)
+    _export_function(inp, v, version, blocks, peers, lines)
+    lines.append(f"filter calico_kernel{v} {{")
+    lines.append("  if source != RTS_BGP && source != RTS_STATIC then reject;")
+    if version == 4:
+        lines += [f"  {stmt}" for stmt in ipip_statements(inp)]
+    lines += ["  accept;", "}"]
     learn = f"krt_source = {inp.route_protocol}"
     learn += f" && net ~ {prefix_set(pools)}" if pools else " && false"
     lines.append(f"protocol kernel kernel{v} {{")
-    lines.append(f"  ipv{v} {{ import where {learn}; "
-                 f"export where source = RTS_BGP || source = RTS_STATIC; }};")
+    lines.append(f"  ipv{v} {{ import where {learn}; export filter calico_kernel{v}; }};")
     lines.append("  learn; persist; scan time 10; graceful restart; merge paths on;")
     lines.append("}")
     return peers
 
 
-def _render_peer(inp: BGPInputs, peer: Peer, lines: list[str]) -> None:
+def _session_lines(inp: BGPInputs, peer: Peer, on_link: bool) -> list[str]:
     me = inp.nodes[inp.hostname]
-    default_asn = parse_asn(spec_of(inp.configs.get("default")).get("asNumber", DEFAULT_AS))
-    my_asn = node_asn(me, default_asn)
     my_iface = node_iface(me, peer.ip.version)
-    v = str(peer.ip.version)
-    node_cfg = spec_of(inp.configs.get(f"node.{inp.hostname}"))
-    listen_port = node_cfg.get("listenPort") or spec_of(inp.configs.get("default")).get(
-        "listenPort")
     local = f"local {my_iface.ip}" if peer.source != "None" else "local"
-    if listen_port:
-        local += f" port {listen_port}"
-    neighbor = f"neighbor {peer.ip}"
-    if peer.port:
-        neighbor += f" port {peer.port}"
+    port = listen_port(inp, inp.hostname)
+    if port:
+        local += f" port {port}"
+    neighbor = f"neighbor {peer.ip}" + (f" port {peer.port}" if peer.port else "")
+    out = [f"{local} as {peer.local_asn};", f"{neighbor} as {peer.asn};"]
+    if peer.ttl_security:
+        out.append(f"ttl security on; multihop {peer.ttl_security};")
+    else:
+        out.append("direct;" if on_link else "multihop;")
+    if peer.passive:
+        out.append("passive on;")
+    if peer.rr_client:
+        out.append(f"rr client; rr cluster id {cluster_id(me)};")
+    if peer.password:
+        out.append(f'password "{peer.password}";')
+    if peer.restart_time:
+        out.append(f"graceful restart time {peer.restart_time};")
+    if peer.keepalive_time:
+        # BIRD wants the keepalive below the hold time: keep Calico's 3:1 ratio if needed.
+        hold = max(30, 3 * peer.keepalive_time)
+        out.append(f"hold time {hold}; keepalive time {peer.keepalive_time};")
+    if peer.allow_local_as:
+        out.append(f"allow local as {peer.allow_local_as};")
+    return out
+
+
+def _channel(peer: Peer, on_link: bool, filters: dict[str, dict[str, str]]) -> str:
+    v = str(peer.ip.version)
+    imports = [filters[n]["import"] + ";" for n in peer.filters if filters.get(n, {}).get(
+        "import")]
+    exports = [filters[n]["export"] + ";" for n in peer.filters if filters.get(n, {}).get(
+        "export")]
+    parts = [f"import filter {{ {' '.join([*imports, 'accept;'])} }};",
+             f"export filter {{ {' '.join(exports)} "
+             f"calico_export{v}({'true' if peer.ibgp else 'false'}); reject; }};".replace(
+                 "{  ", "{ "),
+             "gateway direct;" if on_link else f"gateway recursive; igp table master{v};"]
+    if peer.next_hop == "Self":
+        parts.append("next hop self;")
+    elif peer.next_hop == "Keep" or (peer.next_hop == "KeepEBGP" and not peer.ibgp):
+        parts.append("next hop keep;")
+    return " ".join(parts)
+
+
+def _render_peer(inp: BGPInputs, peer: Peer, filters: dict[str, dict[str, str]],
+                 lines: list[str]) -> None:
+    my_iface = node_iface(inp.nodes[inp.hostname], peer.ip.version)
     on_link = peer.ip in my_iface.network and peer.ttl_security is None
     lines.append(f"protocol bgp {peer.name} from calico_peer {{")
-    lines.append(f"  {local} as {my_asn};")
-    lines.append(f"  {neighbor} as {peer.asn};")
-    if peer.ttl_security:
-        lines.append(f"  ttl security on; multihop {peer.ttl_security};")
-    elif on_link:
-        lines.append("  direct;")
-    else:
-        lines.append("  multihop;")
-    if peer.rr_client:
-        cluster = cluster_id(me)
-        lines.append(f"  rr client; rr cluster id {cluster};")
-    if peer.password:
-        lines.append(f'  password "{peer.password}";')
-    if peer.restart_time:
-        lines.append(f"  graceful restart time {peer.restart_time};")
-    if peer.allow_local_as:
-        lines.append(f"  allow local as {peer.allow_local_as};")
-    channel = ["import all;", f"export filter calico_export{v};"]
-    channel.append("gateway direct;" if on_link else f"gateway recursive; igp table master{v};")
-    if peer.keep_next_hop:
-        channel.append("next hop keep;")
-    lines.append(f"  ipv{v} {{ {' '.join(channel)} }};")
+    lines += [f"  {line}" for line in _session_lines(inp, peer, on_link)]
+    lines.append(f"  ipv{peer.ip.version} {{ {_channel(peer, on_link, filters)} }};")
     lines.append("}")
 
 
@@ -115,7 +155,7 @@ def render(inp: BGPInputs) -> str:
         raise RenderError(f'Node "{inp.hostname}" has no spec.bgp.ipv4Address or ipv6Address')
     lines = [
         f"# Generated by calico-py for node {inp.hostname}. Do not edit.",
-        f"router id {router_id(me, inp.hostname)};",
+        f"router id {router_id(inp, me)};",
         f"graceful restart wait {GR_WAIT};",
         "protocol device { scan time 10; }",
         "template bgp calico_peer {",
@@ -124,10 +164,11 @@ def render(inp: BGPInputs) -> str:
         "  graceful restart;",
         "}",
     ]
+    filters: dict[str, dict[str, str]] = {}
     peers: list[Peer] = []
     for version in (4, 6):
         if node_iface(me, version) is not None:
             peers.extend(_render_family(inp, version, lines))
     for peer in peers:
-        _render_peer(inp, peer, lines)
+        _render_peer(inp, peer, filters, lines)
     return "\n".join(lines) + "\n"

@@ -1,12 +1,16 @@
 """What a node exports and programs, per address family: its pools (exported or with
-`disableBGPExport`), its affine blocks, and the communities `prefixAdvertisements` attach. Pure."""
+`disableBGPExport`, and how IP-in-IP reaches them), its affine blocks, and the communities
+`prefixAdvertisements` attach (from BGPConfiguration `node.<name>` when it has them, else
+`default`). Pure."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
 
-from .model import BGPInputs, spec_of
+from .model import BGPInputs, node_iface, spec_of
+
+IPIP_DEVICE = "tunl0"  # Calico's IP-in-IP tunnel device
 
 
 def pools_of(inp: BGPInputs, version: int) -> tuple[list[str], list[str]]:
@@ -34,9 +38,14 @@ def blocks_of(inp: BGPInputs, version: int) -> list[str]:
 
 
 def communities(inp: BGPInputs, version: int) -> list[tuple[str, list[str]]]:
-    """(cidr, [BIRD community-add statements]) from BGPConfiguration prefixAdvertisements."""
-    spec = spec_of(inp.configs.get("default"))
-    named = {c.get("name"): c.get("value") for c in spec.get("communities") or []}
+    """(cidr, [BIRD community-add statements]) from BGPConfiguration prefixAdvertisements:
+    the node's own configuration's when it has any, else the default's (Calico's rule);
+    community names resolve in the same configuration, then in the default one."""
+    default = spec_of(inp.configs.get("default"))
+    node = spec_of(inp.configs.get(f"node.{inp.hostname}"))
+    spec = node if node.get("prefixAdvertisements") else default
+    named = {c.get("name"): c.get("value") for c in default.get("communities") or []}
+    named.update({c.get("name"): c.get("value") for c in spec.get("communities") or []})
     out = []
     for adv in spec.get("prefixAdvertisements") or []:
         try:
@@ -59,3 +68,29 @@ def communities(inp: BGPInputs, version: int) -> list[tuple[str, list[str]]]:
 
 def prefix_set(cidrs: Iterable[str], plus: bool = True) -> str:
     return "[ " + ", ".join(f"{c}{'+' if plus else ''}" for c in cidrs) + " ]"
+
+
+def ipip_statements(inp: BGPInputs) -> list[str]:
+    """Kernel-export statements that send routes to IP-in-IP pools through the tunnel, as
+    Calico's BIRD does: `via <next hop> dev tunl0 onlink`; with `ipipMode: CrossSubnet` only
+    when the next hop is outside this node's subnet. IPv4 only (Calico's IP-in-IP is)."""
+    me = inp.nodes.get(inp.hostname) or {}
+    subnet = node_iface(me, 4)
+    tunnel = f'ifname = "{IPIP_DEVICE}"; onlink = true; gw = bgp_next_hop;'
+    out = []
+    for pool in sorted(inp.pools, key=lambda p: str(spec_of(p).get("cidr"))):
+        spec = spec_of(pool)
+        mode = spec.get("ipipMode") or "Never"
+        try:
+            net = ipaddress.ip_network(spec.get("cidr", ""), strict=False)
+        except ValueError:
+            continue
+        if net.version != 4 or mode not in ("Always", "CrossSubnet"):
+            continue
+        if mode == "CrossSubnet" and subnet is not None:
+            out.append(f"if source = RTS_BGP && net ~ {prefix_set([str(net)])} && "
+                       f"bgp_next_hop !~ {subnet.network} then {{ {tunnel} }}")
+        else:
+            out.append(f"if source = RTS_BGP && net ~ {prefix_set([str(net)])} then "
+                       f"{{ {tunnel} }}")
+    return out

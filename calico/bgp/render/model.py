@@ -30,6 +30,7 @@ class BGPInputs:
     blocks: list[str] = field(default_factory=list)  # this node's affine block CIDRs
     route_protocol: int = DEFAULT_ROUTE_PROTOCOL  # Felix's kernel route protocol number
     passwords: dict[str, str] = field(default_factory=dict)  # BGPPeer name -> password
+    router_id: str | None = None  # CALICO_ROUTER_ID: an IPv4 address, or "hash"
     skipped: list[str] = field(default_factory=list)  # filled by render: peers left out, why
 
 
@@ -39,17 +40,29 @@ class RenderError(ValueError):
 
 @dataclass(frozen=True)
 class Peer:
+    """One BGP session to render: who (address, port, AS), how (options), as what (kind)."""
+
     name: str  # BIRD protocol name
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     port: int | None
     asn: int
+    local_asn: int  # this node's AS on this session (BGPPeer localASNumber, else the node's)
+    kind: str = "global"  # mesh | node | global
     rr_client: bool = False
+    passive: bool = False
     password: str | None = None
-    keep_next_hop: bool = False
+    next_hop: str = "Auto"  # Auto | Self | Keep | KeepEBGP (keepOriginalNextHop)
     restart_time: int | None = None
+    keepalive_time: int | None = None
     ttl_security: int | None = None
     allow_local_as: int | None = None
     source: str = "UseNodeIP"  # or "None"
+    filters: tuple[str, ...] = ()  # BGPFilter names, in order
+    reachable_by: str | None = None  # a gateway: a static /32 (/128) route to the peer
+
+    @property
+    def ibgp(self) -> bool:
+        return self.asn == self.local_asn
 
 
 def spec_of(obj: dict[str, Any] | None) -> dict[str, Any]:
@@ -116,16 +129,47 @@ def protocol_name(prefix: str, ip: Any) -> str:
     return f"{prefix}_{re.sub(r'[^0-9A-Za-z]', '_', str(ip))}"
 
 
-def router_id(me: dict[str, Any], hostname: str) -> str:
+def hash_router_id(name: str) -> str:
+    """Calico's `hashToIPv4`: the first four bytes of SHA-256 of the node name, the first one
+    moved out of the multicast range."""
+    first, *rest = hashlib.sha256(name.encode()).digest()[:4]
+    return ".".join(str(b) for b in [first - 32 if first > 223 else first, *rest])
+
+
+def router_id(inp: BGPInputs, me: dict[str, Any]) -> str:
+    """CALICO_ROUTER_ID (an IPv4 address, or `hash`), else the node's IPv4 address, else (an
+    IPv6-only node) the hash of its name."""
+    setting = (inp.router_id or "").strip()
+    if setting == "hash":
+        return hash_router_id(inp.hostname)
+    if setting:
+        try:
+            return str(ipaddress.IPv4Address(setting))
+        except ValueError:
+            raise RenderError(f'CALICO_ROUTER_ID "{setting}" is neither an IPv4 address nor '
+                              '"hash"') from None
     bgp = spec_of(me).get("bgp", {})
     if bgp.get("routerID"):
         return str(bgp["routerID"])
     v4 = node_iface(me, 4)
-    if v4 is not None:
-        return str(v4.ip)
-    # An IPv6-only node without routerID: a stable id from its name.
-    digest = int.from_bytes(hashlib.sha256(hostname.encode()).digest()[:4], "big")
-    return str(ipaddress.IPv4Address(digest | 0x01000000))
+    return str(v4.ip) if v4 is not None else hash_router_id(inp.hostname)
+
+
+def listen_port(inp: BGPInputs, node_name: str) -> int | None:
+    """A node's BGP port: `listenPort` of BGPConfiguration `node.<name>`, else `default`'s."""
+    for cfg in (f"node.{node_name}", "default"):
+        port = spec_of(inp.configs.get(cfg)).get("listenPort")
+        if port:
+            return int(port)
+    return None
+
+
+def node_setting(inp: BGPInputs, field_name: str) -> Any:
+    """A BGPConfiguration field, from `node.<this node>` if it sets it, else `default`."""
+    node = spec_of(inp.configs.get(f"node.{inp.hostname}"))
+    if node.get(field_name) not in (None, "", []):
+        return node[field_name]
+    return spec_of(inp.configs.get("default")).get(field_name)
 
 
 def peer_ip_port(text: str) -> tuple[Any, int | None]:
@@ -158,11 +202,23 @@ def peer_extra(inp: BGPInputs, name: str, spec: dict[str, Any]) -> dict[str, Any
         if why not in inp.skipped:
             inp.skipped.append(why)
         return None
+    # keepOriginalNextHop (deprecated) keeps the next hop towards eBGP peers only, as Calico.
+    next_hop = spec.get("nextHopMode") or ("KeepEBGP" if spec.get("keepOriginalNextHop") else
+                                           "Auto")
     return {
         "password": password,
-        "keep_next_hop": bool(spec.get("keepOriginalNextHop")),
+        "next_hop": next_hop,
         "restart_time": duration_seconds(spec.get("maxRestartTime")),
+        "keepalive_time": duration_seconds(spec.get("keepaliveTime")),
         "ttl_security": spec.get("ttlSecurity") or None,
         "allow_local_as": spec.get("numAllowedLocalASNumbers") or None,
         "source": spec.get("sourceAddress", "UseNodeIP"),
+        "filters": tuple(spec.get("filters") or ()),
+        "reachable_by": spec.get("reachableBy") or None,
     }
+
+
+def local_asn(spec: dict[str, Any], node_as: int) -> int:
+    """This node's AS on a BGPPeer's sessions: its `localASNumber`, else the node's."""
+    value = spec.get("localASNumber")
+    return parse_asn(value) if value not in (None, "") else node_as

@@ -95,7 +95,8 @@ def test_explicit_peers_and_options(tmp_path):
                peer("v6", peerIP="[fd00::99]:179", asNumber=65001)],
         passwords={"tor": "s3cret", "v6": 'bad"quote'})
     names = [p.name for p in compute_peers(inp, 4)]
-    assert names == ["Mesh_10_0_0_2", "Mesh_10_0_0_3", "Node_10_0_0_254", "Global_192_168_5_1"]
+    assert names == ["Mesh_10_0_0_2", "Mesh_10_0_0_3", "Node_10_0_0_254",
+                     "Global_192_168_5_1_port_1179"]
     text = render(inp)
     assert "neighbor 192.168.5.1 port 1179 as 65000;" in text
     assert 'password "s3cret";' in text
