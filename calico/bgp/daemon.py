@@ -1,7 +1,7 @@
 """The BGP daemon: keeps this node's bird.conf equal to `render()` of the datastore, and BIRD
 reloaded on it.
 
-In:  a syncer over Nodes, BGPPeers, BGPConfigurations, IPPools and this node's block
+In:  a syncer over Nodes, BGPPeers, BGPConfigurations, IPPools, BGPFilters and this node's block
      affinities (`/calico/ipam/v2/host/<node>/`), plus BGP passwords from a secrets directory.
 Out: the configuration file, written atomically (temporary file + rename) and only when its
      text changes; after each change `birdc -s <socket> configure`, which re-reads the file
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECRETS_DIR = "/etc/calico/bgp-secrets"
 MESH_PASSWORD = "__mesh__"  # the renderer's key for the node-to-node mesh password
-KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool")
+KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter")
 
 
 class SecretStore:
@@ -75,6 +75,7 @@ class BGPState:
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
     blocks: dict[str, str] = field(default_factory=dict)  # affinity key -> block CIDR
 
     def apply(self, updates: list[SyncUpdate]) -> None:
@@ -87,7 +88,8 @@ class BGPState:
                 continue
             target = parse_key(up.key)
             table = {"Node": self.nodes, "BGPPeer": self.peers, "BGPConfiguration":
-                     self.configs, "IPPool": self.pools}.get(target[0]) if target else None
+                     self.configs, "IPPool": self.pools, "BGPFilter": self.filters,
+                     }.get(target[0]) if target else None
             if table is None:
                 continue
             if up.value is None:
@@ -139,7 +141,8 @@ class BGPState:
                         configs=dict(self.configs), pools=list(self.pools.values()),
                         blocks=sorted(set(self.blocks.values())),
                         route_protocol=route_protocol, passwords=passwords,
-                        router_id=os.environ.get("CALICO_ROUTER_ID") or None)
+                        router_id=os.environ.get("CALICO_ROUTER_ID") or None,
+                        filters=dict(self.filters))
         return inp, problems
 
 

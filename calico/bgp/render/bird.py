@@ -17,6 +17,7 @@ Each peer's export is `calico_export<v>(<is iBGP>)` after the BGPFilter function
 
 from __future__ import annotations
 
+from .bgpfilter import filter_calls, filter_functions
 from .filters import blocks_of, communities, ipip_statements, pools_of, prefix_set
 from .model import (
     GR_WAIT,
@@ -72,6 +73,7 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
     lines.append(f"# ---- IPv{v} ----")
     _statics(inp, v, blocks, peers, lines)
     _export_function(inp, v, version, blocks, peers, lines)
+    lines += filter_functions(inp.filters, version)
     lines.append(f"filter calico_kernel{v} {{")
     lines.append("  if source != RTS_BGP && source != RTS_STATIC then reject;")
     if version == 4:
@@ -116,17 +118,14 @@ def _session_lines(inp: BGPInputs, peer: Peer, on_link: bool) -> list[str]:
     return out
 
 
-def _channel(peer: Peer, on_link: bool, filters: dict[str, dict[str, str]]) -> str:
-    v = str(peer.ip.version)
-    imports = [filters[n]["import"] + ";" for n in peer.filters if filters.get(n, {}).get(
-        "import")]
-    exports = [filters[n]["export"] + ";" for n in peer.filters if filters.get(n, {}).get(
-        "export")]
+def _channel(inp: BGPInputs, peer: Peer, on_link: bool) -> str:
+    version = peer.ip.version
+    imports = filter_calls(inp.filters, peer.filters, "import", version, peer.ibgp)
+    exports = filter_calls(inp.filters, peer.filters, "export", version, peer.ibgp)
+    exports.append(f"calico_export{version}({'true' if peer.ibgp else 'false'});")
     parts = [f"import filter {{ {' '.join([*imports, 'accept;'])} }};",
-             f"export filter {{ {' '.join(exports)} "
-             f"calico_export{v}({'true' if peer.ibgp else 'false'}); reject; }};".replace(
-                 "{  ", "{ "),
-             "gateway direct;" if on_link else f"gateway recursive; igp table master{v};"]
+             f"export filter {{ {' '.join([*exports, 'reject;'])} }};",
+             "gateway direct;" if on_link else f"gateway recursive; igp table master{version};"]
     if peer.next_hop == "Self":
         parts.append("next hop self;")
     elif peer.next_hop == "Keep" or (peer.next_hop == "KeepEBGP" and not peer.ibgp):
@@ -134,13 +133,17 @@ def _channel(peer: Peer, on_link: bool, filters: dict[str, dict[str, str]]) -> s
     return " ".join(parts)
 
 
-def _render_peer(inp: BGPInputs, peer: Peer, filters: dict[str, dict[str, str]],
-                 lines: list[str]) -> None:
+def _render_peer(inp: BGPInputs, peer: Peer, lines: list[str]) -> None:
     my_iface = node_iface(inp.nodes[inp.hostname], peer.ip.version)
     on_link = peer.ip in my_iface.network and peer.ttl_security is None
     lines.append(f"protocol bgp {peer.name} from calico_peer {{")
     lines += [f"  {line}" for line in _session_lines(inp, peer, on_link)]
-    lines.append(f"  ipv{peer.ip.version} {{ {_channel(peer, on_link, filters)} }};")
+    for name in peer.filters:
+        if name not in inp.filters:
+            why = f'BGP session {peer.name}: BGPFilter "{name}" does not exist (ignored)'
+            if why not in inp.skipped:
+                inp.skipped.append(why)
+    lines.append(f"  ipv{peer.ip.version} {{ {_channel(inp, peer, on_link)} }};")
     lines.append("}")
 
 
@@ -164,11 +167,10 @@ def render(inp: BGPInputs) -> str:
         "  graceful restart;",
         "}",
     ]
-    filters: dict[str, dict[str, str]] = {}
     peers: list[Peer] = []
     for version in (4, 6):
         if node_iface(me, version) is not None:
             peers.extend(_render_family(inp, version, lines))
     for peer in peers:
-        _render_peer(inp, peer, filters, lines)
+        _render_peer(inp, peer, lines)
     return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ class BGPInputs:
     route_protocol: int = DEFAULT_ROUTE_PROTOCOL  # Felix's kernel route protocol number
     passwords: dict[str, str] = field(default_factory=dict)  # BGPPeer name -> password
     router_id: str | None = None  # CALICO_ROUTER_ID: an IPv4 address, or "hash"
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)  # BGPFilter by name
     skipped: list[str] = field(default_factory=list)  # filled by render: peers left out, why
 
 
