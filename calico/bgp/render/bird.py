@@ -10,15 +10,29 @@ Per family `v`:
   iBGP-learned route to an iBGP peer unless it reflects); to an eBGP peer, those learned over
   iBGP (never eBGP to eBGP: a host is no transit between two other ASes). Then our blocks (never
   the /32s beneath them) and any other pool route (borrowed addresses); nothing else.
+  The service CIDRs of BGPConfiguration (serviceClusterIPs, serviceExternalIPs,
+  serviceLoadBalancerIPs) are static blackholes here, exported like our blocks.
 - `kernel<v>`: learns Felix's workload routes (its route protocol, inside a pool), programs
-  what BGP learned (IP-in-IP pools through `tunl0`) and the static routes.
+  what BGP learned (IP-in-IP pools through `tunl0`) and the static routes, never a service
+  CIDR (the service proxy, not a route, handles those addresses).
+- `direct<v>`: device routes (for recursive next hops), minus `ignoredInterfaces`, `cali*`
+  and `kube-ipvs*` as in Calico. `bindMode: NodeIP` makes every session `strict bind`, so BIRD
+  listens on the node's address only.
 Each peer's export is `calico_export<v>(<is iBGP>)` after the BGPFilter functions it names.
 """
 
 from __future__ import annotations
 
 from .bgpfilter import filter_calls, filter_functions
-from .filters import blocks_of, communities, ipip_statements, pools_of, prefix_set
+from .filters import (
+    blocks_of,
+    communities,
+    direct_interfaces,
+    ipip_statements,
+    pools_of,
+    prefix_set,
+    service_cidrs,
+)
 from .model import (
     GR_WAIT,
     BGPInputs,
@@ -27,6 +41,7 @@ from .model import (
     cluster_id,
     listen_port,
     node_iface,
+    node_setting,
     router_id,
 )
 from .peers import compute_peers
@@ -37,6 +52,7 @@ def _statics(inp: BGPInputs, v: str, blocks: list[str], peers: list[Peer],
     routes = [f"  route {b} blackhole;" for b in blocks if not b.endswith(("/32", "/128"))]
     host = "/32" if v == "4" else "/128"
     routes += [f"  route {p.ip}{host} via {p.reachable_by};" for p in peers if p.reachable_by]
+    routes += [f"  route {c} blackhole;" for c in service_cidrs(inp, int(v))]
     if routes:
         lines += [f"protocol static static_blocks{v} {{", f"  ipv{v};", *routes, "}"]
 
@@ -59,6 +75,10 @@ def _export_function(inp: BGPInputs, v: str, version: int, blocks: list[str],
             lines.append(f"  if net ~ {prefix_set([cidr])} then {{ {' '.join(stmts)} }}")
     lines.append(f"  if source = RTS_BGP then {{ if to_ibgp || calico_ibgp_learned{v}() "
                  "then accept; reject; }")
+    services = service_cidrs(inp, version)
+    if services:
+        lines.append(f"  if source = RTS_STATIC && net ~ {prefix_set(services, plus=False)} "
+                     "then accept;")
     lines.append(f"  calico_aggr{v}();")
     if pools:
         lines.append(f"  if net ~ {prefix_set(pools)} then accept;")
@@ -76,6 +96,9 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
     lines += filter_functions(inp.filters, version)
     lines.append(f"filter calico_kernel{v} {{")
     lines.append("  if source != RTS_BGP && source != RTS_STATIC then reject;")
+    services = service_cidrs(inp, version)
+    if services:
+        lines.append(f"  if net ~ {prefix_set(services)} then reject;")
     if version == 4:
         lines += [f"  {stmt}" for stmt in ipip_statements(inp)]
     lines += ["  accept;", "}"]
@@ -95,8 +118,11 @@ def _session_lines(inp: BGPInputs, peer: Peer, on_link: bool) -> list[str]:
     port = listen_port(inp, inp.hostname)
     if port:
         local += f" port {port}"
+    bind = node_setting(inp, "bindMode") == "NodeIP" and peer.source != "None"
     neighbor = f"neighbor {peer.ip}" + (f" port {peer.port}" if peer.port else "")
     out = [f"{local} as {peer.local_asn};", f"{neighbor} as {peer.asn};"]
+    if bind:
+        out.append("strict bind on;")  # bindMode: NodeIP: listen on the node's address only
     if peer.ttl_security:
         out.append(f"ttl security on; multihop {peer.ttl_security};")
     else:
@@ -171,6 +197,8 @@ def render(inp: BGPInputs) -> str:
     for version in (4, 6):
         if node_iface(me, version) is not None:
             peers.extend(_render_family(inp, version, lines))
+            lines.append(f"protocol direct direct{version} {{ ipv{version}; "
+                         f"interface {direct_interfaces(inp)}; }}")
     for peer in peers:
         _render_peer(inp, peer, lines)
     return "\n".join(lines) + "\n"

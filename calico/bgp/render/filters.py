@@ -94,3 +94,32 @@ def ipip_statements(inp: BGPInputs) -> list[str]:
             out.append(f"if source = RTS_BGP && net ~ {prefix_set([str(net)])} then "
                        f"{{ {tunnel} }}")
     return out
+
+
+def service_cidrs(inp: BGPInputs, version: int) -> list[str]:
+    """The default BGPConfiguration's serviceClusterIPs, serviceExternalIPs and
+    serviceLoadBalancerIPs of one family: advertised from every node, never programmed into
+    its kernel (Calico's treatment of the CIDRs; with no Kubernetes here there are no
+    per-service /32s to add)."""
+    spec = spec_of(inp.configs.get("default"))
+    out = set()
+    for field_name in ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs"):
+        for block in spec.get(field_name) or []:
+            try:
+                net = ipaddress.ip_network((block or {}).get("cidr") or "", strict=False)
+            except ValueError:
+                continue
+            if net.version == version:
+                out.add(net)
+    return [str(n) for n in sorted(out)]
+
+
+def direct_interfaces(inp: BGPInputs) -> str:
+    """The `protocol direct` interface patterns: BGPConfiguration `ignoredInterfaces` (the
+    node's own configuration first) and Calico's fixed exclusions left out, every other
+    interface in."""
+    ignored = node_ignored = spec_of(inp.configs.get(f"node.{inp.hostname}")).get(
+        "ignoredInterfaces")
+    if not node_ignored:
+        ignored = spec_of(inp.configs.get("default")).get("ignoredInterfaces") or []
+    return ", ".join([*(f'-"{i}"' for i in ignored), '-"cali*"', '-"kube-ipvs*"', '"*"'])

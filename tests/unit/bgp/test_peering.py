@@ -187,3 +187,31 @@ def test_ipip_pools_route_through_the_tunnel(tmp_path):
     assert "10.67.0.0/16+ ] then { ifname" not in text and "fd10::/48+ ] then { ifname" not in text
     assert "export filter calico_kernel4;" in text
     bird_accepts(text, tmp_path)
+
+
+def test_service_cidrs_are_advertised_not_programmed(tmp_path):
+    inp = three_nodes(configs={"default": {"spec": {
+        "serviceClusterIPs": [{"cidr": "10.96.0.0/12"}],
+        "serviceExternalIPs": [{"cidr": "192.0.2.0/24"}, {"cidr": "fd96::/112"}],
+        "serviceLoadBalancerIPs": [{"cidr": "198.51.100.0/24"}]}}})
+    text = render(inp)
+    for cidr in ("10.96.0.0/12", "192.0.2.0/24", "198.51.100.0/24", "fd96::/112"):
+        assert f"route {cidr} blackhole;" in text
+    assert ("if source = RTS_STATIC && net ~ [ 10.96.0.0/12, 192.0.2.0/24, 198.51.100.0/24 ] "
+            "then accept;") in text
+    assert "if net ~ [ 10.96.0.0/12+, 192.0.2.0/24+, 198.51.100.0/24+ ] then reject;" in text
+    assert "if net ~ [ fd96::/112+ ] then reject;" in text
+    bird_accepts(text, tmp_path)
+
+
+def test_ignored_interfaces_and_bind_mode(tmp_path):
+    inp = three_nodes(configs={"default": {"spec": {"ignoredInterfaces": ["eth9", "veth*"],
+                                                    "bindMode": "NodeIP"}}})
+    text = render(inp)
+    assert ('protocol direct direct4 { ipv4; interface -"eth9", -"veth*", -"cali*", '
+            '-"kube-ipvs*", "*"; }') in text
+    assert "strict bind on;" in protocol(text, "Mesh_10_0_0_2")
+    inp.configs["node.h1"] = {"spec": {"ignoredInterfaces": ["bond1"], "bindMode": "None"}}
+    text = render(inp)
+    assert 'interface -"bond1", -"cali*"' in text and "strict bind" not in text
+    bird_accepts(text, tmp_path)
