@@ -176,6 +176,9 @@ def write_atomic(path: str, text: str) -> None:
 
 
 class BGPDaemon:
+    """Keeps `config_path` equal to `render()` of the datastore: after the first in-sync, every
+    change (batched by `settle`) re-renders, writes only a changed text, and reloads BIRD."""
+
     def __init__(self, backend: Backend, hostname: str, config_path: str, socket_path: str, *,
                  secrets: SecretStore | None = None,
                  reload: Callable[[str], tuple[bool, str]] = birdc_configure,

@@ -24,6 +24,9 @@ class BirdUnavailable(Exception):
 
 @dataclass(frozen=True)
 class PeerStatus:
+    """One BGP session as BIRD reports it, with the peer address and type read back from the
+    protocol name; `established` only when BIRD says up and Established."""
+
     name: str  # the BIRD protocol
     address: str
     type: str  # node-to-node mesh | node specific | global

@@ -22,6 +22,8 @@ GR_WAIT = 10
 
 @dataclass
 class BGPInputs:
+    """Everything one render needs, as plain data; `render` only appends to `skipped`."""
+
     hostname: str
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # Node resources by name
     peers: list[dict[str, Any]] = field(default_factory=list)  # BGPPeer resources
