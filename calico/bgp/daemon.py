@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECRETS_DIR = "/etc/calico/bgp-secrets"
 MESH_PASSWORD = "__mesh__"  # the renderer's key for the node-to-node mesh password
-KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter")
+KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter", "WorkloadEndpoint")
 
 
 class SecretStore:
@@ -76,6 +76,7 @@ class BGPState:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # this node's only
     blocks: dict[str, str] = field(default_factory=dict)  # affinity key -> block CIDR
 
     def apply(self, updates: list[SyncUpdate]) -> None:
@@ -90,12 +91,23 @@ class BGPState:
             table = {"Node": self.nodes, "BGPPeer": self.peers, "BGPConfiguration":
                      self.configs, "IPPool": self.pools, "BGPFilter": self.filters,
                      }.get(target[0]) if target else None
+            if target and target[0] == "WorkloadEndpoint":
+                self._apply_workload(up.key, up.value)
+                continue
             if table is None:
                 continue
             if up.value is None:
                 table.pop(target[2], None)
             else:
                 table[target[2]] = up.value.to_dict()
+
+    def _apply_workload(self, key: str, value: Any) -> None:
+        """Only this node's endpoints are kept (for local workload peering)."""
+        doc = value.to_dict() if value is not None else None
+        if doc is None or (doc.get("spec") or {}).get("node") != self.hostname:
+            self.workloads.pop(key, None)
+        else:
+            self.workloads[key] = doc
 
     def _apply_affinity(self, key: str, cidr: str, value: Any) -> None:
         """Only confirmed affinities count (Calico's confd skips pending ones). The value is
@@ -142,7 +154,8 @@ class BGPState:
                         blocks=sorted(set(self.blocks.values())),
                         route_protocol=route_protocol, passwords=passwords,
                         router_id=os.environ.get("CALICO_ROUTER_ID") or None,
-                        filters=dict(self.filters))
+                        filters=dict(self.filters),
+                        workloads=[self.workloads[k] for k in sorted(self.workloads)])
         return inp, problems
 
 

@@ -14,7 +14,8 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass
 
-PEER_TYPES = {"Mesh": "node-to-node mesh", "Node": "node specific", "Global": "global"}
+PEER_TYPES = {"Mesh": "node-to-node mesh", "Node": "node specific", "Global": "global",
+              "Local_Workload": "local workload"}
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2}(:\d{2}(\.\d+)?)?)$")
 
 
@@ -64,6 +65,8 @@ def parse_protocols(text: str) -> list[PeerStatus]:
         if len(parts) < 5 or parts[1] != "BGP" or "_" not in parts[0]:
             continue
         prefix, _, suffix = parts[0].partition("_")
+        if parts[0].startswith("Local_Workload_"):
+            prefix, suffix = "Local_Workload", parts[0][len("Local_Workload_"):]
         if prefix not in PEER_TYPES:
             continue
         address = peer_address(re.sub(r"_port_\d+$", "", suffix))

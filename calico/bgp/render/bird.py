@@ -114,7 +114,7 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
 def _session_lines(inp: BGPInputs, peer: Peer, on_link: bool) -> list[str]:
     me = inp.nodes[inp.hostname]
     my_iface = node_iface(me, peer.ip.version)
-    local = f"local {my_iface.ip}" if peer.source != "None" else "local"
+    local = f"local {peer.local_address or my_iface.ip}" if peer.source != "None" else "local"
     port = listen_port(inp, inp.hostname)
     if port:
         local += f" port {port}"
@@ -156,12 +156,17 @@ def _channel(inp: BGPInputs, peer: Peer, on_link: bool) -> str:
         parts.append("next hop self;")
     elif peer.next_hop == "Keep" or (peer.next_hop == "KeepEBGP" and not peer.ibgp):
         parts.append("next hop keep;")
+    elif peer.ibgp:
+        # A route learned over eBGP (a ToR's, a workload's) goes on to iBGP peers with us as
+        # the next hop: the peer's own next hop may be reachable only through this host.
+        parts.append("next hop self ebgp;")
     return " ".join(parts)
 
 
 def _render_peer(inp: BGPInputs, peer: Peer, lines: list[str]) -> None:
     my_iface = node_iface(inp.nodes[inp.hostname], peer.ip.version)
-    on_link = peer.ip in my_iface.network and peer.ttl_security is None
+    on_link = (peer.ip in my_iface.network and peer.ttl_security is None
+               and peer.kind != "local_workload")
     lines.append(f"protocol bgp {peer.name} from calico_peer {{")
     lines += [f"  {line}" for line in _session_lines(inp, peer, on_link)]
     for name in peer.filters:

@@ -34,6 +34,7 @@ class BGPInputs:
     passwords: dict[str, str] = field(default_factory=dict)  # BGPPeer name -> password
     router_id: str | None = None  # CALICO_ROUTER_ID: an IPv4 address, or "hash"
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)  # BGPFilter by name
+    workloads: list[dict[str, Any]] = field(default_factory=list)  # this node's endpoints
     skipped: list[str] = field(default_factory=list)  # filled by render: peers left out, why
 
 
@@ -50,7 +51,8 @@ class Peer:
     port: int | None
     asn: int
     local_asn: int  # this node's AS on this session (BGPPeer localASNumber, else the node's)
-    kind: str = "global"  # mesh | node | global
+    kind: str = "global"  # mesh | node | global | local_workload
+    local_address: str | None = None  # instead of the node's address (local workload peering)
     rr_client: bool = False
     passive: bool = False
     password: str | None = None

@@ -10,6 +10,11 @@
   `peerSelector` picks this node, or its `peerIP` is this node's address, this node peers back
   with every node the BGPPeer applies to, so one resource configures both ends.
 
+- Local workload peering: a BGPPeer with `localWorkloadSelector` that applies to this node
+  peers with every endpoint on this node its selector picks (labels of the WorkloadEndpoint),
+  at the endpoint's address, from BGPConfiguration `localWorkloadPeeringIPV4/6` (which must
+  be an address of this host), as `Local_Workload_<address>`, eBGP multihop.
+
 Sessions are keyed by (address, port): two BGPPeers with the same address and different ports
 are two sessions (`Global_10_0_0_9_port_1790`); otherwise the first one found wins (mesh, then
 BGPPeers by name). A route reflector treats iBGP peers outside its cluster as its clients.
@@ -17,6 +22,7 @@ BGPPeers by name). A route reflector treats iBGP peers outside its cluster as it
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +39,7 @@ from .model import (
     local_asn,
     node_asn,
     node_iface,
+    node_setting,
     parse_asn,
     peer_extra,
     peer_ip_port,
@@ -168,6 +175,35 @@ def _bgppeer_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
                 passive=node is not None and prefix == "Global" and ps.passive(ip), **extra))
 
 
+def _local_workload_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
+    """Sessions with this node's endpoints that a BGPPeer's localWorkloadSelector picks."""
+    inp = ps.inp
+    if not spec.get("localWorkloadSelector") or not applies(spec, inp.hostname, ps.my_labels):
+        return
+    source = node_setting(inp, f"localWorkloadPeeringIPV{ps.version}")
+    extra = peer_extra(inp, name, spec)
+    if extra is None:
+        return
+    local = local_asn(spec, ps.my_asn)
+    asn = parse_asn(spec.get("asNumber", local))
+    for wep in sorted(inp.workloads, key=lambda w: (w.get("metadata") or {}).get("name", "")):
+        if not selects(spec["localWorkloadSelector"], labels_of(wep)):
+            continue
+        for cidr in spec_of(wep).get("ipNetworks") or []:
+            ip = ipaddress.ip_interface(cidr).ip
+            if ip.version != ps.version:
+                continue
+            if not source:
+                why = (f'BGPPeer "{name}": localWorkloadPeeringIPV{ps.version} is not set, '
+                       f"no session with {ip}")
+                if why not in inp.skipped:
+                    inp.skipped.append(why)
+                continue
+            ps.add(Peer(protocol_name("Local_Workload", ip), ip, None, asn, local,
+                        kind="local_workload", local_address=str(source),
+                        **{**extra, "source": "UseNodeIP"}))
+
+
 def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     """Every BGP session of this node for one address family, by (address, port)."""
     me = inp.nodes.get(inp.hostname)
@@ -186,4 +222,5 @@ def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
         name = (res.get("metadata") or {}).get("name", "")
         _reverse_peers(ps, name, spec)
         _bgppeer_peers(ps, name, spec)
+        _local_workload_peers(ps, name, spec)
     return ps.result()

@@ -215,3 +215,24 @@ def test_ignored_interfaces_and_bind_mode(tmp_path):
     text = render(inp)
     assert 'interface -"bond1", -"cali*"' in text and "strict bind" not in text
     bird_accepts(text, tmp_path)
+
+
+def test_local_workload_peering(tmp_path):
+    wep = {"metadata": {"name": "h1-k8s-vm1-eth0", "labels": {"bgp": "yes"}},
+           "spec": {"node": "h1", "ipNetworks": ["10.65.0.5/32", "fd10::5/128"]}}
+    other = {"metadata": {"name": "h1-k8s-web-eth0", "labels": {}},
+             "spec": {"node": "h1", "ipNetworks": ["10.65.0.6/32"]}}
+    inp = three_nodes(configs={"default": {"spec": {"localWorkloadPeeringIPV4": "169.254.0.179"}}},
+                      peers=[peer("vms", localWorkloadSelector="bgp == 'yes'", asNumber=65010)],
+                      workloads=[wep, other])
+    locals_ = [(p.name, p.local_address) for p in compute_peers(inp, 4) if p.kind ==
+               "local_workload"]
+    assert locals_ == [("Local_Workload_10_65_0_5", "169.254.0.179")]
+    text = render(inp)
+    session = protocol(text, "Local_Workload_10_65_0_5")
+    assert "local 169.254.0.179 as 64512;" in session and "neighbor 10.65.0.5 as 65010;" in \
+        session and "multihop;" in session
+    # No IPv6 peering address configured: no IPv6 session, and a note saying why.
+    assert "Local_Workload_fd10" not in text
+    assert "localWorkloadPeeringIPV6 is not set" in inp.skipped[0]
+    bird_accepts(text, tmp_path)
