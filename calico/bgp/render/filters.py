@@ -103,7 +103,11 @@ def service_cidrs(inp: BGPInputs, version: int) -> list[str]:
     per-service /32s to add)."""
     spec = spec_of(inp.configs.get("default"))
     out = set()
-    for field_name in ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs"):
+    fields = ["serviceClusterIPs", "serviceExternalIPs"]
+    if spec.get("serviceLoadBalancerAggregation") != "Disabled":
+        # Disabled: Calico advertises a /32 per LoadBalancer Service instead of the CIDR.
+        fields.append("serviceLoadBalancerIPs")
+    for field_name in fields:
         for block in spec.get(field_name) or []:
             try:
                 net = ipaddress.ip_network((block or {}).get("cidr") or "", strict=False)

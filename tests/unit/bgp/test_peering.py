@@ -202,6 +202,8 @@ def test_service_cidrs_are_advertised_not_programmed(tmp_path):
     assert "if net ~ [ 10.96.0.0/12+, 192.0.2.0/24+, 198.51.100.0/24+ ] then reject;" in text
     assert "if net ~ [ fd96::/112+ ] then reject;" in text
     bird_accepts(text, tmp_path)
+    inp.configs["default"]["spec"]["serviceLoadBalancerAggregation"] = "Disabled"
+    assert "198.51.100.0/24" not in render(inp)
 
 
 def test_ignored_interfaces_and_bind_mode(tmp_path):
