@@ -111,6 +111,13 @@ def alive(record: dict[str, int] | None) -> bool:
     return True
 
 
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0,
                 leader_only: bool = False) -> None:
     """SIGTERM the daemon's process group (or, with `leader_only`, the daemon alone, so that
@@ -134,5 +141,7 @@ def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0,
             except ChildProcessError:
                 done = 0
             if done == pid or not alive(record):
+                if leader_only:
+                    _kill_group(pid)  # anything it left behind (KillMode=mixed does too)
                 return
             time.sleep(0.05)

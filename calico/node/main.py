@@ -134,11 +134,15 @@ def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
     if not startup_only:
         sup = Supervisor(child_specs(nodename_from_env(hostname), run_dir, felix=felix,
                                      bgp=bgp))
+        # A SIGTERM during start-up must not leave the early BIRD behind: exit through the
+        # clean-up below instead of dying where we stand.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_on_signal)
         if bgp:
             sup.step(only=("bird",))  # on the previous run's bird.conf, if there is one
     try:
         nodename = _start_up(hostname, run_dir)
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):
         if sup is not None:
             sup.stop_children()
         raise
@@ -151,6 +155,10 @@ def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
              ", ".join(c.spec.name for c in sup.children) or "no children")
     sup.run()
     log.info("calico-node %s stopped", nodename)
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_up(hostname: str | None, run_dir: str) -> str:
