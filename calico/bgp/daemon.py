@@ -1,7 +1,7 @@
 """The BGP daemon: keeps this node's bird.conf equal to `render()` of the datastore, and BIRD
 reloaded on it.
 
-In:  a syncer over Nodes, BGPPeers, BGPConfigurations, IPPools and this node's block
+In:  a syncer over Nodes, BGPPeers, BGPConfigurations, IPPools, BGPFilters and this node's block
      affinities (`/calico/ipam/v2/host/<node>/`), plus BGP passwords from a secrets directory.
 Out: the configuration file, written atomically (temporary file + rename) and only when its
      text changes; after each change `birdc -s <socket> configure`, which re-reads the file
@@ -17,8 +17,12 @@ Passwords. Calico's BGPPeer `password.secretKeyRef` and BGPConfiguration `nodeMe
 name a Kubernetes secret and key; there are no Kubernetes secrets here, so a secret is a
 file `<secrets dir>/<secret name>/<key>` (the layout of a Kubernetes secret mounted as a
 volume), the directory given by `CALICO_BGP_SECRETS_DIR` (default /etc/calico/bgp-secrets).
-Trailing newlines are stripped. A peer whose secret is missing is left out, with a log line,
-unless `optional: true` — it never peers without the password it asked for.
+Trailing newlines are stripped. A peer whose secret is missing is peered without a password,
+as Calico's confd does, with a warning naming the secret (nothing is logged when the
+reference says `optional: true`).
+
+`CALICO_ROUTER_ID` (an IPv4 address, or `hash` for one derived from the node name, Calico's
+setting) is read from the environment and passed to the renderer.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECRETS_DIR = "/etc/calico/bgp-secrets"
 MESH_PASSWORD = "__mesh__"  # the renderer's key for the node-to-node mesh password
-KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool")
+KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter", "WorkloadEndpoint")
 
 
 class SecretStore:
@@ -71,6 +75,8 @@ class BGPState:
     peers: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     pools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    filters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # this node's only
     blocks: dict[str, str] = field(default_factory=dict)  # affinity key -> block CIDR
 
     def apply(self, updates: list[SyncUpdate]) -> None:
@@ -83,13 +89,25 @@ class BGPState:
                 continue
             target = parse_key(up.key)
             table = {"Node": self.nodes, "BGPPeer": self.peers, "BGPConfiguration":
-                     self.configs, "IPPool": self.pools}.get(target[0]) if target else None
+                     self.configs, "IPPool": self.pools, "BGPFilter": self.filters,
+                     }.get(target[0]) if target else None
+            if target and target[0] == "WorkloadEndpoint":
+                self._apply_workload(up.key, up.value)
+                continue
             if table is None:
                 continue
             if up.value is None:
                 table.pop(target[2], None)
             else:
                 table[target[2]] = up.value.to_dict()
+
+    def _apply_workload(self, key: str, value: Any) -> None:
+        """Only this node's endpoints are kept (for local workload peering)."""
+        doc = value.to_dict() if value is not None else None
+        if doc is None or (doc.get("spec") or {}).get("node") != self.hostname:
+            self.workloads.pop(key, None)
+        else:
+            self.workloads[key] = doc
 
     def _apply_affinity(self, key: str, cidr: str, value: Any) -> None:
         """Only confirmed affinities count (Calico's confd skips pending ones). The value is
@@ -115,10 +133,9 @@ class BGPState:
             if ref:
                 value = secrets.get(ref.get("name") or "", ref.get("key") or "")
                 if value is None and not ref.get("optional"):
-                    problems.append(f'BGPPeer "{name}" left out: its password secret '
-                                    f'{ref.get("name")}/{ref.get("key")} is not in '
-                                    f"{secrets.root}")
-                    continue
+                    problems.append(f'BGPPeer "{name}" peered without a password: its '
+                                    f'password secret {ref.get("name")}/{ref.get("key")} '
+                                    f"is not in {secrets.root}")
                 if value is not None:
                     passwords[name] = value
             peers.append(peer)
@@ -135,7 +152,10 @@ class BGPState:
         inp = BGPInputs(hostname=self.hostname, nodes=dict(self.nodes), peers=peers,
                         configs=dict(self.configs), pools=list(self.pools.values()),
                         blocks=sorted(set(self.blocks.values())),
-                        route_protocol=route_protocol, passwords=passwords)
+                        route_protocol=route_protocol, passwords=passwords,
+                        router_id=os.environ.get("CALICO_ROUTER_ID") or None,
+                        filters=dict(self.filters),
+                        workloads=[self.workloads[k] for k in sorted(self.workloads)])
         return inp, problems
 
 
@@ -169,6 +189,9 @@ def write_atomic(path: str, text: str) -> None:
 
 
 class BGPDaemon:
+    """Keeps `config_path` equal to `render()` of the datastore: after the first in-sync, every
+    change (batched by `settle`) re-renders, writes only a changed text, and reloads BIRD."""
+
     def __init__(self, backend: Backend, hostname: str, config_path: str, socket_path: str, *,
                  secrets: SecretStore | None = None,
                  reload: Callable[[str], tuple[bool, str]] = birdc_configure,

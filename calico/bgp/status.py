@@ -1,8 +1,9 @@
 """BGP session status read from BIRD: `birdc show protocols`, parsed into `PeerStatus` rows.
 
 The renderer names every BGP protocol after its peer (`Mesh_10_0_0_2`, `Node_fd00__3`,
-`Global_10_0_0_4`, as Calico does), so the peer address and type come back out of the name:
-`_` stands for `.` in IPv4 names and `:` in IPv6 names. Used by `calicoctl node status` and
+`Global_10_0_0_4`, `Global_10_0_0_4_port_1790` for a second port, as Calico does), so the peer
+address and type come back out of the name: `_` stands for `.` in IPv4 names and `:` in IPv6
+names. Used by `calicoctl node status` and
 `calico-lab status`; `run_birdc` is the only impure function.
 """
 
@@ -13,7 +14,8 @@ import re
 import subprocess
 from dataclasses import asdict, dataclass
 
-PEER_TYPES = {"Mesh": "node-to-node mesh", "Node": "node specific", "Global": "global"}
+PEER_TYPES = {"Mesh": "node-to-node mesh", "Node": "node specific", "Global": "global",
+              "Local_Workload": "local workload"}
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2}(:\d{2}(\.\d+)?)?)$")
 
 
@@ -23,6 +25,9 @@ class BirdUnavailable(Exception):
 
 @dataclass(frozen=True)
 class PeerStatus:
+    """One BGP session as BIRD reports it, with the peer address and type read back from the
+    protocol name; `established` only when BIRD says up and Established."""
+
     name: str  # the BIRD protocol
     address: str
     type: str  # node-to-node mesh | node specific | global
@@ -60,9 +65,11 @@ def parse_protocols(text: str) -> list[PeerStatus]:
         if len(parts) < 5 or parts[1] != "BGP" or "_" not in parts[0]:
             continue
         prefix, _, suffix = parts[0].partition("_")
+        if parts[0].startswith("Local_Workload_"):
+            prefix, suffix = "Local_Workload", parts[0][len("Local_Workload_"):]
         if prefix not in PEER_TYPES:
             continue
-        address = peer_address(suffix)
+        address = peer_address(re.sub(r"_port_\d+$", "", suffix))
         if address is None:
             continue
         state, rest = parts[3], parts[4:]

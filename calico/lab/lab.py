@@ -350,10 +350,10 @@ class Lab:
         self._update(lambda state: self.host(host).__setitem__("node", node))
 
     def stop_node(self, host: str) -> None:
-        """SIGTERM calico-node (which stops BIRD and Felix; their routes stay, as on a real
-        host whose calico-node stops)."""
+        """SIGTERM calico-node alone, which stops BIRD and Felix its own way; their routes
+        stay, as on a real host whose calico-node stops."""
         h = self.host(host)
-        stop_daemon(h.get("node"))
+        stop_daemon(h.get("node"), leader_only=True)
         self._set_node(host, None)
 
     def peers(self, host: str) -> list[dict[str, str]]:

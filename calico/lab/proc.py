@@ -111,14 +111,27 @@ def alive(record: dict[str, int] | None) -> bool:
     return True
 
 
-def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0) -> None:
-    """SIGTERM the daemon's process group, SIGKILL it after `timeout`."""
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0,
+                leader_only: bool = False) -> None:
+    """SIGTERM the daemon's process group (or, with `leader_only`, the daemon alone, so that
+    it stops its children its own way: systemd's KillMode=mixed), SIGKILL the group after
+    `timeout`."""
     if not alive(record):
         return
     pid = record["pid"]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.killpg(pid, sig)
+            if sig == signal.SIGTERM and leader_only:
+                os.kill(pid, sig)
+            else:
+                os.killpg(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 2)
@@ -128,5 +141,7 @@ def stop_daemon(record: dict[str, int] | None, timeout: float = 10.0) -> None:
             except ChildProcessError:
                 done = 0
             if done == pid or not alive(record):
+                if leader_only:
+                    _kill_group(pid)  # anything it left behind (KillMode=mixed does too)
                 return
             time.sleep(0.05)

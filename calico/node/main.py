@@ -15,6 +15,11 @@ CALICO_DATASTORE_PATH) and is passed on to the children. Calico's switches are k
 CALICO_NETWORKING_BACKEND=none runs no BGP (daemon nor BIRD); ours, CALICO_DISABLE_FELIX=true,
 runs no Felix. If `calico-felix` is not installed, calico-node says so once and runs without
 it (routes to workloads then come from the CNI plugin alone, and no policy is enforced).
+
+Restarts are quick: when `<run-dir>/bird.conf` is left from the previous run, BIRD starts on
+it first, before the datastore client is even imported (about a second of Python start-up),
+so its sessions come up while start-up registers the Node; the BGP daemon then renders the
+current configuration and reloads BIRD without dropping a session.
 """
 
 from __future__ import annotations
@@ -30,11 +35,7 @@ from collections.abc import Mapping
 import click
 
 from calico import logsetup
-from calico.datastore import DatastoreConfig, connect
-from calico.datastore.client import ResourceClient
-from calico.datastore.kv import DatastoreError
 
-from .startup import StartupConfig, StartupError, ensure_default_pools, register_node
 from .supervisor import ChildSpec, Supervisor
 
 log = logging.getLogger("calico-node")
@@ -87,7 +88,18 @@ def child_specs(hostname: str, run_dir: str, *, felix: bool = True, bgp: bool = 
     return specs
 
 
-def _connect_with_retry(config: DatastoreConfig, wait: float = DATASTORE_WAIT):
+def nodename_from_env(hostname: str | None) -> str:
+    """The Node name StartupConfig.from_env will use (NODENAME, HOSTNAME, the host name)."""
+    import socket
+
+    return (hostname or os.environ.get("NODENAME") or os.environ.get("HOSTNAME")
+            or socket.gethostname()).strip().lower()
+
+
+def _connect_with_retry(config, wait: float = DATASTORE_WAIT):
+    from calico.datastore import connect
+    from calico.datastore.kv import DatastoreError
+
     deadline = time.monotonic() + wait
     while True:
         backend = connect(config)
@@ -133,6 +145,47 @@ def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
     except ValueError as err:
         click.echo(f"calico-node: {err}", err=True)
         sys.exit(1)
+    bgp = not no_bgp and os.environ.get("CALICO_NETWORKING_BACKEND", "bird") != "none"
+    felix = not no_felix and not _flag("CALICO_DISABLE_FELIX")
+    sup = None
+    if not startup_only:
+        sup = Supervisor(child_specs(nodename_from_env(hostname), run_dir, felix=felix,
+                                     bgp=bgp))
+        # A SIGTERM during start-up must not leave the early BIRD behind: exit through the
+        # clean-up below instead of dying where we stand.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _exit_on_signal)
+        if bgp:
+            sup.step(only=("bird",))  # on the previous run's bird.conf, if there is one
+    try:
+        nodename = _start_up(hostname, run_dir)
+    except (SystemExit, KeyboardInterrupt):
+        if sup is not None:
+            sup.stop_children()
+        raise
+    if sup is None:
+        log.info("start-up done for node %s", nodename)
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sup.stop())
+    log.info("calico-node %s running: %s", nodename,
+             ", ".join(c.spec.name for c in sup.children) or "no children")
+    sup.run()
+    log.info("calico-node %s stopped", nodename)
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _start_up(hostname: str | None, run_dir: str) -> str:
+    """Register the Node and default pools; the node name. Exits 1 on a clear error."""
+    from calico.datastore import DatastoreConfig
+    from calico.datastore.client import ResourceClient
+    from calico.datastore.kv import DatastoreError
+
+    from .startup import StartupConfig, StartupError, ensure_default_pools, register_node
+
     try:
         cfg = StartupConfig.from_env(nodename=hostname)
         backend = _connect_with_retry(DatastoreConfig.from_env())
@@ -151,19 +204,7 @@ def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "nodename"), "w") as f:
         f.write(cfg.nodename)
-    if startup_only:
-        log.info("start-up done for node %s", cfg.nodename)
-        return
-    bgp = not no_bgp and os.environ.get("CALICO_NETWORKING_BACKEND", "bird") != "none"
-    felix = not no_felix and not _flag("CALICO_DISABLE_FELIX")
-    sup = Supervisor(child_specs(cfg.nodename, run_dir, felix=felix, bgp=bgp))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sup.stop())
-    log.info("calico-node %s running: %s", cfg.nodename,
-             ", ".join(c.spec.name for c in sup.children) or "no children")
-    sup.run()
-    log.info("calico-node %s stopped", cfg.nodename)
-
+    return cfg.nodename
 
 if __name__ == "__main__":
     main()

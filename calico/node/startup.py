@@ -11,11 +11,12 @@ Settings, Calico's environment variables (`StartupConfig.from_env`):
 - AS: the node's AS number (spec.bgp.asNumber); unset keeps the Node's.
 - NO_DEFAULT_POOLS=true: never create pools. Otherwise, when no IPPool of a family exists,
   `default-ipv4-ippool` is created from CALICO_IPV4POOL_CIDR (default 192.168.0.0/16),
-  CALICO_IPV4POOL_BLOCK_SIZE, CALICO_IPV4POOL_IPIP / _VXLAN (default Never: our BGP renderer
-  programs no IP-in-IP next hops, unlike Calico's default Always), CALICO_IPV4POOL_NAT_OUTGOING
-  (default true), CALICO_IPV4POOL_NODE_SELECTOR; `default-ipv6-ippool` likewise from the
-  CALICO_IPV6POOL_* variables, when this node has an IPv6 address or CALICO_IPV6POOL_CIDR is
-  set (the CIDR defaults to a random ULA /48, as Calico does).
+  CALICO_IPV4POOL_BLOCK_SIZE, CALICO_IPV4POOL_IPIP / _VXLAN (default Never, unlike Calico's
+  Always: the BGP renderer routes IP-in-IP pools through tunl0, but this kernel has no ipip),
+  CALICO_IPV4POOL_NAT_OUTGOING (default true), CALICO_IPV4POOL_NODE_SELECTOR;
+  `default-ipv6-ippool` likewise from the CALICO_IPV6POOL_* variables, when this node has an
+  IPv6 address or CALICO_IPV6POOL_CIDR is set (the CIDR defaults to a random ULA /48, as
+  Calico does).
 
 Registration refuses (exit, with Calico's message) an address another Node already uses.
 """

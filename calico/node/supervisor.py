@@ -88,10 +88,13 @@ class Supervisor:
         """Ask run() to return (safe from a signal handler)."""
         self._stop.set()
 
-    def step(self) -> None:
-        """One pass: reap exits, start what is due."""
+    def step(self, only: Sequence[str] | None = None) -> None:
+        """One pass: reap exits, start what is due (of the children named in `only`, or
+        all)."""
         now = self._clock()
         for c in self.children:
+            if only is not None and c.spec.name not in only:
+                continue
             if c.proc is not None:
                 code = c.proc.poll()
                 if code is None:

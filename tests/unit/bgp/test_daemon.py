@@ -62,15 +62,19 @@ def test_password_from_secret_file(secrets):
     assert inp.passwords == {"tor": "s3cret"} and problems == []
 
 
-def test_peer_with_missing_secret_is_left_out(secrets):
+def test_peer_with_missing_secret_is_peered_without_password(secrets, monkeypatch):
     st = BGPState("h1", nodes={"h1": node("h1", "10.0.0.1/24")})
     st.peers["tor"] = peer("tor", peerIP="10.0.0.9",
                            password={"secretKeyRef": {"name": "bgp", "key": "nope"}})
     st.peers["opt"] = peer("opt", peerIP="10.0.0.8", password={
         "secretKeyRef": {"name": "bgp", "key": "nope", "optional": True}})
+    monkeypatch.setenv("CALICO_ROUTER_ID", "hash")
     inp, problems = st.inputs(secrets)
-    assert [p["metadata"]["name"] for p in inp.peers] == ["opt"]
-    assert "tor" in problems[0] and "bgp/nope" in problems[0]
+    assert [p["metadata"]["name"] for p in inp.peers] == ["opt", "tor"]
+    assert inp.passwords == {}
+    assert len(problems) == 1  # nothing said about the optional one
+    assert 'BGPPeer "tor" peered without a password' in problems[0] and "bgp/nope" in problems[0]
+    assert inp.router_id == "hash"
 
 
 def test_mesh_password(secrets):

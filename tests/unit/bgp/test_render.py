@@ -56,9 +56,9 @@ def test_full_mesh_both_families(tmp_path):
     assert "if net = 10.65.0.0/26 then accept;" in text
     assert "if net ~ 10.65.0.0/26 then reject;" in text
     assert "direct;" in text
-    # A BIRD restarted with -R waits at most 20 s (not BIRD's 240) for sessions that are not
+    # A BIRD restarted with -R waits at most 10 s (not BIRD's 240) for sessions that are not
     # back before it syncs the kernel; the kernel protocol keeps routes meanwhile.
-    assert "graceful restart wait 20;" in text
+    assert "graceful restart wait 10;" in text
     assert "learn; persist; scan time 10; graceful restart;" in text
     bird_accepts(text, tmp_path)
 
@@ -95,7 +95,8 @@ def test_explicit_peers_and_options(tmp_path):
                peer("v6", peerIP="[fd00::99]:179", asNumber=65001)],
         passwords={"tor": "s3cret", "v6": 'bad"quote'})
     names = [p.name for p in compute_peers(inp, 4)]
-    assert names == ["Mesh_10_0_0_2", "Mesh_10_0_0_3", "Node_10_0_0_254", "Global_192_168_5_1"]
+    assert names == ["Mesh_10_0_0_2", "Mesh_10_0_0_3", "Node_10_0_0_254",
+                     "Global_192_168_5_1_port_1179"]
     text = render(inp)
     assert "neighbor 192.168.5.1 port 1179 as 65000;" in text
     assert 'password "s3cret";' in text

@@ -69,3 +69,10 @@ def test_header_centred_as_calico():
         "+--------------+-------------------+-------+----------+-------------+",
         "| 172.17.8.102 | node-to-node mesh | up    | 23:30:04 | Established |",
     ]
+
+
+def test_parse_port_and_local_workload_names():
+    text = ("Global_10_0_0_9_port_1790 BGP        ---        up     23:56:22.775  Established\n"
+            "Local_Workload_10_65_0_5 BGP        ---        up     23:56:22.775  Established\n")
+    assert [(p.address, p.type) for p in parse_protocols(text)] == [
+        ("10.0.0.9", "global"), ("10.65.0.5", "local workload")]

@@ -126,3 +126,47 @@ def test_child_specs(tmp_path):
     assert bird.ready()
     assert specs[0].env["NODENAME"] == "h1"
     assert child_specs("h1", str(tmp_path), felix=False, bgp=False, env={}) == []
+
+
+def test_step_can_start_one_child_ahead_of_the_others():
+    sup, procs, clock = make([ChildSpec("a", ["a"]), ChildSpec("bird", ["bird"])])
+    sup.step(only=("bird",))
+    assert [p.argv for p in procs] == [["bird"]]
+    sup.step()
+    assert [p.argv for p in procs] == [["bird"], ["a"]]
+
+
+def test_sigterm_during_start_up_stops_the_early_bird(tmp_path, monkeypatch):
+    """calico-node starts BIRD before it registers the Node; a SIGTERM meanwhile must stop
+    that BIRD on the way out, not orphan it."""
+    import os
+    import signal
+    import time
+
+    from click.testing import CliRunner
+
+    import calico.node.main as node_main
+
+    (tmp_path / "bird.conf").write_text("")
+    started, stopped = [], []
+    monkeypatch.setattr(node_main.Supervisor, "_start",
+                        lambda self, c, now: started.append(c.spec.name))
+    monkeypatch.setattr(node_main.Supervisor, "stop_children",
+                        lambda self: stopped.append([c.spec.name for c in self.children]))
+
+    def start_up(hostname, run_dir):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(node_main, "_start_up", start_up)
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = CliRunner().invoke(node_main.main, ["--hostname", "h1", "--run-dir",
+                                                     str(tmp_path), "--no-felix"])
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert result.exit_code == 128 + signal.SIGTERM, result.output
+    assert started == ["bird"]  # only BIRD starts ahead of registration
+    assert stopped == [["bgp-daemon", "bird"]]
