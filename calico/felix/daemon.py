@@ -59,7 +59,7 @@ log = logging.getLogger("calico.felix")
 
 SYNC_KINDS = ("FelixConfiguration", "Node", "IPPool", "Profile", "GlobalNetworkPolicy",
               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "HostEndpoint",
-              "WorkloadEndpoint")
+              "WorkloadEndpoint", "/calico/ipam/v2/assignment/")  # blocks: VXLAN routes
 MAX_BATCH = 10_000  # queue items (syncer batches) taken into one calc-graph flush
 POLL = 0.25  # longest sleep of the main loop: how quickly it notices a stop request
 _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
@@ -277,6 +277,8 @@ class Felix:
     def _tap(self, update: SyncUpdate) -> None:
         """What Felix needs from raw resources besides the calc graph: local endpoints'
         status-key identities and cluster-wide counts for metrics."""
+        if "/projectcalico.org/" not in update.key:
+            return  # IPAM blocks
         plural, _, rest = update.key.rpartition("/projectcalico.org/")[2].partition("/")
         keys = self._cluster.setdefault(plural, set())
         (keys.add if update.value is not None else keys.discard)(update.key)
