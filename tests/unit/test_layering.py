@@ -52,7 +52,7 @@ DEPENDS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam"},
-    "node": {"datastore"},
+    "node": {"datastore", "ipam", "selector"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
 }
@@ -67,7 +67,7 @@ LOADS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "selector"},
     "openstack": {"api", "datastore", "selector"},
     "ctl": {"api", "bgp", "datastore", "ipam", "selector"},
-    "node": {"api", "datastore", "selector"},
+    "node": {"api", "datastore", "ipam", "selector"},
     "lab": {"bgp"},
     "demo": {"api", "selector"},
 }

@@ -117,12 +117,13 @@ def test_describe_exit():
 
 def test_child_specs(tmp_path):
     specs = child_specs("h1", str(tmp_path), felix=False, env={})
-    assert [s.name for s in specs] == ["bgp-daemon", "bird"]
-    bird = specs[1]
+    assert [s.name for s in specs] == ["tunnel-addrs", "bgp-daemon", "bird"]
+    bird = specs[2]
     assert bird.argv[:7] == ["bird", "-f", "-R", "-c", f"{tmp_path}/bird.conf", "-s",
                              f"{tmp_path}/bird.ctl"]  # -R: graceful-restart recovery
     assert not bird.ready()
     (tmp_path / "bird.conf").write_text("")
     assert bird.ready()
-    assert specs[0].env["NODENAME"] == "h1"
-    assert child_specs("h1", str(tmp_path), felix=False, bgp=False, env={}) == []
+    assert specs[1].env["NODENAME"] == "h1"
+    assert [s.name for s in child_specs("h1", str(tmp_path), felix=False, bgp=False,
+                                        env={})] == ["tunnel-addrs"]
