@@ -8,7 +8,9 @@ What the configuration does, per address family:
   and to the kernel, so traffic to unallocated addresses of our block is dropped here instead
   of following a default route; Felix's /32 routes to workloads are more specific and win.
 - `kernel4/6`: learns Felix's workload routes (only those tagged with Felix's route protocol
-  and inside a pool), programs routes learned from peers and the block blackholes. `persist`
+  and inside a pool), programs routes learned from peers and the block blackholes. Pools
+  with `vxlanMode` Always/CrossSubnet are Felix's to route (as in Calico's
+  calico_kernel_programming): routes in them are neither learned nor programmed. `persist`
   and graceful restart keep routes in the kernel while BIRD restarts or reloads: calico-node
   starts BIRD with `-R`, so the kernel table is not synced (routes to other hosts pruned)
   until the sessions are back and have sent End-of-RIB, or `GR_WAIT` seconds have passed.
@@ -358,9 +360,15 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
     lines.append("}")
     learn = f"krt_source = {inp.route_protocol}"
     learn += f" && net ~ {_set(pools)}" if pools else " && false"
+    program = "source = RTS_BGP || source = RTS_STATIC"
+    vxlan = [str(ipaddress.ip_network(_spec(p)["cidr"], strict=False)) for p in inp.pools
+             if _spec(p).get("vxlanMode") in ("Always", "CrossSubnet")
+             and ipaddress.ip_network(_spec(p)["cidr"], strict=False).version == version]
+    if vxlan:  # Felix routes VXLAN pools: BIRD neither re-advertises nor programs them
+        learn += f" && !(net ~ {_set(vxlan)})"
+        program = f"source = RTS_STATIC || (source = RTS_BGP && !(net ~ {_set(vxlan)}))"
     lines.append(f"protocol kernel kernel{v} {{")
-    lines.append(f"  ipv{v} {{ import where {learn}; "
-                 f"export where source = RTS_BGP || source = RTS_STATIC; }};")
+    lines.append(f"  ipv{v} {{ import where {learn}; export where {program}; }};")
     lines.append("  learn; persist; scan time 10; graceful restart; merge paths on;")
     lines.append("}")
     return peers
