@@ -85,7 +85,7 @@ class NetlinkManager(Manager, Protocol):
 
 
 class HostNetworkManager(ManagerGroup):
-    """The netlink managers (sysctls, routes, IP-in-IP) and the link table they share: messages
+    """The netlink managers (sysctls, routes, IP-in-IP, VXLAN) and the link table they share: messages
     in (ManagerGroup), one ordered `apply()` out, the kernel read back on resync."""
 
     managers: tuple[NetlinkManager, ...]
