@@ -27,7 +27,9 @@ that wants what the previous one programmed writes nothing: no flap, no lost pac
 that change next hop are replaced in one request, never deleted first.
 
 When VXLAN is off, the device is deleted (its routes go with it) and so are our routes with
-a gateway (the CrossSubnet same-subnet ones). Until this host's VTEP is known (its tunnel
+a gateway (the CrossSubnet same-subnet ones). A route with a gateway counts as ours when it
+has our protocol and lies inside an IP pool (never, say, a default route of protocol `boot`
+when `deviceRouteProtocol` is 3). Until this host's VTEP is known (its tunnel
 address not yet allocated) nothing is touched.
 """
 
@@ -86,6 +88,7 @@ class VXLANManager:
         self.enabled_setting: bool | None = None  # VXLANEnabled; None: from the pools
         self.vni, self.port, self.mtu = DEFAULT_VNI, DEFAULT_PORT, 0
         self._pools: dict[str, bool] = {}
+        self._pool_nets: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
         self.local: m.VXLANTunnelEndpointUpdate | None = None
         self.vteps: dict[str, m.VXLANTunnelEndpointUpdate] = {}
         self.routes: dict[str, m.RouteUpdate] = {}
@@ -112,11 +115,13 @@ class VXLANManager:
             case m.RouteRemove():
                 self.routes.pop(msg.dst, None)
             case m.IPAMPoolUpdate():
+                net = ipaddress.ip_network(msg.cidr, strict=False)
+                self._pool_nets[msg.id] = net
                 self._pools[msg.id] = (msg.vxlan_mode in ("Always", "CrossSubnet")
-                                       and not msg.disabled
-                                       and ipaddress.ip_network(msg.cidr, strict=False).version == 4)
+                                       and not msg.disabled and net.version == 4)
             case m.IPAMPoolRemove():
                 self._pools.pop(msg.id, None)
+                self._pool_nets.pop(msg.id, None)
             case m.ConfigUpdate():
                 self._on_config({k.lower(): v for k, v in msg.config.items()})
             case _:
@@ -166,7 +171,7 @@ class VXLANManager:
         if dev is not None:
             log.info("VXLAN is off: deleting %s", DEVICE)
             self._kernel.delete_link(dev.index)
-        stale = self._kernel.gateway_routes(self.protocol)
+        stale = self._ours(self._kernel.gateway_routes(self.protocol))
         if stale:
             self._report(self._kernel.set_gateway_routes([], stale))
 
@@ -240,7 +245,7 @@ class VXLANManager:
 
     def _sync_routes(self, index: int, parent: int) -> None:
         want = self.wanted_routes(index, parent)
-        have = set(self._kernel.gateway_routes(self.protocol))
+        have = set(self._ours(self._kernel.gateway_routes(self.protocol)))
         if want == have:
             return
         wanted_dsts = {r.dst for r in want}
@@ -248,6 +253,14 @@ class VXLANManager:
         add = sorted(want - have)  # replaces: a route changing next hop is never absent
         log.info("VXLAN routes: %d to add or replace, %d to delete", len(add), len(delete))
         self._report(self._kernel.set_gateway_routes(add, delete))
+
+    def _ours(self, routes: list[GatewayRoute]) -> list[GatewayRoute]:
+        """Our protocol is not enough to call a route with a gateway ours (with
+        `deviceRouteProtocol` 3, "boot", the host's default route has it too): only those
+        inside an IP pool are."""
+        nets = [n for n in self._pool_nets.values() if n.version == 4]
+        return [r for r in routes
+                if any(ipaddress.IPv4Network(r.dst).subnet_of(n) for n in nets)]
 
     def _report(self, failures: list) -> None:
         for item, err in failures:

@@ -190,3 +190,15 @@ def test_foreign_device_with_our_name_is_replaced():
     programmed(k)
     assert k.writes[:2] == ["delete 10", "create vxlan.calico"]
     assert (k.device.vni, k.device.port) == (4096, 4789)
+
+
+def test_gateway_routes_outside_pools_are_never_touched():
+    """With deviceRouteProtocol 3 ("boot"), the host's default route carries it too."""
+    k = FakeKernel()
+    default = GatewayRoute("0.0.0.0/0", "198.18.0.1", 2, 3)
+    k.gw_routes.add(default)
+    mgr = programmed(k, [*MESSAGES, m.ConfigUpdate({"DeviceRouteProtocol": "3"})])
+    assert default in k.gw_routes
+    mgr.on_message(m.IPAMPoolUpdate("vx", "10.65.0.0/16", vxlan_mode="Never"))
+    mgr.apply()
+    assert k.device is None and k.gw_routes == {default}
