@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -121,3 +122,72 @@ def test_kill_felix_under_10ms_ping_loses_nothing(lab):
           f"{sent} pings every 10 ms, {sent - received} lost")
     assert sent >= 300
     assert received == sent, out[-300:]
+
+
+RECEIVER = """
+import select, socket, sys
+socks = []
+for port in (4789, 4790):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    socks.append(s)
+print("ready", flush=True)
+got = set()
+while True:
+    ready, _, _ = select.select(socks, [], [], 3.0)
+    if not ready:
+        break
+    for s in ready:
+        s.recv(100)
+        got.add(s.getsockname()[1])
+print(sorted(got), flush=True)
+"""
+
+SENDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(5):
+    for port in (4789, 4790):
+        s.sendto(b"x" * 16, (sys.argv[1], port))
+    time.sleep(0.05)
+"""
+
+
+def udp_ports_received(lab) -> str:
+    """w1 sends UDP to w2 on 4789 (VXLAN's port) and 4790; the ports w2 received."""
+    recv = subprocess.Popen(["ip", "netns", "exec", lab.netns_of("w2"), sys.executable, "-c",
+                             RECEIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout.readline().strip() == "ready"
+        sh("ip", "netns", "exec", lab.netns_of("w1"), sys.executable, "-c", SENDER,
+           addr(lab, "w2"))
+        out, _ = recv.communicate(timeout=30)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+    return out.strip()
+
+
+def vxlan_drop_rule(lab, host: str) -> bool:
+    out = sh("ip", "netns", "exec", lab.host(host)["netns"], "nft", "list", "chain", "inet",
+             "calico", "wl-from-dispatch").stdout
+    return "udp dport 4789 drop" in out
+
+
+def test_workload_vxlan_packets_are_dropped(lab):
+    """A workload must not inject into the overlay: UDP to the VXLAN port leaves no
+    workload (Calico's AllowVXLANPacketsFromWorkloads: false), other UDP does; with
+    allowVXLANPacketsFromWorkloads: true both pass."""
+    set_vxlan_mode(lab, "CrossSubnet")
+    wait_until(lambda: lab.ping("w1", addr(lab, "w2"), timeout=0.5), 20, "w1 -> w2")
+    wait_until(lambda: vxlan_drop_rule(lab, "host1"), 20, "the VXLAN drop rule on host1")
+    assert udp_ports_received(lab) == "[4790]"
+    backend = lab.backend()
+    try:
+        ResourceClient(backend).apply({
+            "apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+            "metadata": {"name": "default"}, "spec": {"allowVXLANPacketsFromWorkloads": True}})
+    finally:
+        backend.close()
+    wait_until(lambda: not vxlan_drop_rule(lab, "host1"), 20, "the drop rule gone")
+    assert udp_ports_received(lab) == "[4789, 4790]"
