@@ -171,6 +171,8 @@ class VXLANManager:
         if dev is not None:
             log.info("VXLAN is off: deleting %s", DEVICE)
             self._kernel.delete_link(dev.index)
+        if not self._pool_nets:
+            return  # no pool, so no route of ours (spare the route dump)
         stale = self._ours(self._kernel.gateway_routes(self.protocol))
         if stale:
             self._report(self._kernel.set_gateway_routes([], stale))
