@@ -71,7 +71,8 @@ log = logging.getLogger("calico.felix")
 
 SYNC_KINDS = ("FelixConfiguration", "Node", "IPPool", "Profile", "GlobalNetworkPolicy",
               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "HostEndpoint",
-              "WorkloadEndpoint", "Tier")
+              "WorkloadEndpoint", "Tier",
+              "/calico/ipam/v2/assignment/")  # IPAM blocks: VXLAN routes
 MAX_BATCH = 10_000  # queue items (syncer batches) taken into one calc-graph flush
 POLL = 0.25  # longest sleep of the main loop: how quickly it notices a stop request
 
@@ -301,6 +302,8 @@ class Felix:
         """What Felix needs from raw resources besides the calc graph: local endpoints'
         status-key identities and cluster-wide counts for metrics. Returns the kind of
         change as Calico's metrics name it: new, update or delete."""
+        if "/projectcalico.org/" not in update.key:  # an IPAM block: not counted
+            return "delete" if update.value is None else "update"
         plural, _, rest = update.key.rpartition("/projectcalico.org/")[2].partition("/")
         keys = self._cluster.setdefault(plural, set())
         change = ("delete" if update.value is None

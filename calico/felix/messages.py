@@ -260,6 +260,44 @@ class IPAMPoolRemove:
 
 
 @dataclass(frozen=True, slots=True)
+class VXLANTunnelEndpointUpdate:
+    """A host's VXLAN tunnel endpoint (VTEP), sent once all of it is known: the host's own
+    address (`parent_ip`, the outer source/destination), its tunnel address (from IPAM, on its
+    vxlan.calico) and the MAC of that device (the Node's `vxlanTunnelMACAddr`, else derived
+    from the host name as Calico derives it). Sent for this host too: it configures the
+    device."""
+
+    node: str
+    parent_ip: str  # "198.18.0.11"
+    tunnel_ip: str  # "10.65.3.0"
+    mac: str  # "66:12:34:56:78:9a"
+
+
+@dataclass(frozen=True, slots=True)
+class VXLANTunnelEndpointRemove:
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate:
+    """A route to a remote host's IPAM block (or to one address it borrowed from another
+    host's block) inside a VXLAN pool: Felix, not BIRD, programs it. `vxlan` says how:
+    through vxlan.calico to the host's VTEP (pool `vxlanMode: Always`, or CrossSubnet and the
+    host is in another subnet), or directly via `gateway` on the fabric (CrossSubnet, same
+    subnet)."""
+
+    dst: str  # "10.65.3.0/26", "10.65.0.7/32"
+    node: str
+    gateway: str  # the host's address
+    vxlan: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRemove:
+    dst: str
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigUpdate:
     """Felix parameters from the datastore (global FelixConfiguration overlaid with this
     host's `node.<hostname>` one), by Calico name; the config loader adds env and file."""
@@ -276,4 +314,5 @@ Message = (IPSetUpdate | IPSetDeltaUpdate | IPSetRemove | ActivePolicyUpdate
            | ActivePolicyRemove | ActiveProfileUpdate | ActiveProfileRemove
            | WorkloadEndpointUpdate | WorkloadEndpointRemove | HostEndpointUpdate
            | HostEndpointRemove | HostMetadataUpdate | HostMetadataRemove | IPAMPoolUpdate
-           | IPAMPoolRemove | ConfigUpdate | InSync)
+           | IPAMPoolRemove | VXLANTunnelEndpointUpdate | VXLANTunnelEndpointRemove
+           | RouteUpdate | RouteRemove | ConfigUpdate | InSync)

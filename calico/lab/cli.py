@@ -1,7 +1,7 @@
 """`calico-lab`: a multi-host Calico cluster on this machine (network namespaces).
 
     calico-lab up [--hosts N] [--workloads-per-host M] [--datastore local|etcdv3]
-                  [--etcd-endpoints URLS] [--ipv6] [--tor none|gobgp|bird]
+                  [--etcd-endpoints URLS] [--ipv6] [--tor none|gobgp|bird] [--subnets N]
     calico-lab status [-o table|json]
     calico-lab add-workload HOST NAME [--labels k=v,...]
     calico-lab remove-workload NAME
@@ -68,19 +68,24 @@ def cli() -> None:
 @click.option("--ipv6", is_flag=True, help="Give hosts and workloads IPv6 addresses too.")
 @click.option("--tor", type=click.Choice(["none", "gobgp", "bird"]), default="none",
               show_default=True, help="A ToR BGP peer (AS 64513) on the fabric.")
+@click.option("--subnets", default=1, show_default=True,
+              help="Deal the hosts into this many IPv4 subnets joined by a router namespace.")
 @click.option("--wait", default=30.0, show_default=True,
               help="Seconds to wait for every BGP session to be Established.")
-def up(lab_name, hosts, workloads_per_host, datastore, etcd_endpoints, ipv6, tor, wait):
+def up(lab_name, hosts, workloads_per_host, datastore, etcd_endpoints, ipv6, tor, subnets,
+       wait):
     """Create the hosts, start calico-node on each, add workloads."""
     lab = _lab(lab_name, loaded=False)
     started = time.monotonic()
     try:
-        lab.up(hosts, workloads_per_host, datastore, ipv6, tor, etcd_endpoints, wait)
+        lab.up(hosts, workloads_per_host, datastore, ipv6, tor, etcd_endpoints, wait,
+               subnets=subnets)
     except LabError as err:
         _fail(err)
     click.echo(f"lab {lab_name} up in {time.monotonic() - started:.1f}s: {hosts} hosts, "
                f"{len(lab.state['workloads'])} workloads, datastore {datastore}"
-               f"{', IPv6' if ipv6 else ''}{', ToR ' + tor if tor != 'none' else ''}")
+               f"{', IPv6' if ipv6 else ''}{', ToR ' + tor if tor != 'none' else ''}"
+               f"{f', {subnets} subnets' if subnets > 1 else ''}")
 
 
 @cli.command()

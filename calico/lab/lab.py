@@ -7,6 +7,10 @@ Topology (every name starts with the lab's prefix `calab-<lab>-`, so `down` find
                      with --ipv6), default route via 198.18.0.1 (the ToR's address, present
                      or not), forwarding on, running `calico-node` (BGP daemon, BIRD, Felix)
     <prefix>tor      optional ToR (GoBGP or BIRD, AS 64513) at 198.18.0.1 / fd00:198:18::1
+    <prefix>router   with `subnets` > 1 (IPv4 only, no ToR): hosts are dealt round-robin into
+                     subnets 198.18.S.0/24, one bridge brS each, and this namespace routes
+                     between them (198.18.S.1 on each; it knows only the host subnets, so
+                     workloads of different subnets reach each other only through an overlay)
     <prefix>w-NAME   one per workload, attached to its host by the CNI plugin
 
 198.18.0.0/15 is the range set aside for network test beds (RFC 2544); fd00::/8 is unique
@@ -57,6 +61,7 @@ from .proc import (
 
 STATE_ROOT = "/run/calico-lab"
 FABRIC_V4 = "198.18.0.{}"
+SUBNET_V4 = "198.18.{}.{}"
 FABRIC_V6 = "fd00:198:18::{}"
 POOL_V4 = "10.65.0.0/16"
 POOL_V6 = "fd00:65::/48"
@@ -206,13 +211,15 @@ class Lab:
 
     def up(self, hosts: int = 3, workloads_per_host: int = 0, datastore: str = "local",
            ipv6: bool = False, tor: str = "none", etcd_endpoints: str | None = None,
-           wait: float = 30.0) -> None:
+           wait: float = 30.0, subnets: int = 1) -> None:
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: `calico-lab down` first")
         if not 1 <= hosts <= 50:
             raise LabError("--hosts must be between 1 and 50")
         if tor not in ("none", "gobgp", "bird"):
             raise LabError("--tor must be none, gobgp or bird")
+        if subnets < 1 or subnets > 1 and (tor != "none" or ipv6 or subnets > 50):
+            raise LabError("--subnets: 1 to 50, and more than 1 only without --tor or --ipv6")
         for prog in ("ip", "bird", "birdc", *(("etcd",) if datastore == "etcdv3"
                                                and not etcd_endpoints else ()),
                      *(("gobgpd",) if tor == "gobgp" else ())):
@@ -225,6 +232,7 @@ class Lab:
         os.makedirs(self.dir, exist_ok=True)
         self.state = {"name": self.name, "prefix": self.prefix, "ipv6": ipv6, "hosts": [],
                       "workloads": [], "tor": None, "fabric": f"{self.prefix}fabric",
+                      "subnets": subnets,
                       "created": time.time()}
         self.save()
         try:
@@ -248,22 +256,27 @@ class Lab:
     def _build_fabric(self, hosts: int, tor: str) -> None:
         fabric = self.state["fabric"]
         netns_add(fabric)
-        sh("ip", "-n", fabric, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", fabric, "link", "set", "br0", "up")
+        subnets = self.state.get("subnets", 1)
+        for s in range(subnets):
+            sh("ip", "-n", fabric, "link", "add", f"br{s}", "type", "bridge")
+            sh("ip", "-n", fabric, "link", "set", f"br{s}", "up")
+        if subnets > 1:
+            self._build_router(subnets)
         ipv6 = self.state["ipv6"]
         for i in range(1, hosts + 1):
-            name = f"host{i}"
+            name, s = f"host{i}", (i - 1) % subnets
             h = {"name": name, "netns": f"{self.prefix}{name}",
-                 "address": f"{FABRIC_V4.format(10 + i)}/24",
+                 "address": f"{SUBNET_V4.format(s, 10 + i)}/24",
                  "address6": f"{FABRIC_V6.format(10 + i)}/64" if ipv6 else None,
-                 "run_dir": os.path.join(self.dir, name), "node": None}
+                 "run_dir": os.path.join(self.dir, name), "node": None, "subnet": s}
             os.makedirs(h["run_dir"], exist_ok=True)
-            self._attach(h["netns"], f"p-{name}", h["address"], h["address6"])
+            self._attach(h["netns"], f"p-{name}", h["address"], h["address6"], f"br{s}")
             sysctls(h["netns"], {"net.ipv4.ip_forward": "1",
                                  "net.ipv6.conf.all.forwarding": "1"})
             # A default route, as every real host has: proxy ARP answers a workload's ARP
             # for 169.254.1.1 only if the host can route that address.
-            sh("ip", "-n", h["netns"], "route", "add", "default", "via", FABRIC_V4.format(1))
+            sh("ip", "-n", h["netns"], "route", "add", "default", "via",
+               SUBNET_V4.format(s, 1))
             self.state["hosts"].append(h)
             self.save()
         if tor != "none":
@@ -277,12 +290,27 @@ class Lab:
             self.state["tor"] = t
             self.save()
 
-    def _attach(self, ns: str, port: str, addr: str, addr6: str | None) -> None:
+    def _build_router(self, subnets: int) -> None:
+        """A router namespace with one leg (ethS, 198.18.S.1/24) on each subnet's bridge."""
+        ns, fabric = f"{self.prefix}router", self.state["fabric"]
+        netns_add(ns)
+        sysctls(ns, {"net.ipv4.ip_forward": "1"})
+        for s in range(subnets):
+            sh("ip", "link", "add", f"eth{s}", "netns", ns, "type", "veth", "peer", "name",
+               f"p-router{s}", "netns", fabric)
+            sh("ip", "-n", fabric, "link", "set", f"p-router{s}", "master", f"br{s}", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{SUBNET_V4.format(s, 1)}/24", "dev", f"eth{s}")
+            sh("ip", "-n", ns, "link", "set", f"eth{s}", "up")
+        self.state["router"] = ns
+        self.save()
+
+    def _attach(self, ns: str, port: str, addr: str, addr6: str | None,
+                bridge: str = "br0") -> None:
         fabric = self.state["fabric"]
         netns_add(ns)
         sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port,
            "netns", fabric)
-        sh("ip", "-n", fabric, "link", "set", port, "master", "br0", "up")
+        sh("ip", "-n", fabric, "link", "set", port, "master", bridge, "up")
         if addr6:
             sysctls(ns, {"net.ipv6.conf.eth0.accept_dad": "0",
                          "net.ipv6.conf.all.disable_ipv6": "0"})

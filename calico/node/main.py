@@ -4,7 +4,9 @@
 
 1. Start-up (startup.py): register or update this host's Node (addresses by Calico's IP / IP6
    settings and autodetection methods, AS), create the default IP pools when none exist.
-2. Supervise (supervisor.py), in this order: the BGP daemon (`python -m calico.bgp.daemon`,
+   Then this host's VXLAN tunnel address (tunneladdr.py), when a VXLAN pool wants one.
+2. Supervise (supervisor.py), in this order: the tunnel address allocator
+   (`python -m calico.node.tunneladdr`, which follows IP pool changes), the BGP daemon (`python -m calico.bgp.daemon`,
    which writes `<run-dir>/bird.conf`), BIRD (`bird -f -R -c <run-dir>/bird.conf -s
    <run-dir>/bird.ctl`, started once the file exists, in graceful-restart recovery) and Felix (`calico-felix --hostname
    NAME`). A child that exits is restarted with back-off; SIGTERM/SIGINT stops them all and
@@ -66,7 +68,8 @@ def child_specs(hostname: str, run_dir: str, *, felix: bool = True, bgp: bool = 
     sock = os.path.join(run_dir, "bird.ctl")
     env = dict(os.environ if env is None else env)
     env["NODENAME"] = hostname
-    specs = []
+    specs = [ChildSpec("tunnel-addrs", [sys.executable, "-m", "calico.node.tunneladdr",
+                                        "--hostname", hostname], env)]
     if bgp:
         specs.append(ChildSpec("bgp-daemon", [sys.executable, "-m", "calico.bgp.daemon",
                                               "--hostname", hostname, "--config", conf,
@@ -123,6 +126,19 @@ def log_config(env: Mapping[str, str]) -> logsetup.LogConfig:
         file_path=env.get("CALICO_LOGFILEPATH") or None,
         file=env.get("CALICO_LOGSEVERITYFILE") or "Info",
         sys=env.get("CALICO_LOGSEVERITYSYS") or None)
+
+
+def _tunnel_addrs(client, backend, nodename: str) -> None:
+    """Allocate (or release) the VXLAN tunnel address before Felix starts; a failure is
+    logged, and the supervised allocator retries."""
+    from calico.ipam import IPAM, IPAMError
+
+    from .tunneladdr import reconcile as reconcile_tunnel_addrs
+
+    try:
+        reconcile_tunnel_addrs(client, IPAM(backend, nodename), nodename)
+    except IPAMError as err:
+        log.warning("VXLAN tunnel address not allocated yet: %s", err)
 
 
 def _flag(name: str) -> bool:
@@ -196,6 +212,7 @@ def _start_up(hostname: str | None, run_dir: str) -> str:
         client = ResourceClient(backend)
         node = register_node(client, cfg)
         ensure_default_pools(client, cfg, node)
+        _tunnel_addrs(client, backend, cfg.nodename)
     except (StartupError, DatastoreError, ValueError) as err:
         click.echo(f"calico-node: {err}", err=True)
         sys.exit(1)

@@ -55,7 +55,7 @@ DEPENDS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam", "version"},
-    "node": {"cni", "datastore", "logsetup"},
+    "node": {"cni", "datastore", "ipam", "logsetup", "selector"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
 }
@@ -72,7 +72,7 @@ LOADS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "selector", "version"},
     "openstack": {"api", "datastore", "selector", "version"},
     "ctl": {"api", "bgp", "datastore", "ipam", "selector", "version"},
-    "node": {"api", "cni", "datastore", "logsetup", "selector", "version"},
+    "node": {"api", "cni", "datastore", "ipam", "logsetup", "selector", "version"},
     "lab": {"bgp"},
     "demo": {"api", "selector"},}
 

@@ -12,8 +12,9 @@ Per family `v`:
   the /32s beneath them) and any other pool route (borrowed addresses); nothing else.
   The service CIDRs of BGPConfiguration (serviceClusterIPs, serviceExternalIPs,
   serviceLoadBalancerIPs) are static blackholes here, exported like our blocks.
-- `kernel<v>`: learns Felix's workload routes (its route protocol, inside a pool), programs
-  what BGP learned (IP-in-IP pools through `tunl0`) and the static routes, never a service
+- `kernel<v>`: learns Felix's workload routes (its route protocol, inside a pool, not in a
+  VXLAN pool: Felix routes those, as in Calico's calico_kernel_programming), programs
+  what BGP learned (not in a VXLAN pool) (IP-in-IP pools through `tunl0`) and the static routes, never a service
   CIDR (the service proxy, not a route, handles those addresses).
 - `direct<v>`: device routes (for recursive next hops), minus `ignoredInterfaces`, `cali*`
   and `kube-ipvs*` as in Calico. `bindMode: NodeIP` makes every session `strict bind`, so BIRD
@@ -32,6 +33,7 @@ from .filters import (
     pools_of,
     prefix_set,
     service_cidrs,
+    vxlan_pools_of,
 )
 from .model import (
     GR_WAIT,
@@ -96,6 +98,9 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
     lines += filter_functions(inp.filters, version)
     lines.append(f"filter calico_kernel{v} {{")
     lines.append("  if source != RTS_BGP && source != RTS_STATIC then reject;")
+    vxlan = vxlan_pools_of(inp, version)
+    if vxlan:  # Felix routes VXLAN pools
+        lines.append(f"  if source = RTS_BGP && net ~ {prefix_set(vxlan)} then reject;")
     services = service_cidrs(inp, version)
     if services:
         lines.append(f"  if net ~ {prefix_set(services)} then reject;")
@@ -104,6 +109,8 @@ def _render_family(inp: BGPInputs, version: int, lines: list[str]) -> list[Peer]
     lines += ["  accept;", "}"]
     learn = f"krt_source = {inp.route_protocol}"
     learn += f" && net ~ {prefix_set(pools)}" if pools else " && false"
+    if vxlan:
+        learn += f" && !(net ~ {prefix_set(vxlan)})"
     lines.append(f"protocol kernel kernel{v} {{")
     lines.append(f"  ipv{v} {{ import where {learn}; export filter calico_kernel{v}; }};")
     lines.append("  learn; persist; scan time 10; graceful restart; merge paths on;")

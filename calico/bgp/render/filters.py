@@ -28,6 +28,24 @@ def pools_of(inp: BGPInputs, version: int) -> tuple[list[str], list[str]]:
     return sorted(exported), sorted(hidden)
 
 
+def vxlan_pools_of(inp: BGPInputs, version: int) -> list[str]:
+    """Pool CIDRs of one family with vxlanMode Always or CrossSubnet: Felix routes those, so
+    BIRD neither learns its routes in them from the kernel nor programs BGP routes in them
+    (Calico's calico_kernel_programming); our blocks in them are still advertised."""
+    out = []
+    for pool in inp.pools:
+        spec = spec_of(pool)
+        if spec.get("vxlanMode") not in ("Always", "CrossSubnet"):
+            continue
+        try:
+            net = ipaddress.ip_network(spec.get("cidr", ""), strict=False)
+        except ValueError:
+            continue
+        if net.version == version:
+            out.append(str(net))
+    return sorted(out)
+
+
 def blocks_of(inp: BGPInputs, version: int) -> list[str]:
     out = []
     for cidr in inp.blocks:

@@ -16,11 +16,13 @@ much reduced):
                                     rules → IPSetRefs; per-endpoint tiers)          flush()
     tiers (order) ──────────────► PolicyCalculator (the order of each endpoint's tiers)
     nodes, IP pools, FelixConfiguration, sync status ─────────────────────────► (pass-through)
+    nodes, IP pools, IPAM blocks ──► VXLANResolver (VTEPs, routes in VXLAN pools) ──► sequencer
 
 An endpoint is local when its `spec.node` is our hostname. Every endpoint and network set
 feeds IP-set membership; only local endpoints are matched against policy selectors. As in
 Calico, a WorkloadEndpoint without `ipNetworks` is ignored until it has some. Resource kinds
-the graph does not use are ignored.
+the graph does not use are ignored. IPAM blocks (`/calico/ipam/v2/assignment/...`, decoded
+JSON) feed only the VXLAN resolver (vxlan.py).
 
 Inputs are typed: the syncer hands over validated `calico.api` resources (Calico's defaults
 filled), and each handler reads the fields of its kind by attribute.
@@ -61,6 +63,7 @@ from .selectors import (
     own_labels,
 )
 from .sequencer import EventSequencer
+from .vxlan import BLOCKS_PREFIX, VXLANResolver
 
 KEY_PREFIX = "/calico/resources/v3/projectcalico.org/"
 IN_SYNC = "in-sync"
@@ -76,6 +79,7 @@ class CalcGraph:
         self._seq = EventSequencer(lambda set_id: self._ipsets.members(set_id))
         self._ipsets = IPSetCalculator(self._seq)
         self._policies = PolicyCalculator(self._seq, IPSetRefs(self._ipsets), self._dirty_ep)
+        self._vxlan = VXLANResolver(hostname, self._seq)
         self._local: dict[EndpointID, m.WorkloadEndpointUpdate | m.HostEndpointUpdate] = {}
         self._dirty: set[EndpointID] = set()
         self._policy_ids: dict[str, m.PolicyID] = {}  # datastore key -> id (tier may change)
@@ -98,6 +102,9 @@ class CalcGraph:
 
     def on_update(self, key: str, value: Resource | None) -> None:
         """One syncer update: `value` is the validated resource, or None for a deletion."""
+        if key.startswith(BLOCKS_PREFIX):
+            self._vxlan.on_block(key, value)
+            return
         if not key.startswith(KEY_PREFIX):
             return
         plural, _, rest = key[len(KEY_PREFIX):].partition("/")
@@ -117,6 +124,7 @@ class CalcGraph:
         for ep in self._dirty:
             self._seq.endpoint_update(self._with_tiers(self._local[ep]))
         self._dirty.clear()
+        self._vxlan.flush()
         return self._seq.flush()
 
     def _with_tiers(self, base: m.WorkloadEndpointUpdate | m.HostEndpointUpdate
@@ -225,6 +233,7 @@ class CalcGraph:
     # ---- pass-through kinds ----------------------------------------------------------------
 
     def _on_node(self, key: str, namespace: str, name: str, value: Node | None) -> None:
+        self._vxlan.on_node(name, value)
         if value is None:
             self._seq.host_remove(name)
             return
@@ -237,9 +246,11 @@ class CalcGraph:
 
     def _on_pool(self, key: str, namespace: str, name: str, value: IPPool | None) -> None:
         if value is None:
+            self._vxlan.on_pool(name, None)
             self._seq.pool_remove(name)
             return
         spec = value.spec
+        self._vxlan.on_pool(name, spec.cidr, spec.vxlanMode or "Never")
         self._seq.pool_update(m.IPAMPoolUpdate(
             name, spec.cidr, masquerade=bool(spec.natOutgoing),
             ipip_mode=spec.ipipMode or "Never", vxlan_mode=spec.vxlanMode or "Never",

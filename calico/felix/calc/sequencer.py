@@ -5,7 +5,9 @@ messages, host metadata, pools, config, in-sync). Nothing is emitted until `flus
 Out: `flush() -> list[Message]`, ordered so that the dataplane never sees a reference to
 something it has not been told about, nor loses something still referenced:
 
-1. ConfigUpdate, host metadata and IPAM pool updates/removes (they reference nothing);
+1. ConfigUpdate, host metadata and IPAM pool updates/removes (they reference nothing), then
+   VXLAN tunnel endpoint updates, route removes and updates, VXLAN tunnel endpoint removes
+   (a route through the tunnel names its host's VTEP);
 2. IPSetUpdate for sets new since the last flush (full membership) and IPSetDeltaUpdate
    for membership changes of sets already sent;
 3. ActivePolicyUpdate / ActiveProfileUpdate;
@@ -78,6 +80,8 @@ class EventSequencer:
         self._endpoints = _Keyed(_endpoint_remove)
         self._hosts = _Keyed(m.HostMetadataRemove)
         self._pools = _Keyed(m.IPAMPoolRemove)
+        self._vteps = _Keyed(m.VXLANTunnelEndpointRemove)
+        self._routes = _Keyed(m.RouteRemove)
         self._config: m.ConfigUpdate | None = None
         self._config_sent: m.ConfigUpdate | None = None
         self._in_sync = False
@@ -151,6 +155,18 @@ class EventSequencer:
     def pool_remove(self, pool_id: str) -> None:
         self._pools.remove(pool_id)
 
+    def vtep_update(self, msg: m.VXLANTunnelEndpointUpdate) -> None:
+        self._vteps.update(msg.node, msg)
+
+    def vtep_remove(self, node: str) -> None:
+        self._vteps.remove(node)
+
+    def route_update(self, msg: m.RouteUpdate) -> None:
+        self._routes.update(msg.dst, msg)
+
+    def route_remove(self, dst: str) -> None:
+        self._routes.remove(dst)
+
     def config_update(self, msg: m.ConfigUpdate) -> None:
         self._config = None if msg == self._config_sent else msg
 
@@ -169,6 +185,9 @@ class EventSequencer:
             self._config_sent = out[-1]
         out += self._hosts.take_updates() + self._hosts.take_removes()
         out += self._pools.take_updates() + self._pools.take_removes()
+        out += self._vteps.take_updates()
+        out += self._routes.take_removes() + self._routes.take_updates()
+        out += self._vteps.take_removes()
         out += self._ipset_updates()
         out += self._policies.take_updates() + self._profiles.take_updates()
         out += self._endpoints.take_updates() + self._endpoints.take_removes()

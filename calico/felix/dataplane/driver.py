@@ -8,7 +8,8 @@
 
 It holds the two halves of the Linux dataplane: `NftDataplane` (IP sets, policy and profile
 chains, endpoint chains and dispatch maps, NAT: one atomic nft transaction per apply) and
-`HostNetworkManager` (interfaces, sysctls, routes, neighbours, IP-in-IP: pipelined netlink).
+`HostNetworkManager` (interfaces, sysctls, routes, neighbours, IP-in-IP, VXLAN: pipelined
+netlink).
 Both are groups of managers (manager.py) and the driver's own list is
 `(DataplaneStatus, NftDataplane, HostNetworkManager)`: every calc-graph message reaches every
 manager, in that order; each takes what it wants and ignores the rest. Each apply starts with

@@ -1,4 +1,4 @@
-"""The host-network half of the Linux dataplane: interfaces, sysctls, routes, IP-in-IP.
+"""The host-network half of the Linux dataplane: interfaces, sysctls, routes, IP-in-IP, VXLAN.
 
 `HostNetworkManager` is what the Felix main loop drives (the nftables half sits beside it):
 
@@ -12,7 +12,8 @@
 In:  every calc-graph message, to each of its managers in list order (manager.py):
      `SysctlManager` (none: it follows links), `RouteManager` (WorkloadEndpointUpdate/Remove),
      `IPIPManager` (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU
-     and IpInIpTunnelAddr). The group itself reads the host-network-wide part of ConfigUpdate,
+     and IpInIpTunnelAddr), `VXLANManager` (VTEPs, RouteUpdate/Remove, pools, the VXLAN
+     settings; listed only when the kernel shim offers VXLAN calls). The group itself reads the host-network-wide part of ConfigUpdate,
      shared by routes and sysctls and needing a kernel re-read when it changes (by
      FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
      routeRefreshInterval, ipv6Support; names are matched case-insensitively, so Felix's own
@@ -45,6 +46,9 @@ from calico.felix.dataplane.manager import Manager, ManagerGroup
 from calico.felix.dataplane.netlink import Kernel, Link, NetlinkKernel
 from calico.felix.dataplane.routes import DEFAULT_ROUTE_PROTOCOL, RouteManager
 from calico.felix.dataplane.sysctls import SysctlManager
+from calico.felix.dataplane.vxlan import Kernel as VXLANKernelShim
+from calico.felix.dataplane.vxlan import VXLANManager
+from calico.felix.dataplane.vxlan_kernel import VXLANKernel
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +85,15 @@ class NetlinkManager(Manager, Protocol):
 
 
 class HostNetworkManager(ManagerGroup):
-    """The netlink managers (sysctls, routes, IP-in-IP) and the link table they share: messages
+    """The netlink managers (sysctls, routes, IP-in-IP, VXLAN) and the link table they share: messages
     in (ManagerGroup), one ordered `apply()` out, the kernel read back on resync."""
 
     managers: tuple[NetlinkManager, ...]
 
     def __init__(self, kernel: Kernel, hostname: str = "", *,
                  wake: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 vxlan_kernel: VXLANKernelShim | None = None) -> None:
         self._kernel = kernel
         self._wake = wake or (lambda: None)
         self._clock = clock
@@ -98,7 +103,11 @@ class HostNetworkManager(ManagerGroup):
         self.sysctls = SysctlManager(kernel, self.links, self.prefixes)
         self.routes = RouteManager(kernel, self.links, DEFAULT_ROUTE_PROTOCOL, self.prefixes)
         self.ipip = IPIPManager(kernel, hostname)
-        super().__init__((self.sysctls, self.routes, self.ipip))
+        if vxlan_kernel is None and isinstance(kernel, NetlinkKernel):
+            vxlan_kernel = VXLANKernel(kernel)
+        self.vxlan = VXLANManager(vxlan_kernel, hostname) if vxlan_kernel else None
+        super().__init__((self.sysctls, self.routes, self.ipip,
+                          *((self.vxlan,) if self.vxlan else ())))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True

@@ -1,7 +1,7 @@
 """The dataplane manager interface: what every manager implements, what the driver guarantees.
 
 A manager owns one concern of the dataplane (IP sets, policy chains, endpoint chains, NAT,
-routes, sysctls, the IP-in-IP device) and keeps a desired-state cache of it. As in Go Felix
+routes, sysctls, the IP-in-IP device, the VXLAN overlay) and keeps a desired-state cache of it. As in Go Felix
 (`OnUpdate` / `CompleteDeferredWork`), it has two entry points:
 
 - `on_message(msg)`: called with EVERY calc-graph message (calico.felix.messages); the manager
@@ -22,10 +22,10 @@ What the driver guarantees (calico.felix.dataplane.driver), per batch:
 Nothing is applied before `InSync`. A manager writes only to its own desired state (the shared
 nftables `Table` for the nftables managers); the kernel is written by the apply step alone.
 
-A new manager (NAT for floating IPs, VXLAN, address-space translation) plugs in by being listed
+A new manager (NAT for floating IPs, address-space translation) plugs in by being listed
 in the group whose apply writes its state: `NftDataplane` for nftables objects (it writes them
 into the shared Table), `HostNetworkManager` for netlink ones (it then also implements
-hostnet.NetlinkManager: link changes, resync and its own apply).
+hostnet.NetlinkManager: link changes, resync and its own apply), as VXLAN's (vxlan.py) did.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 RT_TABLE_MAIN = 254
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 RTN_UNICAST = 1
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_INFO_KIND = 1, 3, 4, 18, 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 NDA_DST, NDA_LLADDR = 1, 2
@@ -368,8 +368,8 @@ class NetlinkKernel:
     # -- routes --
 
     def routes(self, protocol: int, ifindex: int = 0) -> list[Route]:
-        """Main-table unicast routes of one protocol, both families (filtered by the kernel
-        thanks to strict checking, and again here)."""
+        """Main-table unicast device routes (no gateway) of one protocol, both families
+        (filtered by the kernel thanks to strict checking, and again here)."""
         req = _RTMSG.pack(socket.AF_UNSPEC, 0, 0, 0, RT_TABLE_MAIN, protocol, 0, 0, 0)
         if ifindex:
             req += _attr(RTA_OIF, struct.pack("=i", ifindex))
@@ -383,6 +383,8 @@ class NetlinkKernel:
                 continue
             if table != RT_TABLE_MAIN and RTA_TABLE not in attrs:
                 continue
+            if RTA_GATEWAY in attrs:
+                continue  # not a device route: the VXLAN manager's (vxlan_kernel.py)
             oif = struct.unpack("=i", attrs[RTA_OIF])[0] if RTA_OIF in attrs else 0
             if ifindex and oif != ifindex:
                 continue

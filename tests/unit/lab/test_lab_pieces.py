@@ -76,3 +76,12 @@ def test_a_dead_child_is_not_alive(tmp_path):
         time.sleep(0.01)
     assert not alive(rec)
     assert start_time(rec["pid"]) is None  # reaped
+
+
+@pytest.mark.parametrize("kwargs", [{"subnets": 0}, {"subnets": 2, "tor": "gobgp"},
+                                    {"subnets": 2, "ipv6": True}, {"subnets": 51}])
+def test_subnets_setting_is_checked_before_anything_is_built(kwargs, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALICO_LAB_STATE_DIR", str(tmp_path))
+    with pytest.raises(LabError, match="--subnets"):
+        Lab("sub").up(**kwargs)
+    assert not os.listdir(tmp_path)

@@ -117,15 +117,16 @@ def test_describe_exit():
 
 def test_child_specs(tmp_path):
     specs = child_specs("h1", str(tmp_path), felix=False, env={})
-    assert [s.name for s in specs] == ["bgp-daemon", "bird"]
-    bird = specs[1]
+    assert [s.name for s in specs] == ["tunnel-addrs", "bgp-daemon", "bird"]
+    bird = specs[2]
     assert bird.argv[:7] == ["bird", "-f", "-R", "-c", f"{tmp_path}/bird.conf", "-s",
                              f"{tmp_path}/bird.ctl"]  # -R: graceful-restart recovery
     assert not bird.ready()
     (tmp_path / "bird.conf").write_text("")
     assert bird.ready()
-    assert specs[0].env["NODENAME"] == "h1"
-    assert child_specs("h1", str(tmp_path), felix=False, bgp=False, env={}) == []
+    assert specs[1].env["NODENAME"] == "h1"
+    assert [s.name for s in child_specs("h1", str(tmp_path), felix=False, bgp=False,
+                                        env={})] == ["tunnel-addrs"]
 
 
 def test_step_can_start_one_child_ahead_of_the_others():
@@ -169,4 +170,4 @@ def test_sigterm_during_start_up_stops_the_early_bird(tmp_path, monkeypatch):
             signal.signal(s, h)
     assert result.exit_code == 128 + signal.SIGTERM, result.output
     assert started == ["bird"]  # only BIRD starts ahead of registration
-    assert stopped == [["bgp-daemon", "bird"]]
+    assert stopped == [["tunnel-addrs", "bgp-daemon", "bird"]]

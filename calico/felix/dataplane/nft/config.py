@@ -3,7 +3,8 @@
 Names and defaults are Calico's: InterfacePrefix (`cali`; comma-separated, e.g. `cali,tap`),
 DefaultEndpointToHostAction (`Drop` | `Return` | `Accept`), FailsafeInboundHostPorts and
 FailsafeOutboundHostPorts (`proto:port` or `proto:cidr:port`, comma-separated, or `none`),
-LogPrefix (`calico-packet`). Names match case-insensitively: Felix sends its own names
+LogPrefix (`calico-packet`), VXLANEnabled (unset: decided by the pools), VXLANPort (4789),
+AllowVXLANPacketsFromWorkloads (false). Names match case-insensitively: Felix sends its own names
 (`InterfacePrefix`), the calc graph FelixConfiguration field names (`interfacePrefix`).
 """
 
@@ -31,6 +32,9 @@ class NftConfig:
     failsafe_inbound: tuple[ProtoPort, ...] = ()
     failsafe_outbound: tuple[ProtoPort, ...] = ()
     log_prefix: str = "calico-packet"
+    vxlan_enabled: bool | None = None  # None: on while a pool has a vxlanMode
+    vxlan_port: int = 4789
+    allow_vxlan_from_workloads: bool = False
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, str] | None = None) -> NftConfig:
@@ -54,7 +58,15 @@ class NftConfig:
             failsafe_outbound=parse_ports("FailsafeOutboundHostPorts",
                                           get("FailsafeOutboundHostPorts", DEFAULT_FAILSAFE_OUT)),
             log_prefix=get("LogPrefix", "calico-packet"),
+            vxlan_enabled=_flag(get("VXLANEnabled", "")),
+            vxlan_port=int(get("VXLANPort", "") or 4789),
+            allow_vxlan_from_workloads=bool(_flag(get("AllowVXLANPacketsFromWorkloads", ""))),
         )
+
+
+def _flag(text: str) -> bool | None:
+    text = text.strip().lower()
+    return None if text in ("", "none") else text in ("true", "1", "yes")
 
 
 def parse_ports(field: str, text: str) -> tuple[ProtoPort, ...]:

@@ -1,5 +1,8 @@
 """EndpointManager: config and endpoints in, skeleton + endpoint chains + map elements out.
 
+Pools and config decide whether VXLAN is on (as the VXLAN manager decides it); while it is,
+the skeleton drops VXLAN sent by workloads (endpoints.static_chains).
+
 Workload endpoint on interface I: chains `fw-I` (from the workload: anti-spoofing, egress
 tiers, outbound profiles) and `tw-I` (to it: ingress tiers, inbound profiles), and elements
 `"I" : goto fw-I` in @wl-from and `"I" : goto tw-I` in @wl-to.
@@ -47,6 +50,7 @@ class EndpointManager:
         self._workloads: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
         self._hosts: dict[m.HostEndpointID, m.HostEndpointUpdate] = {}
         self._iface_addrs: dict[str, frozenset[str]] = {}
+        self._vxlan_pools: dict[str, bool] = {}  # pool -> has a vxlanMode (IPv4, enabled)
         # What we wrote per endpoint: map name -> {key: verdict}, and chain names.
         self._written: dict[object, tuple[dict[str, str], set[str]]] = {}
         for name in ep.MAPS:
@@ -71,6 +75,15 @@ class EndpointManager:
         elif isinstance(msg, m.HostEndpointRemove):
             self._hosts.pop(msg.id, None)
             self._render_hosts()
+        elif isinstance(msg, m.IPAMPoolUpdate | m.IPAMPoolRemove):
+            before = self._vxlan_on()
+            if isinstance(msg, m.IPAMPoolUpdate):
+                self._vxlan_pools[msg.id] = (msg.vxlan_mode in ("Always", "CrossSubnet")
+                                             and not msg.disabled and ":" not in msg.cidr)
+            else:
+                self._vxlan_pools.pop(msg.id, None)
+            if self._vxlan_on() != before:
+                self._put_static()
 
     def complete_deferred_work(self) -> None:
         """Nothing deferred: endpoints are rendered as their messages arrive."""
@@ -87,8 +100,14 @@ class EndpointManager:
 
     # ---- rendering ----------------------------------------------------------------------
 
+    def _vxlan_on(self) -> bool:
+        if self.config.vxlan_enabled is not None:
+            return self.config.vxlan_enabled
+        return any(self._vxlan_pools.values())
+
     def _put_static(self) -> None:
-        for name, chain in ep.static_chains(self.config, self._marks).items():
+        for name, chain in ep.static_chains(self.config, self._marks,
+                                            self._vxlan_on()).items():
             self._table.put_chain(name, chain)
         self._table.put_set(ep.FAILSAFE_IN, ep.PROTO_PORT,
                             ep.failsafe_elements(self.config.failsafe_inbound))

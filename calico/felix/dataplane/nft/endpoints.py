@@ -80,7 +80,12 @@ def failsafe_elements(cfg_ports) -> list[str]:
     return sorted({f"{p.protocol} . {p.port}" for p in cfg_ports if not p.net})
 
 
-def static_chains(cfg: NftConfig, marks: Marks) -> dict[str, Chain]:
+def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False) -> dict[str, Chain]:
+    """The skeleton. With VXLAN on (and AllowVXLANPacketsFromWorkloads false), VXLAN sent by
+    a workload is dropped before its policy, as Calico does: a workload must not inject
+    frames into the overlay."""
+    drop_vxlan = (f"meta nfproto ipv4 udp dport {cfg.vxlan_port} drop",) if (
+        vxlan and not cfg.allow_vxlan_from_workloads) else ()
     wl_in = [f'iifname "{p}*"' for p in cfg.interface_prefixes]
     wl_out = [f'oifname "{p}*"' for p in cfg.interface_prefixes]
     untracked_ok = f"ct state untracked {marks.is_set(marks.accept)} return"
@@ -113,7 +118,7 @@ def static_chains(cfg: NftConfig, marks: Marks) -> dict[str, Chain]:
             *NDP,
             "jump wl-from-dispatch",
             cfg.endpoint_to_host_action)),
-        "wl-from-dispatch": Chain(("iifname vmap @wl-from", "drop")),
+        "wl-from-dispatch": Chain((*drop_vxlan, "iifname vmap @wl-from", "drop")),
         "wl-to-dispatch": Chain(("oifname vmap @wl-to", "drop")),
     }
 

@@ -320,3 +320,18 @@ def test_negated_selectors_and_empty_sets_keep_their_rules():
     rules = d.table.chains[policy_chain_name(P1, True)].rules
     assert len(rules) == 2  # the negated rule for both families; the positive one for neither
     assert all("!= @" in r for r in rules)
+
+
+def test_vxlan_from_workloads_dropped_while_a_pool_has_vxlan(dp):
+    """As Calico: with VXLAN on, a workload's VXLAN packets are dropped before policy
+    (unless AllowVXLANPacketsFromWorkloads); only wl-from-dispatch changes."""
+    dp.on_message(m.IPAMPoolUpdate("vx", "10.65.0.0/16", vxlan_mode="CrossSubnet"))
+    out = lines(dp.apply())
+    assert {line.split()[4] for line in out} == {"wl-from-dispatch", "pools4-all"}  # + NAT's
+    assert any("meta nfproto ipv4 udp dport 4789 drop" in line for line in out)
+    dp.on_message(m.ConfigUpdate({"AllowVXLANPacketsFromWorkloads": "true"}))
+    assert not any("dport 4789" in line for line in lines(dp.apply()))
+    dp.on_message(m.ConfigUpdate({"VXLANPort": "8472"}))
+    assert any("udp dport 8472 drop" in line for line in lines(dp.apply()))
+    dp.on_message(m.IPAMPoolUpdate("vx", "10.65.0.0/16", vxlan_mode="Never"))
+    assert not any("dport 8472" in line for line in lines(dp.apply()))
