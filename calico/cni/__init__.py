@@ -7,6 +7,9 @@
     dataplane.py    the veth, addresses, routes and sysctls (pyroute2)
     endpoint.py     the WorkloadEndpoint and the network's Profile
     plugin.py       calico: ADD / DEL / CHECK with undo on failure
+    resources.py    where a request gets its datastore connection and IPAM (fresh or kept)
+    client.py       the executables' start: hand the request to calico-node's CNI socket,
+                    else run it here (imports nothing heavy)
     main.py         the console scripts; installer.py writes wrappers into a CNI bin dir
 """
 

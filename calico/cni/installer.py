@@ -1,8 +1,10 @@
 """Putting the plugins where a runtime looks for them: a CNI bin directory.
 
 Runtimes call a plugin by path (`<bin dir>/<type>`), so each plugin gets a small executable
-file there that runs this interpreter (the venv's python, which has calico installed) on
-`calico.cni`. Nothing else is written.
+file there: a Python script run by this interpreter (the venv's python, which has calico
+installed) with `-S`, that puts the directory holding the `calico` package on sys.path and
+calls calico.cni.client. Without `site` the interpreter starts in a third of the time; the
+client loads it only when it has to run the request itself. Nothing else is written.
 """
 
 from __future__ import annotations
@@ -11,14 +13,25 @@ import os
 import shlex
 import sys
 
+import calico
+
 from .main import PLUGINS
+
+
+def _code(plugin: str, root: str) -> str:
+    return (f"import sys; sys.path.insert(0, {root!r}); "
+            f"from calico.cni.client import main; sys.exit(main({plugin!r}))")
 
 
 def wrapper_text(plugin: str, python: str | None = None) -> str:
     python = python or sys.executable
-    return ("#!/bin/sh\n"
-            f"# {plugin}: the Calico CNI plugin of calico-py (written by calico.cni.install)\n"
-            f"exec {shlex.quote(python)} -m calico.cni {plugin} \"$@\"\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(calico.__file__)))
+    head = f"# {plugin}: the Calico CNI plugin of calico-py (written by calico.cni.install)\n"
+    if len(python) < 120 and not any(c.isspace() for c in python):
+        return f"#!{python} -S\n{head}" + _code(plugin, root).replace("; ", "\n") + "\n"
+    # A shebang line takes no quoting and at most ~250 bytes: go through the shell.
+    return (f"#!/bin/sh\n{head}exec {shlex.quote(python)} -S -c "
+            f"{shlex.quote(_code(plugin, root))} \"$@\"\n")
 
 
 def install(bin_dir: str, python: str | None = None) -> list[str]:

@@ -6,7 +6,8 @@
     ipam                                pools, blocks, handles over the datastore
     felix  bgp  cni  openstack          the components, each over the layers below
     ctl  node  lab                      calicoctl (reads BGP status), calico-node (starts Felix
-                                        and the BGP daemon as processes), calico-lab
+                                        and the BGP daemon as processes, runs the CNI plugins'
+                                        requests in-process), calico-lab
     demo                                the `make demo` script
 
 `DEPENDS` is every package each package names in an import statement anywhere (function-local
@@ -52,7 +53,7 @@ DEPENDS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam"},
-    "node": {"datastore"},
+    "node": {"cni", "datastore", "ipam"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
 }
@@ -67,7 +68,7 @@ LOADS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "selector"},
     "openstack": {"api", "datastore", "selector"},
     "ctl": {"api", "bgp", "datastore", "ipam", "selector"},
-    "node": {"api", "datastore", "selector"},
+    "node": {"api", "cni", "datastore", "selector"},
     "lab": {"bgp"},
     "demo": {"api", "selector"},
 }
