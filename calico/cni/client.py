@@ -1,7 +1,7 @@
 """The plugin executables' start: hand the request to calico-node, or do the work here.
 
 A CNI plugin is a new process per call, and most of a Python plugin's time is its imports
-(the datastore client, IPAM, pyroute2: about 0.4 s on 2 cores). calico-node already runs on
+(the datastore client with pydantic, IPAM: about 0.4 s on 2 cores). calico-node already runs on
 every host with all of that loaded and a warm datastore connection, so the executable only
 forwards the request — the whole environment and stdin, unchanged — over a unix socket and
 copies the answer (stdout, stderr, exit status) back. calico-node runs the same plugin code on
@@ -139,11 +139,25 @@ def run_here(plugin: str, stdin: bytes) -> int:
     return run_plugin(Handlers(), about=ABOUT[plugin], stdin=stdin)
 
 
-def main(plugin: str) -> int:
+def run_in(python: str, plugin: str, stdin: bytes) -> None:
+    """The slow way in another interpreter (the one calico is installed for): stdin is
+    handed on in a memory file, and this process becomes that interpreter."""
+    fd = os.memfd_create("cni-stdin")
+    os.write(fd, stdin)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.execv(python, [python, "-m", "calico.cni", plugin])
+
+
+def main(plugin: str, python: str = "") -> int:
+    """Run one plugin call; `python`: the interpreter calico is installed for, when this
+    one is not it (installer.py may start the client with a faster-starting interpreter)."""
     environ = dict(os.environb)
     stdin = read_stdin(environ)
     answer = request(socket_path(stdin, environ), plugin, environ, stdin)
     if answer is None:
+        if python and python != sys.executable:
+            run_in(python, plugin, stdin)
         return run_here(plugin, stdin)
     status, out, err = answer
     sys.stdout.buffer.write(out)

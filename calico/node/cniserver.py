@@ -150,11 +150,9 @@ class CNIServer:
         self.res.close()
 
     def _preload(self) -> None:
-        """Import what the first request would otherwise wait for (IPAM, pyroute2)."""
+        """Import what the first request would otherwise wait for (IPAM, the API models)."""
+        import calico.api  # noqa: F401
         import calico.ipam  # noqa: F401
-        from calico.cni import dataplane
-
-        dataplane._netlink_error()
 
     def _accept_loop(self) -> None:
         try:

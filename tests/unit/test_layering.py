@@ -53,7 +53,7 @@ DEPENDS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam"},
-    "node": {"cni", "datastore", "ipam"},
+    "node": {"api", "cni", "datastore", "ipam"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
 }

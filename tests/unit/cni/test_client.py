@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from calico.cni import client
+from calico.cni import client, install
 from calico.node.cniserver import CNIServer, CNIServerError, socket_path
 
 from .driver import CALICO, CALICO_IPAM, handle_addresses, make_store, netconf, run
@@ -168,3 +168,21 @@ def test_the_client_finds_the_socket_without_json():
     assert client.socket_path(b'{"name": "n"}', env) == client.DEFAULT_SOCKET
     env[client.SOCKET_ENV.encode()] = b"/env.sock"
     assert client.socket_path(b'{"calico_node_socket": "/a/b.sock"}', env) == "/env.sock"
+
+
+def test_the_installed_wrappers_hand_over_or_run_the_request(store, tmp_path, server):
+    """What a runtime executes: the files `install()` writes (which may be started by the
+    system's python, and re-execute in calico's interpreter for the slow way)."""
+    path, client_ = store
+    _, ipam = install(str(tmp_path / "bin"))
+    conf = netconf(path, str(tmp_path))
+    version = run(ipam, "VERSION", {"cniVersion": "1.0.0"}, env=ALONE)
+    assert version.rc == 0 and "1.0.0" in version.doc["supportedVersions"], version.stderr
+    before = server.served
+    for n, env in enumerate((ALONE, via(server.path))):
+        ans = run(ipam, "ADD", conf, env=env, container_id=f"w{n}")
+        assert ans.rc == 0, ans.stdout + ans.stderr
+        assert handle_addresses(client_, f"calico-net.w{n}") == [
+            ans.doc["ips"][0]["address"].split("/")[0]]
+        assert run(ipam, "DEL", conf, env=env, container_id=f"w{n}").rc == 0
+    assert server.served - before == 2
