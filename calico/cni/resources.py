@@ -14,6 +14,7 @@ Both backends are thread-safe (calico.datastore), so concurrent requests share a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -66,6 +67,12 @@ class WarmResources:
         self._ipams: dict[tuple[int, str], tuple[threading.Lock, Any]] = {}
 
     def backend(self, config: DatastoreConfig) -> Backend:
+        if config.type == "local" and config.path is None:
+            # The plugin's process would open the default file; this process's own
+            # $CALICO_DATASTORE_PATH must not decide for it.
+            from calico.datastore.local import DEFAULT_PATH
+
+            config = dataclasses.replace(config, path=DEFAULT_PATH)
         with self._lock:
             backend = self._backends.get(config)
         if backend is not None:
