@@ -11,11 +11,14 @@ peers sit in a throwaway namespace. Each host routes the other's workload block 
   (a) no Calico ruleset at all;
   (b) conntrack only: one nftables table per host with a forward chain doing
       `ct state established,related accept; ct state invalid drop; accept`;
-  (c) the real calico-felix on each host, programmed from a local datastore holding 1,000
-      local endpoints per host (the workload among them), 10,000 remote endpoints and 1,000
-      GlobalNetworkPolicies x 10 rules (benchmarks/felix_e2e.py's generator: the workload's
-      `app` label is selected by 10 of them, whose 100 rules its packets walk), plus the
-      policy allowing the benchmark's traffic, ordered after them.
+  (c) Felix's ruleset: the real calico-felix runs on each host, programmed from a local
+      datastore holding 1,000 local endpoints per host (the workload among them), 10,000
+      remote endpoints and 1,000 GlobalNetworkPolicies x 10 rules (benchmarks/felix_e2e.py's
+      generator: the workload's `app` label is selected by 10 of them, whose 100 rules its
+      packets walk), plus the policy allowing the benchmark's traffic, ordered after them.
+      Felix's table is saved and Felix stopped (table and routes stay), so it takes no CPU
+      from the traffic; the configurations are then applied in turn, round robin over
+      --reps, (c) by reloading the saved table with `nft -f`.
 
 Traffic: (1) 64-byte frames (18 bytes of UDP payload) from one sender that saturates one core
 (a small C program using sendmmsg, compiled here with `cc`), counted as they arrive on the
@@ -212,16 +215,16 @@ def tcp_gbps(topo: dict, seconds: float) -> float:
         server.wait()
 
 
-def measure(topo: dict, blaster: str, opts) -> tuple[float, float]:
+def measure(topo: dict, blaster: str, seconds: float) -> tuple[float, float]:
+    """One UDP run and one TCP run: (packets per second, Gbit/s)."""
     sink = topo["wls"][1].popen(blaster, "sink", str(UDP_PORT), stdout=subprocess.PIPE)
     try:
         sink.stdout.readline()
-        pps = statistics.median(udp_pps(topo, blaster, opts.seconds) for _ in range(opts.reps))
+        pps = udp_pps(topo, blaster, seconds)
     finally:
         sink.kill()
         sink.wait()
-    gbps = statistics.median(tcp_gbps(topo, opts.seconds) for _ in range(opts.reps))
-    return pps, gbps
+    return pps, tcp_gbps(topo, seconds)
 
 
 # ---- Felix ------------------------------------------------------------------------------------
@@ -254,6 +257,36 @@ def ruleset_size(host: Netns) -> tuple[int, int]:
     return rules, chains
 
 
+def felix_tables(topo: dict, db: str, tmp: str) -> tuple[list[str], str]:
+    """Run the real Felix on both hosts until programmed; return each host's `calico`
+    table as Felix left it (`nft list` output, reloadable) and a line about it. Felix is then
+    stopped (its table and routes stay), so it takes no CPU from the traffic on 2 cores."""
+    t0 = time.perf_counter()
+    felixes = start_felix(topo, db, tmp)
+    took = time.perf_counter() - t0
+    try:
+        tables = [host.run("nft", "-s", "list", "table", "inet", "calico", timeout=300).stdout
+                  for host in topo["hosts"]]
+    finally:
+        for proc in felixes:
+            proc.terminate()
+            proc.wait(30)
+    rules, chains = ruleset_size(topo["hosts"][1])
+    return tables, (f"both Felixes programmed in {took:.1f}s; Felix's table on the receiving "
+                    f"host: {rules} rules in {chains} chains")
+
+
+def apply(topo: dict, config: str, tables: list[str]) -> None:
+    """Put the hosts' nftables in `config` (each host holds at most one of our tables)."""
+    for host, table in zip(topo["hosts"], tables, strict=True):
+        for name in ("cpbench", "calico"):
+            host.run("nft", "delete", "table", "inet", name, check=False)
+        if config == "b":
+            host.run("nft", "-f", "-", input=CONNTRACK_ONLY)
+        elif config == "c":
+            host.run("nft", "-f", "-", input=table, timeout=300)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -264,7 +297,7 @@ def main() -> None:
     opts = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("datapath: needs root (network namespaces)")
-    results: dict[str, tuple[float, float]] = {}
+    runs: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
     with tempfile.TemporaryDirectory() as tmp, netns_set() as nets:
         blaster = compile_sender(tmp)
         t0 = time.perf_counter()
@@ -272,30 +305,17 @@ def main() -> None:
         topo["wls"][0].run("ping", "-c", "1", "-W", "5", topo["ips"][1])
         print(f"setup: 2 hosts, 2 x {opts.local} local endpoints in "
               f"{time.perf_counter() - t0:.1f}s")
-        results["a"] = measure(topo, blaster, opts)
-        for host in topo["hosts"]:
-            host.run("nft", "-f", "-", input=CONNTRACK_ONLY)
-        results["b"] = measure(topo, blaster, opts)
-        for host in topo["hosts"]:
-            host.run("nft", "delete", "table", "inet", "cpbench")
         db = os.path.join(tmp, "calico.db")
         count = write_state(db, opts.local, opts.remote, opts.policies)
-        t0 = time.perf_counter()
-        felixes = start_felix(topo, db, tmp)
-        print(f"setup: {count} resources; both Felixes programmed in "
-              f"{time.perf_counter() - t0:.1f}s; Felix's table on the receiving host: "
-              "{} rules in {} chains".format(*ruleset_size(topo["hosts"][1])))
-        try:
-            results["c"] = measure(topo, blaster, opts)
-        except Exception:
-            if os.environ.get("DATAPATH_DEBUG"):
-                print(topo["hosts"][1].run("nft", "list", "table", "inet", "calico").stdout)
-                input("debug: press enter")
-            raise
-        finally:
-            for proc in felixes:
-                proc.terminate()
-                proc.wait(30)
+        tables, about = felix_tables(topo, db, tmp)
+        print(f"setup: {count} resources; {about}")
+        # Round robin, so that a change in the machine's load hits every configuration.
+        for _ in range(opts.reps):
+            for config in runs:
+                apply(topo, config, tables)
+                runs[config].append(measure(topo, blaster, opts.seconds))
+    results = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+               for k, v in runs.items()}
     report(results, opts)
 
 
