@@ -10,7 +10,8 @@ Measured on the same machine in the same run, medians over --rounds, through the
 - the same with the host's calico-node running (`--no-felix --no-bgp`, its CNI socket in a temp
   run dir): the plugin hands the request over (calico.cni.client);
 - --parallel ADDs started at once, then as many DELs, with calico-node (wall time until all
-  answered).
+  answered), and for scale the same number of bare starts of the client's interpreter
+  (`python -S -c pass`): on a loaded machine, process starts alone bound the rate.
 Targets (issue 18): ADD <= 3x the baseline, DEL <= 3x, >= 20 parallel ADDs per second.
 
     sudo .venv/bin/python benchmarks/cni_add_del.py [--rounds 10] [--parallel 10]
@@ -134,6 +135,17 @@ def _parallel(binary: str, conf: dict, n: int, spaces: list[str]) -> tuple[float
     return walls[0], walls[1]
 
 
+def _floor(binary: str, n: int) -> float:
+    """Wall seconds for n bare starts, at once, of the interpreter the plugin's wrapper starts
+    (`-S -c pass`): the most ADDs per second any Python client could give right now."""
+    starter = Path(binary).read_text().splitlines()[0][2:].split()[0]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(lambda _: subprocess.run([starter, "-S", "-c", "pass"], check=True),
+                      range(n)))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -155,13 +167,14 @@ def main() -> None:
         with calico_node(tmp, store):
             served = _series(binary, conf, opts.rounds, "served", spaces, base)
             par_add, par_del = _parallel(binary, conf, opts.parallel, spaces)
+            floor = statistics.median(_floor(binary, opts.parallel) for _ in range(3))
     finally:
         for ns in spaces:
             _del_netns(ns)
-    _report(opts, base, alone, served, par_add, par_del)
+    _report(opts, base, alone, served, par_add, par_del, floor)
 
 
-def _report(opts, base, alone, served, par_add, par_del) -> None:
+def _report(opts, base, alone, served, par_add, par_del, floor) -> None:
     med = statistics.median
     b = med(base)
     print(f"CNI plugin latency, medians of {opts.rounds} (s); baseline = iproute2 commands, "
@@ -174,6 +187,8 @@ def _report(opts, base, alone, served, par_add, par_del) -> None:
     print(f"{opts.parallel} ADDs at once (calico-node): {par_add:.2f} s wall, "
           f"{opts.parallel / par_add:.1f} ADD/s; their DELs {par_del:.2f} s, "
           f"{opts.parallel / par_del:.1f} DEL/s")
+    print(f"  (floor: {opts.parallel} bare starts of the client's interpreter at once "
+          f"{floor:.2f} s, i.e. at most {opts.parallel / floor:.1f}/s on this machine now)")
     print(f"targets: ADD <= 3x ({med(served['ADD']) / b:.1f}x), DEL <= 3x "
           f"({med(served['DEL']) / b:.1f}x), >= 20 ADD/s ({opts.parallel / par_add:.1f})")
 

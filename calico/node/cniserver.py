@@ -34,6 +34,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 
 from calico.cni import client, ipam_plugin, plugin
 from calico.cni.resources import WarmResources
@@ -203,9 +204,10 @@ class CNIServer:
         out, err = io.StringIO(), io.StringIO()
         with self._lock:
             self.served += 1
+        start = time.monotonic()
         status = run_plugin(self.handlers[name], env=env, stdin=stdin, stdout=out, stderr=err)
-        log.info("CNI %s %s %s: exit %d", name, env.get("CNI_COMMAND"),
-                 env.get("CNI_CONTAINERID", ""), status)
+        log.info("CNI %s %s %s: exit %d in %.3fs", name, env.get("CNI_COMMAND"),
+                 env.get("CNI_CONTAINERID", ""), status, time.monotonic() - start)
         conn.sendall(b"R" + status.to_bytes(4, "big") + client.frame(out.getvalue().encode())
                      + client.frame(err.getvalue().encode()))
 
