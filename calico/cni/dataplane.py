@@ -18,8 +18,10 @@ host side by name if it is still there; both missing is success. CHECK (`check`)
 container's interface back and returns what is wrong, as sentences.
 
 Namespaces: netlink sockets and /proc/sys files belong to the namespace the thread was in when
-it opened them, so `_in_netns` switches the calling thread with setns(2) and back. The plugin
-is single-threaded; nothing else runs while it is switched.
+it opened them, so `_in_netns` switches the calling thread with setns(2) and back. setns(2)
+changes only the calling thread, so calico-node's CNI server runs requests on several threads
+at once, each switching on its own. Kernel requests go through netlink.py (one socket per
+namespace per request).
 """
 
 from __future__ import annotations
