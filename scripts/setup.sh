@@ -8,6 +8,7 @@ APT_PACKAGES=(
   iproute2 nftables bird2 etcd-server etcd-client gobgpd
   iputils-ping socat dnsmasq-base systemd
   podman runc conmon containernetworking-plugins busybox-static
+  iperf3 gcc libc6-dev
 )
 
 missing=()

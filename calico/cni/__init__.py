@@ -4,9 +4,12 @@
     netconf.py      the network configuration (Calico's field names) and endpoint identity
     ipam_plugin.py  calico-ipam: addresses from calico.ipam by handle; the host IPAM lock
     delegate.py     running another plugin from CNI_PATH (a non-Calico IPAM plugin)
-    dataplane.py    the veth, addresses, routes and sysctls (pyroute2)
+    dataplane.py    the veth, addresses, routes and sysctls (rtnetlink through netlink.py)
     endpoint.py     the WorkloadEndpoint and the network's Profile
     plugin.py       calico: ADD / DEL / CHECK with undo on failure
+    resources.py    where a request gets its datastore connection and IPAM (fresh or kept)
+    client.py       the executables' start: hand the request to calico-node's CNI socket,
+                    else run it here (imports nothing heavy)
     main.py         the console scripts; installer.py writes wrappers into a CNI bin dir
 """
 

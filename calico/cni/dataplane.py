@@ -18,8 +18,10 @@ host side by name if it is still there; both missing is success. CHECK (`check`)
 container's interface back and returns what is wrong, as sentences.
 
 Namespaces: netlink sockets and /proc/sys files belong to the namespace the thread was in when
-it opened them, so `_in_netns` switches the calling thread with setns(2) and back. The plugin
-is single-threaded; nothing else runs while it is switched.
+it opened them, so `_in_netns` switches the calling thread with setns(2) and back. setns(2)
+changes only the calling thread, so calico-node's CNI server runs requests on several threads
+at once, each switching on its own. Kernel requests go through netlink.py (one socket per
+namespace per request).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from socket import AF_INET, AF_INET6
+
+from .netlink import Netlink, NetlinkError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,7 @@ GATEWAY_V4 = "169.254.1.1"
 ROUTE_PROTOCOL = 80
 CLONE_NEWNET = 0x40000000
 RT_SCOPE_LINK = 253
+IFA_F_NODAD = 0x02
 LINK_LOCAL_WAIT = 3.0
 
 
@@ -113,20 +119,8 @@ def host_sysctls(host_name: str, has_v4: bool, has_v6: bool) -> dict[str, str]:
     return values
 
 
-def _iproute():
-    from pyroute2 import IPRoute  # 0.25 s to import: only when the dataplane is used
-
-    return IPRoute()
-
-
-def _netlink_error():
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return NetlinkError
-
-
 class LinuxDataplane:
-    """Veths, addresses, routes and sysctls through pyroute2 (the real kernel)."""
+    """Veths, addresses, routes and sysctls through rtnetlink (netlink.py) on the real kernel."""
 
     def setup(self, netns: str, ifname: str, host_name: str, addresses: Sequence[str],
               mtu: int, allow_ip_forwarding: bool = False) -> VethInfo:
@@ -135,55 +129,56 @@ class LinuxDataplane:
         nets = [ipaddress.ip_interface(a) for a in addresses]
         has_v4 = any(n.version == 4 for n in nets)
         has_v6 = any(n.version == 6 for n in nets)
-        NetlinkError = _netlink_error()
-        with _iproute() as host:
+        with Netlink() as host:
             self._delete_stale(host, host_name)
             try:
                 fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 raise NetnsNotFound(f"network namespace {netns} does not exist") from None
             try:
-                with _in_netns(netns), _iproute() as probe:
-                    if probe.link_lookup(ifname=ifname):
+                with _in_netns(netns):
+                    cont = Netlink()  # keeps the container's namespace after we switch back
+                with cont:
+                    if cont.link(ifname) is not None:
                         raise DataplaneError(f"interface {ifname} already exists in {netns}")
-                host.link("add", ifname=host_name, kind="veth", address=HOST_MAC, mtu=mtu,
-                          peer={"ifname": ifname, "net_ns_fd": fd, "mtu": mtu})
+                    host.add_veth(host_name, HOST_MAC, mtu, ifname, fd)
+                    try:
+                        return self._configure(host, cont, netns, ifname, host_name, nets,
+                                               has_v4, has_v6, allow_ip_forwarding)
+                    except BaseException:
+                        with contextlib.suppress(NetlinkError):
+                            index = (host.link(host_name) or {}).get("index")
+                            if index:
+                                host.delete_link(index)
+                        raise
             except NetlinkError as err:
                 raise DataplaneError(f"failed to create veth {host_name}/{ifname}: "
-                                     f"{err.args[-1]}") from None
+                                     f"{err.strerror}") from None
             finally:
                 os.close(fd)
-            try:
-                return self._configure(host, netns, ifname, host_name, nets, has_v4, has_v6,
-                                       allow_ip_forwarding)
-            except BaseException:
-                with contextlib.suppress(NetlinkError):
-                    host.link("del", ifname=host_name)
-                raise
 
-    def _configure(self, host, netns: str, ifname: str, host_name: str, nets: list,
-                   has_v4: bool, has_v6: bool, allow_ip_forwarding: bool) -> VethInfo:
-        NetlinkError = _netlink_error()
+    def _configure(self, host: Netlink, cont: Netlink, netns: str, ifname: str,
+                   host_name: str, nets: list, has_v4: bool, has_v6: bool,
+                   allow_ip_forwarding: bool) -> VethInfo:
         for key, value in host_sysctls(host_name, has_v4, has_v6).items():
             _write_sysctl(key, value)
-        host_idx = host.link_lookup(ifname=host_name)[0]
+        host_idx = host.link(host_name)["index"]
         try:
-            host.link("set", index=host_idx, state="up")
+            host.set_up(host_idx)
         except NetlinkError as err:
-            raise DataplaneError(f"failed to set {host_name} up: {err.args[-1]}") from None
+            raise DataplaneError(f"failed to set {host_name} up: {err.strerror}") from None
         for net in nets:
             dst = f"{net.ip}/{net.max_prefixlen}"
             try:
-                host.route("add", dst=dst, oif=host_idx, scope=RT_SCOPE_LINK,
-                           proto=ROUTE_PROTOCOL)
+                host.add_route(dst, host_idx, scope=RT_SCOPE_LINK, proto=ROUTE_PROTOCOL)
             except NetlinkError as err:
-                if err.code != errno.EEXIST:
+                if err.errno != errno.EEXIST:
                     raise DataplaneError(f"failed to add host route {dst} dev {host_name}: "
-                                         f"{err.args[-1]}") from None
-                if not any(r.get("oif") == host_idx for r in host.route("get", dst=str(net.ip))):
+                                         f"{err.strerror}") from None
+                if host.route_oif(str(net.ip)) != host_idx:
                     raise DataplaneError(f"a route to {dst} already exists on another "
                                          f"interface than {host_name}") from None
-        with _in_netns(netns), _iproute() as cont:
+        with _in_netns(netns):
             mac = self._configure_container(cont, ifname, nets, has_v4, has_v6,
                                             allow_ip_forwarding)
         if not has_v6:
@@ -191,34 +186,32 @@ class LinuxDataplane:
         # The host side gets its link-local address once it has carrier, i.e. now that the
         # container side is up.
         link_local = self._wait_link_local(host, host_idx, host_name)
-        with _in_netns(netns), _iproute() as cont:
-            try:
-                cont.route("add", family=10, dst="::/0", gateway=link_local,
-                           oif=cont.link_lookup(ifname=ifname)[0])
-            except NetlinkError as err:
-                raise DataplaneError(f"failed to add the IPv6 default route via {link_local} "
-                                     f"in the container: {err.args[-1]}") from None
+        try:
+            cont.add_route("::/0", cont.link(ifname)["index"], gateway=link_local)
+        except NetlinkError as err:
+            raise DataplaneError(f"failed to add the IPv6 default route via {link_local} "
+                                 f"in the container: {err.strerror}") from None
         return VethInfo(host_name, mac, link_local)
 
     @staticmethod
-    def _wait_link_local(host, idx: int, name: str) -> str:
+    def _wait_link_local(host: Netlink, idx: int, name: str) -> str:
         deadline = time.monotonic() + LINK_LOCAL_WAIT
         while True:
-            for addr in host.get_addr(family=10, index=idx):
-                value = addr.get("IFA_ADDRESS")
-                if value and ipaddress.ip_address(value).is_link_local:
+            for value, _ in host.addresses(idx, AF_INET6):
+                if ipaddress.ip_address(value).is_link_local:
                     return value
             if time.monotonic() > deadline:
                 raise DataplaneError(f"host side {name} got no IPv6 link-local address "
                                      "(is IPv6 disabled on this host?)")
-            time.sleep(0.02)
+            time.sleep(0.005)
 
     @staticmethod
-    def _configure_container(cont, ifname: str, nets: list, has_v4: bool, has_v6: bool,
-                             allow_ip_forwarding: bool) -> str:
-        """Everything in the container but the IPv6 default route; returns the MAC."""
-        NetlinkError = _netlink_error()
-        idx = cont.link_lookup(ifname=ifname)[0]
+    def _configure_container(cont: Netlink, ifname: str, nets: list, has_v4: bool,
+                             has_v6: bool, allow_ip_forwarding: bool) -> str:
+        """Everything in the container but the IPv6 default route (the calling thread is in
+        the container's namespace, for the sysctls); returns the MAC."""
+        link = cont.link(ifname)
+        idx = link["index"]
         step = "configure"
         try:
             if has_v6:
@@ -229,99 +222,101 @@ class LinuxDataplane:
             if has_v4:
                 _write_sysctl("net.ipv4.ip_forward", "1" if allow_ip_forwarding else "0")
             step = "set up"
-            cont.link("set", index=idx, state="up")
+            cont.set_up(idx)
             for net in nets:
                 step = f"add address {net.ip}/{net.max_prefixlen} to"
-                flags = 0x02 if net.version == 6 else 0  # IFA_F_NODAD
-                cont.addr("add", index=idx, address=str(net.ip), prefixlen=net.max_prefixlen,
-                          flags=flags)
+                flags = IFA_F_NODAD if net.version == 6 else 0
+                cont.add_address(idx, str(net.ip), net.max_prefixlen, flags)
             if has_v4:
                 step = f"add route {GATEWAY_V4} dev {ifname} scope link in"
-                cont.route("add", dst=f"{GATEWAY_V4}/32", oif=idx, scope=RT_SCOPE_LINK)
+                cont.add_route(f"{GATEWAY_V4}/32", idx, scope=RT_SCOPE_LINK)
                 step = f"add default route via {GATEWAY_V4} in"
-                cont.route("add", dst="0.0.0.0/0", gateway=GATEWAY_V4, oif=idx)
+                cont.add_route("0.0.0.0/0", idx, gateway=GATEWAY_V4)
         except NetlinkError as err:
             raise DataplaneError(f"failed to {step} the container's {ifname}: "
-                                 f"{err.args[-1]}") from None
-        return cont.get_links(idx)[0].get("IFLA_ADDRESS")
+                                 f"{err.strerror}") from None
+        return link["mac"]
 
     @staticmethod
-    def _delete_stale(host, host_name: str) -> None:
+    def _delete_stale(host: Netlink, host_name: str) -> None:
         """A host side left by an earlier, interrupted ADD of this endpoint goes first."""
-        if host.link_lookup(ifname=host_name):
+        link = host.link(host_name)
+        if link is not None:
             log.warning("deleting stale host interface %s", host_name)
-            with contextlib.suppress(_netlink_error()):
-                host.link("del", ifname=host_name)
+            with contextlib.suppress(NetlinkError):
+                host.delete_link(link["index"])
 
     # ---- DEL and CHECK -------------------------------------------------------------------
 
     def teardown(self, netns: str, ifname: str, host_name: str) -> None:
         """Delete the veth. A namespace or interface that is already gone is fine."""
-        NetlinkError = _netlink_error()
         if netns:
             try:
-                with _in_netns(netns), _iproute() as cont:
-                    if cont.link_lookup(ifname=ifname):
-                        cont.link("del", ifname=ifname)
+                with _in_netns(netns):
+                    cont = Netlink()
+                with cont:
+                    link = cont.link(ifname)
+                    if link is not None:
+                        cont.delete_link(link["index"])
             except NetnsNotFound:
                 pass
             except NetlinkError as err:
-                if err.code != errno.ENODEV:
+                if err.errno != errno.ENODEV:
                     raise DataplaneError(f"failed to delete {ifname} in {netns}: "
-                                         f"{err.args[-1]}") from None
-        with _iproute() as host:
-            if host.link_lookup(ifname=host_name):
+                                         f"{err.strerror}") from None
+        with Netlink() as host:
+            link = host.link(host_name)
+            if link is not None:
                 try:
-                    host.link("del", ifname=host_name)
+                    host.delete_link(link["index"])
                 except NetlinkError as err:
-                    if err.code != errno.ENODEV:
+                    if err.errno != errno.ENODEV:
                         raise DataplaneError(f"failed to delete {host_name}: "
-                                             f"{err.args[-1]}") from None
+                                             f"{err.strerror}") from None
 
     def host_link_local(self, host_name: str) -> str:
         """The host side's IPv6 link-local address ("" if it has none or does not exist)."""
-        with _iproute() as host:
-            idx = host.link_lookup(ifname=host_name)
-            for addr in host.get_addr(family=10, index=idx[0]) if idx else []:
-                value = addr.get("IFA_ADDRESS")
-                if value and ipaddress.ip_address(value).is_link_local:
+        with Netlink() as host:
+            link = host.link(host_name)
+            for value, _ in host.addresses(link["index"], AF_INET6) if link else []:
+                if ipaddress.ip_address(value).is_link_local:
                     return value
         return ""
 
     def host_interface_exists(self, host_name: str) -> bool:
-        with _iproute() as host:
-            return bool(host.link_lookup(ifname=host_name))
+        with Netlink() as host:
+            return host.link(host_name) is not None
 
     def check(self, netns: str, ifname: str, host_name: str,
               addresses: Sequence[str]) -> list[str]:
         """What differs from a correctly set up veth; [] when all is well."""
         problems: list[str] = []
         nets = [ipaddress.ip_interface(a) for a in addresses]
-        with _iproute() as host:
-            idx = host.link_lookup(ifname=host_name)
-            if not idx:
+        with Netlink() as host:
+            link = host.link(host_name)
+            if link is None:
                 problems.append(f"host interface {host_name} does not exist")
-            elif host.get_links(idx[0])[0].get("IFLA_OPERSTATE") not in ("UP", "UNKNOWN"):
+            elif link["operstate"] not in ("UP", "UNKNOWN"):
                 problems.append(f"host interface {host_name} is not up")
-        with _in_netns(netns), _iproute() as cont:
-            found = cont.link_lookup(ifname=ifname)
-            if not found:
+        with _in_netns(netns):
+            cont = Netlink()
+        with cont:
+            link = cont.link(ifname)
+            if link is None:
                 return problems + [f"interface {ifname} does not exist in {netns}"]
-            link = cont.get_links(found[0])[0]
-            if link.get("IFLA_OPERSTATE") not in ("UP", "UNKNOWN"):
+            if link["operstate"] not in ("UP", "UNKNOWN"):
                 problems.append(f"interface {ifname} is not up")
-            have = {(a.get("IFA_ADDRESS"), a["prefixlen"])
-                    for a in cont.get_addr(index=found[0])}
+            have = set(cont.addresses(link["index"]))
             for net in nets:
                 if (str(net.ip), net.max_prefixlen) not in have:
                     problems.append(f"{ifname} lacks address {net.ip}/{net.max_prefixlen}")
-            routes = cont.get_routes(oif=found[0])
+            routes = cont.routes(link["index"])
             for family, gw in ((4, GATEWAY_V4), (6, None)):
                 if not any(n.version == family for n in nets):
                     continue
-                af = 2 if family == 4 else 10
+                af = AF_INET if family == 4 else AF_INET6
                 if not any(r["family"] == af and r["dst_len"] == 0
-                           and (gw is None or r.get("RTA_GATEWAY") == gw) for r in routes):
+                           and (gw is None or r["gateway"] == gw) for r in routes):
                     problems.append(f"{ifname} has no IPv{family} default route"
                                     + (f" via {gw}" if gw else ""))
         return problems

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from calico.datastore.kv import Backend, DatastoreError
 
 from .netconf import NetConf, WorkloadIDs, requested_ips
+from .resources import ONE_SHOT, Resources
 from .spec import (
     CHECK_FAILED,
     IPAM_FAILURE,
@@ -35,7 +36,6 @@ from .spec import (
     IPConfig,
     Result,
     datastore_error,
-    open_backend,
     require_check_version,
 )
 
@@ -56,12 +56,6 @@ def host_lock(path: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _ipam(backend: Backend, node: str):
-    from calico.ipam import IPAM
-
-    return IPAM(backend, node)
-
-
 def _attrs(ids: WorkloadIDs) -> dict[str, str]:
     from calico.ipam import workload_attrs
 
@@ -69,17 +63,17 @@ def _attrs(ids: WorkloadIDs) -> dict[str, str]:
     return workload_attrs(ids.node, ids.namespace, ids.endpoint_name(), **extra)
 
 
-def assign(conf: NetConf, args: CmdArgs, backend: Backend) -> Result:
+def assign(conf: NetConf, args: CmdArgs, backend: Backend,
+           res: Resources = ONE_SHOT) -> Result:
     """ADD: the addresses for this container's handle (see the module docstring)."""
     from calico.ipam import IPAMError
 
     ids = WorkloadIDs.of(conf, args)
     handle = ids.handle_id(conf.name)
     attrs = _attrs(ids)
-    ipam = _ipam(backend, ids.node)
     wanted = requested_ips(conf, args)
     try:
-        with host_lock(conf.ipam_lock_file):
+        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node) as ipam:
             if wanted:
                 addresses = _assign_explicit(ipam, wanted, handle, attrs)
             else:
@@ -124,15 +118,16 @@ def _assign_auto(ipam, conf: NetConf, handle: str, attrs: dict) -> list[str]:
     return v4 + v6
 
 
-def release(conf: NetConf, args: CmdArgs, backend: Backend) -> list[str]:
+def release(conf: NetConf, args: CmdArgs, backend: Backend,
+            res: Resources = ONE_SHOT) -> list[str]:
     """DEL: release what the handle holds (idempotent); returns the addresses released."""
     from calico.ipam import IPAMError
 
     ids = WorkloadIDs.of(conf, args)
     handle = ids.handle_id(conf.name)
     try:
-        with host_lock(conf.ipam_lock_file):
-            return _ipam(backend, ids.node).release_by_handle(handle)
+        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node) as ipam:
+            return ipam.release_by_handle(handle)
     except IPAMError as err:
         raise CNIError(IPAM_FAILURE, "failed to release IP addresses",
                        f"{err} (handle {handle})") from None
@@ -141,11 +136,15 @@ def release(conf: NetConf, args: CmdArgs, backend: Backend) -> list[str]:
                               err) from None
 
 
-def check(conf: NetConf, args: CmdArgs, backend: Backend, addresses: list[str]) -> None:
+def check(conf: NetConf, args: CmdArgs, backend: Backend, addresses: list[str],
+          res: Resources = ONE_SHOT) -> None:
     """CHECK: every address is still assigned to this container's handle."""
     ids = WorkloadIDs.of(conf, args)
-    handle = ids.handle_id(conf.name)
-    ipam = _ipam(backend, ids.node)
+    with res.ipam(backend, ids.node) as ipam:
+        _check(ipam, ids.handle_id(conf.name), addresses)
+
+
+def _check(ipam, handle: str, addresses: list[str]) -> None:
     for cidr in addresses:
         ip = cidr.split("/")[0]
         try:
@@ -160,32 +159,30 @@ def check(conf: NetConf, args: CmdArgs, backend: Backend, addresses: list[str]) 
 
 # ---- the plugin binary -------------------------------------------------------------------
 
-def _add(args: CmdArgs) -> Result:
-    conf = NetConf.parse(args.stdin, dict(args.env))
-    backend = open_backend(conf.datastore)
-    try:
-        return assign(conf, args, backend)
-    finally:
-        backend.close()
+def handlers(res: Resources = ONE_SHOT) -> dict:
+    """ADD / DEL / CHECK of the `calico-ipam` executable, with connections from `res`."""
+
+    def run(args: CmdArgs, step) -> Result | None:
+        conf = NetConf.parse(args.stdin, dict(args.env))
+        if args.command == "CHECK":
+            require_check_version(conf)
+        backend = res.backend(conf.datastore)
+        try:
+            return step(conf, backend)
+        finally:
+            res.done(backend)
+
+    def add(args: CmdArgs) -> Result | None:
+        return run(args, lambda conf, backend: assign(conf, args, backend, res))
+
+    def delete(args: CmdArgs) -> None:
+        run(args, lambda conf, backend: release(conf, args, backend, res))
+
+    def check_(args: CmdArgs) -> None:
+        run(args, lambda conf, backend: check(conf, args, backend,
+                                              [ip.address for ip in conf.prev_result.ips], res))
+
+    return {"ADD": add, "DEL": delete, "CHECK": check_}
 
 
-def _del(args: CmdArgs) -> None:
-    conf = NetConf.parse(args.stdin, dict(args.env))
-    backend = open_backend(conf.datastore)
-    try:
-        release(conf, args, backend)
-    finally:
-        backend.close()
-
-
-def _check(args: CmdArgs) -> None:
-    conf = NetConf.parse(args.stdin, dict(args.env))
-    require_check_version(conf)
-    backend = open_backend(conf.datastore)
-    try:
-        check(conf, args, backend, [ip.address for ip in conf.prev_result.ips])
-    finally:
-        backend.close()
-
-
-HANDLERS = {"ADD": _add, "DEL": _del, "CHECK": _check}
+HANDLERS = handlers()

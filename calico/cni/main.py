@@ -1,32 +1,46 @@
 """Entry points of the two plugin executables (console scripts `calico` and `calico-ipam`).
 
-`python -m calico.cni calico|calico-ipam` does the same; `install()` writes wrappers of that
-form into a CNI bin directory.
+Every entry point goes through client.py first: the request is handed to the host's
+calico-node when it answers on its CNI socket, and run in this process otherwise. `PLUGINS`
+maps a plugin name to a function loading its handlers (loaded only when the request is run here).
+`python -m calico.cni calico|calico-ipam` does the same; `install()` writes wrappers into a
+CNI bin directory.
 """
 
 from __future__ import annotations
 
 import sys
 
+from . import client
+
 ABOUT_CALICO = "Calico CNI plugin (calico-py); CNI spec 1.0.0"
 ABOUT_IPAM = "Calico CNI IPAM plugin (calico-py); CNI spec 1.0.0"
 
 
-def calico_main() -> None:
-    from .plugin import HANDLERS
-    from .spec import run_plugin
+ABOUT = {"calico": ABOUT_CALICO, "calico-ipam": ABOUT_IPAM}
 
-    sys.exit(run_plugin(HANDLERS, about=ABOUT_CALICO))
+
+def calico_handlers():
+    from .plugin import HANDLERS
+
+    return HANDLERS
+
+
+def calico_ipam_handlers():
+    from .ipam_plugin import HANDLERS
+
+    return HANDLERS
+
+
+PLUGINS = {"calico": calico_handlers, "calico-ipam": calico_ipam_handlers}
+
+
+def calico_main() -> None:
+    sys.exit(client.main("calico"))
 
 
 def calico_ipam_main() -> None:
-    from .ipam_plugin import HANDLERS
-    from .spec import run_plugin
-
-    sys.exit(run_plugin(HANDLERS, about=ABOUT_IPAM))
-
-
-PLUGINS = {"calico": calico_main, "calico-ipam": calico_ipam_main}
+    sys.exit(client.main("calico-ipam"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,4 +49,4 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: python -m calico.cni calico|calico-ipam  (run by a container runtime "
               "with CNI_* in the environment)", file=sys.stderr)
         sys.exit(2)
-    PLUGINS[argv[0]]()
+    sys.exit(client.main(argv[0]))

@@ -10,6 +10,8 @@
      "ipam": {"type": "calico-ipam", "assign_ipv4": "true", "assign_ipv6": "false",
               "ipv4_pools": ["default-ipv4-ippool"], "ipv6_pools": ["fd00:10::/64"]},
      "ipam_lock_file": "/var/run/calico/ipam.lock",   # ours: the host-wide IPAM lock
+     "calico_node_socket": "/var/run/calico/cni.sock",  # ours: calico-node's CNI socket,
+                                            # read by client.py ("" = never hand over)
      "labels": {"app": "web"},              # ours: labels for every endpoint of this network
      "policy": {"type": ""},                # non-empty: profiles are someone else's business
      "container_settings": {"allow_ip_forwarding": false},

@@ -35,6 +35,7 @@ from calico.datastore.kv import DatastoreError
 from . import delegate, endpoint, ipam_plugin
 from .dataplane import GATEWAY_V4, HOST_MAC, DataplaneError, LinuxDataplane, NetnsNotFound
 from .netconf import NetConf, WorkloadIDs, endpoint_labels
+from .resources import ONE_SHOT, Resources
 from .spec import (
     CHECK_FAILED,
     DATAPLANE_FAILURE,
@@ -48,7 +49,6 @@ from .spec import (
     Result,
     Route,
     datastore_error,
-    open_backend,
     require_check_version,
 )
 
@@ -70,10 +70,13 @@ class Plugin:
     """One ADD, DEL or CHECK for one container interface, in the order above; a failed ADD undoes
     what it did. The dataplane is passed in (tests pass a fake)."""
 
-    def __init__(self, args: CmdArgs, dataplane: LinuxDataplane | None = None) -> None:
+    def __init__(self, args: CmdArgs, dataplane: LinuxDataplane | None = None,
+                 res: Resources = ONE_SHOT) -> None:
         self.args = args
+        self.res = res
         self.conf = NetConf.parse(args.stdin, dict(args.env))
-        configure_logging(self.conf)
+        if res.own_process:
+            configure_logging(self.conf)
         self.ids = WorkloadIDs.of(self.conf, args)
         self.name = self.ids.endpoint_name()
         self.host_name = self.ids.host_veth_name()
@@ -83,12 +86,12 @@ class Plugin:
     @property
     def client(self) -> ResourceClient:
         if self._backend is None:
-            self._backend = open_backend(self.conf.datastore)
+            self._backend = self.res.backend(self.conf.datastore)
         return ResourceClient(self._backend)
 
     def close(self) -> None:
         if self._backend is not None:
-            self._backend.close()
+            self.res.done(self._backend)
 
     # ---- IPAM: in-process calico-ipam or a delegated plugin ------------------------------
 
@@ -101,7 +104,7 @@ class Plugin:
     def ipam_add(self) -> Result:
         if self._ipam_type() == CALICO_IPAM:
             self.client  # noqa: B018  (opens the backend)
-            return ipam_plugin.assign(self.conf, self.args, self._backend)
+            return ipam_plugin.assign(self.conf, self.args, self._backend, self.res)
         result = delegate.exec_plugin(self._ipam_type(), "ADD", self.args)
         assert result is not None
         return result
@@ -109,7 +112,7 @@ class Plugin:
     def ipam_del(self) -> None:
         if self._ipam_type() == CALICO_IPAM:
             self.client  # noqa: B018
-            ipam_plugin.release(self.conf, self.args, self._backend)
+            ipam_plugin.release(self.conf, self.args, self._backend, self.res)
         else:
             delegate.exec_plugin(self._ipam_type(), "DEL", self.args)
 
@@ -245,7 +248,7 @@ class Plugin:
             raise CNIError(CHECK_FAILED, f"WorkloadEndpoint {self.name} has other addresses "
                            "than prevResult", f"endpoint {have}, prevResult {sorted(addresses)}")
         if self._ipam_type() == CALICO_IPAM:
-            ipam_plugin.check(self.conf, self.args, self._backend, addresses)
+            ipam_plugin.check(self.conf, self.args, self._backend, addresses, self.res)
         else:
             delegate.exec_plugin(self._ipam_type(), "CHECK", self.args)
         try:
@@ -271,14 +274,19 @@ def _host_addresses(result: Result) -> list[str]:
     return out
 
 
-def _run(method: str):
-    def handler(args: CmdArgs) -> Result | None:
-        plugin = Plugin(args)
-        try:
-            return getattr(plugin, method)()
-        finally:
-            plugin.close()
-    return handler
+def handlers(res: Resources = ONE_SHOT) -> dict:
+    """ADD / DEL / CHECK of the `calico` executable, with connections from `res`."""
+
+    def run(method: str):
+        def handler(args: CmdArgs) -> Result | None:
+            plugin = Plugin(args, res=res)
+            try:
+                return getattr(plugin, method)()
+            finally:
+                plugin.close()
+        return handler
+
+    return {"ADD": run("add"), "DEL": run("delete"), "CHECK": run("check")}
 
 
-HANDLERS = {"ADD": _run("add"), "DEL": _run("delete"), "CHECK": _run("check")}
+HANDLERS = handlers()

@@ -18,6 +18,8 @@ and `Result.from_json` reads any of those shapes (a delegated IPAM plugin's answ
 The helpers both plugins (`calico`, `calico-ipam`) share live at the end, so neither plugin
 module imports the other for them: `require_check_version`, `open_backend` and
 `datastore_error` (a datastore failure as a CNI error; unreachable means try again later).
+This module imports no datastore code at load time: VERSION and a malformed request are
+answered without it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from calico.datastore import DatastoreConfig, connect
-from calico.datastore.kv import Backend, DatastoreError, Unreachable
+if TYPE_CHECKING:  # the datastore (and pydantic under it) loads only when a request needs it
+    from calico.datastore import DatastoreConfig
+    from calico.datastore.kv import Backend
 
 SPEC_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
@@ -283,10 +286,11 @@ def _requested_version(stdin: bytes) -> str:
 
 def run_plugin(handlers: Mapping[str, Handler], *, about: str = "",
                env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-               stdout: TextIO | None = None) -> int:
+               stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run one CNI command; returns the exit status (0 ok, 1 error)."""
     env = os.environ if env is None else env
     stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
     if stdin is None:
         stdin = b"" if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() \
             else sys.stdin.buffer.read()
@@ -294,7 +298,7 @@ def run_plugin(handlers: Mapping[str, Handler], *, about: str = "",
     try:
         if not env.get("CNI_COMMAND"):
             if about:
-                print(about, file=sys.stderr)
+                print(about, file=stderr)
             raise CNIError(INVALID_ENVIRONMENT, "required env variable CNI_COMMAND is missing",
                            "this program is a CNI plugin: a container runtime runs it")
         args = parse_env(env, stdin)
@@ -313,7 +317,7 @@ def run_plugin(handlers: Mapping[str, Handler], *, about: str = "",
         stdout.write("\n")
         return 1
     except Exception as err:  # the runtime must get a CNI error, never a traceback
-        traceback.print_exc(file=sys.stderr)
+        traceback.print_exc(file=stderr)
         json.dump(CNIError(INTERNAL_ERROR, f"internal error: {type(err).__name__}: {err}",
                            "see the plugin's stderr").to_json(version), stdout)
         stdout.write("\n")
@@ -342,11 +346,16 @@ def require_check_version(conf: CheckConf) -> None:
 
 
 def datastore_error(what: str, err: Exception) -> CNIError:
+    from calico.datastore.kv import Unreachable
+
     code = TRY_AGAIN_LATER if isinstance(err, Unreachable) else DATASTORE_FAILURE
     return CNIError(code, what, f"{type(err).__name__}: {err}")
 
 
 def open_backend(config: DatastoreConfig) -> Backend:
+    from calico.datastore import connect
+    from calico.datastore.kv import DatastoreError
+
     try:
         return connect(config)
     except DatastoreError as err:

@@ -27,6 +27,8 @@ def netconf(host: str, datastore_env: dict[str, str], ipv6: bool, lock_file: str
     conf: dict[str, Any] = {
         "cniVersion": "1.0.0", "name": NETWORK, "type": "calico", "nodename": host,
         "mtu": 1500, "log_level": "warning", "ipam_lock_file": lock_file,
+        # the host's calico-node serves its CNI socket in the host's run dir, beside the lock
+        "calico_node_socket": os.path.join(os.path.dirname(lock_file), "cni.sock"),
         "ipam": {"type": "calico-ipam", "assign_ipv4": "true",
                  "assign_ipv6": "true" if ipv6 else "false"},
         "args": {"cni": {"labels": [{"key": k, "value": v} for k, v in labels.items()]}},

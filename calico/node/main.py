@@ -1,6 +1,7 @@
 """`calico-node`: one per host, run in the host's network namespace.
 
-    calico-node [--hostname NAME] [--run-dir DIR] [--startup-only] [--no-felix] [--no-bgp]
+    calico-node [--hostname NAME] [--run-dir DIR] [--cni-socket PATH] [--startup-only]
+                [--no-felix] [--no-bgp]
 
 1. Start-up (startup.py): register or update this host's Node (addresses by Calico's IP / IP6
    settings and autodetection methods, AS), create the default IP pools when none exist.
@@ -11,6 +12,9 @@
    <run-dir>/bird.ctl`, started once the file exists, in graceful-restart recovery) and Felix (`calico-felix --hostname
    NAME`). A child that exits is restarted with back-off; SIGTERM/SIGINT stops them all and
    leaves the routes in place.
+3. Meanwhile, serve the CNI plugins' requests on `<run-dir>/cni.sock` (cniserver.py;
+   `--cni-socket` / $CALICO_CNI_SOCKET, `none` to disable). If it cannot be served, calico-node
+   says why and runs on: the plugins then do their work themselves.
 
 The datastore comes from the environment (DATASTORE_TYPE, ETCD_ENDPOINTS,
 CALICO_DATASTORE_PATH) and is passed on to the children. Calico's switches are kept:
@@ -33,12 +37,16 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
 from calico import logsetup
 
 from .supervisor import ChildSpec, Supervisor
+
+if TYPE_CHECKING:
+    from .cniserver import CNIServer
 
 log = logging.getLogger("calico-node")
 
@@ -151,10 +159,13 @@ def _flag(name: str) -> bool:
 @click.option("--run-dir", default=lambda: os.environ.get("CALICO_RUN_DIR", DEFAULT_RUN_DIR),
               show_default=DEFAULT_RUN_DIR, help="Where bird.conf, bird.ctl and the node name "
               "file go ($CALICO_RUN_DIR).")
+@click.option("--cni-socket", default=lambda: os.environ.get("CALICO_CNI_SOCKET"),
+              help="Where the CNI plugins hand their requests over ($CALICO_CNI_SOCKET; "
+              "default <run-dir>/cni.sock; 'none' disables).")
 @click.option("--startup-only", is_flag=True, help="Register the Node and pools, then exit.")
 @click.option("--no-felix", is_flag=True, help="Do not run Felix.")
 @click.option("--no-bgp", is_flag=True, help="Run neither the BGP daemon nor BIRD.")
-def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
+def main(hostname, run_dir, cni_socket, startup_only, no_felix, no_bgp) -> None:
     """Register this host's Calico Node and run Felix, the BGP daemon and BIRD."""
     try:
         logsetup.configure("calico-node", log_config(os.environ))
@@ -184,9 +195,16 @@ def main(hostname, run_dir, startup_only, no_felix, no_bgp) -> None:
         return
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sup.stop())
+    from .cniserver import socket_path
+
+    cni = start_cni_server(socket_path(run_dir, cni_socket))
     log.info("calico-node %s running: %s", nodename,
              ", ".join(c.spec.name for c in sup.children) or "no children")
-    sup.run()
+    try:
+        sup.run()
+    finally:
+        if cni is not None:
+            cni.close()
     log.info("calico-node %s stopped", nodename)
 
 
@@ -222,6 +240,23 @@ def _start_up(hostname: str | None, run_dir: str) -> str:
     with open(os.path.join(run_dir, "nodename"), "w") as f:
         f.write(cfg.nodename)
     return cfg.nodename
+
+
+def start_cni_server(path: str) -> CNIServer | None:
+    """The CNI socket, or None (disabled, or it cannot be served: the plugins then work
+    alone, which is slower but gives the same results)."""
+    if not path:
+        return None
+    from .cniserver import CNIServer, CNIServerError
+
+    server = CNIServer(path)
+    try:
+        server.start()
+    except (CNIServerError, OSError) as err:
+        log.error("not serving CNI requests on %s: %s", path, err)
+        return None
+    return server
+
 
 if __name__ == "__main__":
     main()

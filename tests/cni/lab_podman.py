@@ -70,7 +70,8 @@ def host_podman(lab: Lab, host: str, network: str, labels: dict[str, str]
 
 def lab_plugin_conf(lab: Lab, host: str, labels: dict[str, str]) -> dict[str, Any]:
     """Our `calico` plugin as the lab host runs it: nodename = the host, the lab's local
-    datastore, the host's IPAM lock, both families when the lab has IPv6."""
+    datastore, the host's IPAM lock and calico-node's CNI socket (so the requests are run by
+    that host's calico-node), both families when the lab has IPv6."""
     ds = lab.state["datastore"]
     if ds["type"] != "local":
         raise ValueError("host_podman supports the lab's local datastore only")
@@ -78,6 +79,7 @@ def lab_plugin_conf(lab: Lab, host: str, labels: dict[str, str]) -> dict[str, An
     return {"type": "calico", "nodename": host, "datastore_type": "local",
             "datastore_path": ds["path"], "mtu": 1500, "log_level": "warning",
             "ipam_lock_file": os.path.join(h["run_dir"], "ipam.lock"),
+            "calico_node_socket": os.path.join(h["run_dir"], "cni.sock"),
             "ipam": {"type": "calico-ipam", "assign_ipv4": "true",
                      "assign_ipv6": "true" if lab.state["ipv6"] else "false"},
             "labels": labels}

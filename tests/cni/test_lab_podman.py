@@ -255,14 +255,18 @@ def test_rm_releases_the_address_and_ipam_check_is_clean(lab, podman, container)
     done()
     ds, client = _client(lab)
     try:
+        # The DEL may be run by podman's cleanup process (conmon's exit command) instead of
+        # `rm` itself, which then logs "Network is already cleaned up, skipping" and can
+        # return before that DEL has answered: wait for its last step (the host side of
+        # the veth goes), boundedly, then check everything.
+        host_ns = lab.host("host1")["netns"]
+        wait_until(lambda: sh("ip", "-n", host_ns, "link", "show", wep.spec.interfaceName,
+                              check=False).returncode != 0, 30, "the DEL finished")
         assert handle_addresses(client, handle) == []
         assert client.backend.get(f"/calico/ipam/v2/handle/{handle}") is None
     finally:
         ds.close()
     assert _endpoint(lab, cid) is None
-    host_ns = lab.host("host1")["netns"]
-    assert sh("ip", "-n", host_ns, "link", "show", wep.spec.interfaceName,
-              check=False).returncode != 0
     assert sh("ip", "-n", host_ns, "route", "show", f"{v4}/32").stdout.strip() == ""
 
     out = podman.calicoctl("ipam", "check", check=False)

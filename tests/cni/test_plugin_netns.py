@@ -1,6 +1,10 @@
 """The `calico` plugin binary driven as a runtime drives it, into namespaces the test makes
 (root): what ADD builds in the kernel and the datastore, CHECK, DEL idempotence, undo on
-failure, concurrency, delegation to another IPAM plugin, older result versions."""
+failure, concurrency, delegation to another IPAM plugin, older result versions.
+
+Every test runs twice: with the executable doing the work itself (`alone`), and with the
+request handed to a calico-node CNI server (calico.node.cniserver, here in the test process on
+a socket of the test's own; `served`), which must give the same results."""
 
 import json
 import subprocess
@@ -8,9 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from calico.cni import client
 from calico.cni.dataplane import ROUTE_PROTOCOL
 from calico.cni.netconf import NetConf, WorkloadIDs
 from calico.cni.spec import CmdArgs
+from calico.node.cniserver import CNIServer
 from tests.unit.cni.driver import (
     CALICO,
     endpoints,
@@ -21,6 +27,23 @@ from tests.unit.cni.driver import (
 )
 
 pytestmark = pytest.mark.root
+
+
+@pytest.fixture(autouse=True, params=["alone", "served"])
+def path(request, tmp_path, monkeypatch):
+    """Which way the plugin's requests are run (see the module docstring)."""
+    if request.param == "alone":
+        monkeypatch.setenv(client.SOCKET_ENV, "")
+        yield None
+        return
+    server = CNIServer(str(tmp_path / "run" / "cni.sock"))
+    server.start()
+    monkeypatch.setenv(client.SOCKET_ENV, server.path)
+    try:
+        yield server
+    finally:
+        server.close()
+    assert server.served > 0  # the requests did go through the socket
 
 
 def _host_name(conf: dict, container_id: str, ifname: str = "eth0", **cni_args) -> str:

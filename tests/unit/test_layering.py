@@ -7,7 +7,8 @@
     ipam                                pools, blocks, handles over the datastore
     felix  bgp  cni  openstack          the components, each over the layers below
     ctl  node  lab                      calicoctl (reads BGP status), calico-node (starts Felix
-                                        and the BGP daemon as processes), calico-lab
+                                        and the BGP daemon as processes, runs the CNI plugins'
+                                        requests in-process), calico-lab
     demo                                the `make demo` script
 
 `DEPENDS` is every package each package names in an import statement anywhere (function-local
@@ -55,7 +56,7 @@ DEPENDS: dict[str, set[str]] = {
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam", "version"},
-    "node": {"cni", "datastore", "ipam", "logsetup", "selector"},
+    "node": {"api", "cni", "datastore", "ipam", "logsetup", "selector"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
 }
