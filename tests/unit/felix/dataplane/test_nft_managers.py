@@ -320,3 +320,19 @@ def test_negated_selectors_and_empty_sets_keep_their_rules():
     rules = d.table.chains[policy_chain_name(P1, True)].rules
     assert len(rules) == 2  # the negated rule for both families; the positive one for neither
     assert all("!= @" in r for r in rules)
+
+
+def test_endpoint_replaced_on_its_interface_keeps_its_chains_and_map_keys(dp):
+    """A successor's update can precede its predecessor's removal (one calc-graph batch):
+    the removal must not take the successor's chains and dispatch keys with it."""
+    successor = m.WorkloadEndpointID("openstack", "w1-new")
+    dp.on_message(wep(id=successor))
+    dp.on_message(m.WorkloadEndpointRemove(W1))
+    dp.apply()
+    assert dp.table.sets["wl-to"].elements == {'"cali1"': "goto tw-cali1"}
+    assert dp.table.sets["wl-from"].elements == {'"cali1"': "goto fw-cali1"}
+    assert {"tw-cali1", "fw-cali1"} <= set(dp.table.chains)
+    dp.on_message(m.WorkloadEndpointRemove(successor))
+    dp.apply()
+    assert dp.table.sets["wl-to"].elements == {}
+    assert "tw-cali1" not in dp.table.chains
