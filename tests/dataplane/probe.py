@@ -2,16 +2,28 @@
 
     python probe.py whoami NAME PORT         HTTP server on 0.0.0.0:PORT answering every GET
                                              with "<NAME> <client address>"
+    python probe.py serve DIR ADDR PORT      HTTP server of the files under DIR
     python probe.py dns udp|tcp SERVER NAME  one DNS A query to SERVER:53; prints the first
                                              answer's address, exits 1 without one
 """
 
 from __future__ import annotations
 
+import functools
 import socket
+import socketserver
 import struct
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Server(ThreadingHTTPServer):
+    """No reverse lookup of the bound address (http.server's getfqdn): inside a test
+    namespace whose resolver is unreachable that lookup would stall start-up for seconds."""
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 def whoami(name: str, port: int) -> None:
@@ -26,7 +38,15 @@ def whoami(name: str, port: int) -> None:
         def log_message(self, *args) -> None:
             pass
 
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    Server(("0.0.0.0", port), Handler).serve_forever()
+
+
+def serve(root: str, addr: str, port: int) -> None:
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    Server((addr, port), functools.partial(Handler, directory=root)).serve_forever()
 
 
 def dns_query(name: str) -> bytes:
@@ -71,6 +91,9 @@ def dns(proto: str, server: str, name: str) -> str | None:
 def main(argv: list[str]) -> int:
     if argv[0] == "whoami":
         whoami(argv[1], int(argv[2]))
+        return 0
+    if argv[0] == "serve":
+        serve(argv[1], argv[2], int(argv[3]))
         return 0
     try:
         answer = dns(argv[1], argv[2], argv[3])
