@@ -7,7 +7,8 @@ neutron_view.py for a real server, a fake in unit tests) and the datastore only 
 What flows in:
 - event handlers, called by whichever Neutron server handled the API call, after Neutron
   committed it: `port_changed(port, original)`, `port_deleted(port)`, `subnet_changed`,
-  `subnet_deleted`, `security_group_changed(sg_id)`, `security_group_deleted(sg_id)`;
+  `subnet_deleted`, `security_group_changed(sg_id)`, `security_group_deleted(sg_id)`,
+  `floating_ips_changed(port_ids)` (the endpoints' ipNATs, floating.py);
 - the election (election.py): only the master runs the resync and the status loop.
 
 What flows out: WorkloadEndpoints, NetworkPolicies and subnet records (syncers.py, with
@@ -59,6 +60,12 @@ class NeutronView(Protocol):
         """The groups (with `security_group_rules`) that still exist, by id."""
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
+
+    def ports(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ports that still exist, by id."""
+
+    def floating_ips(self, port_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The floating IPs associated with these ports, by floating IP id."""
 
     def felix_alive(self, host: str) -> None: ...
 
@@ -154,8 +161,19 @@ class CalicoDriver:
         subnet_ids = [f.get("subnet_id") for f in port.get("fixed_ips") or []]
         snap = Snapshot(subnets=self.neutron.subnets(i for i in subnet_ids if i),
                         security_groups=self.neutron.security_groups(
-                            port.get("security_groups") or []))
+                            port.get("security_groups") or []),
+                        floating_ips=self.neutron.floating_ips([port["id"]]))
         return self.endpoints.record(EndpointSyncer.port_record_doc(port, snap))
+
+    def floating_ips_changed(self, port_ids: Iterable[str]) -> None:
+        """A floating IP was created, (re-/dis)associated or deleted: rewrite the endpoints
+        of the ports it pointed at, before and after (their ipNATs, floating.py)."""
+        for port_id in sorted(set(port_ids)):
+            def write(port_id: str = port_id) -> None:
+                port = self.neutron.ports([port_id]).get(port_id)
+                if port is not None:  # a deleted port's endpoint went with it
+                    self._port_changed(port, None)
+            self._safely(f"port {port_id} (floating IP)", write)
 
     def port_deleted(self, port: Mapping[str, Any]) -> None:
         def delete() -> None:

@@ -45,6 +45,7 @@ class Snapshot:
     security_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subnets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     project_names: Mapping[str, str] = field(default_factory=dict)
+    floating_ips: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by id
 
 
 @dataclass
