@@ -20,6 +20,7 @@ from tests.dataplane.test_felix_harness import (
     ALLOW_ALL,
     HOSTNAME,
     FelixHost,
+    ping,
     resource,
     wait_for,
     wl_ip,
@@ -27,6 +28,7 @@ from tests.dataplane.test_felix_harness import (
 
 PROBE = str(Path(__file__).with_name("probe.py"))
 FIP, FIP2 = "172.16.1.3", "172.16.1.4"
+FIP6 = "2001:db8:f::3"
 EXT_IP = "192.0.2.10"
 PORT = 8080
 
@@ -59,7 +61,7 @@ def set_nats(felix: FelixHost, n: int, nats: list[tuple[str, str]], *,
 
 
 def fip_routes(felix: FelixHost) -> set[str]:
-    return {r for r in felix.felix_routes() if r.startswith("172.16.")}
+    return {r for r in felix.felix_routes() if r.startswith(("172.16.", "2001:db8:f:"))}
 
 
 @pytest.fixture
@@ -91,8 +93,9 @@ def lab(netns, tmp_path, request):
 def test_external_local_and_hairpin_traffic_reach_the_instance(lab):
     felix, ext = lab
     wl1, wl2 = felix.workloads[1], felix.workloads[2]
-    set_nats(felix, 1, [(wl_ip(1), FIP)])
-    wait_for(lambda: fip_routes(felix) == {f"{FIP}@cali1"}, 10, "floating IP route")
+    set_nats(felix, 1, [(wl_ip(1), FIP), (wl_ip(1, 6), FIP6)])
+    wait_for(lambda: fip_routes(felix) == {f"{FIP}@cali1", f"{FIP6}@cali1"}, 10,
+             "floating IP routes")
     wait_for(lambda: fetch(ext, FIP) != "", 10, "floating IP answering")
     # From outside: DNATed to the instance, the client's own address preserved (no SNAT).
     assert fetch(ext, FIP) == f"wl1 {EXT_IP}"
@@ -103,6 +106,9 @@ def test_external_local_and_hairpin_traffic_reach_the_instance(lab):
     assert fetch(wl1, FIP) == f"wl1 {FIP}"
     # Not a floating IP: nothing answers.
     assert fetch(ext, FIP2) == ""
+    # IPv6: from a host process, another instance, and hairpin (the reply comes from FIP6).
+    for src in (felix.host, wl2, wl1):
+        assert ping(src, FIP6), f"{src} -> {FIP6}"
 
 
 def test_policy_applies_to_the_translated_traffic(lab):
