@@ -8,9 +8,10 @@ are programmed regardless of it. Two dataplane managers ask the same question: t
 DNAT manager (DNAT/SNAT maps) and the route manager (a route for each external address on the
 endpoint's interface, which BIRD learns and advertises like any workload route inside a pool).
 
-Where two endpoints claim one external address, the smaller internal address wins (Calico's
-rule, so every host decides the same); where one internal address has several external ones,
-the hairpin SNAT uses the smallest external address.
+Where two endpoints claim one external address, the numerically lower internal address wins
+(Calico: the alphabetically earlier one; both are deterministic, so every host decides the
+same); where one internal address has several external ones, the hairpin SNAT uses the lowest
+external address.
 """
 
 from __future__ import annotations
