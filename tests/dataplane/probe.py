@@ -3,6 +3,9 @@
     python probe.py whoami NAME PORT         HTTP server on 0.0.0.0:PORT answering every GET
                                              with "<NAME> <client address>"
     python probe.py serve DIR ADDR PORT      HTTP server of the files under DIR
+    python probe.py udp-whoami NAME PORT     UDP server answering every datagram with NAME
+    python probe.py udp-stream ADDR PORT S   one UDP flow (fixed source port): a datagram
+                                             every 0.1 s for S seconds, each answer printed
     python probe.py dns udp|tcp SERVER NAME  one DNS A query to SERVER:53; prints the first
                                              answer's address, exits 1 without one
 """
@@ -14,6 +17,7 @@ import socket
 import socketserver
 import struct
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -47,6 +51,26 @@ def serve(root: str, addr: str, port: int) -> None:
             pass
 
     Server((addr, port), functools.partial(Handler, directory=root)).serve_forever()
+
+
+def udp_whoami(name: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", port))
+        while True:
+            _, peer = s.recvfrom(512)
+            s.sendto(name.encode(), peer)
+
+
+def udp_stream(addr: str, port: int, seconds: float) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.1)
+        for _ in range(int(seconds * 10)):
+            s.sendto(b"?", (addr, port))
+            try:
+                print(s.recv(512).decode(), flush=True)
+                time.sleep(0.1)
+            except TimeoutError:
+                pass
 
 
 def dns_query(name: str) -> bytes:
@@ -94,6 +118,12 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] == "serve":
         serve(argv[1], argv[2], int(argv[3]))
+        return 0
+    if argv[0] == "udp-whoami":
+        udp_whoami(argv[1], int(argv[2]))
+        return 0
+    if argv[0] == "udp-stream":
+        udp_stream(argv[1], int(argv[2]), float(argv[3]))
         return 0
     try:
         answer = dns(argv[1], argv[2], argv[3])

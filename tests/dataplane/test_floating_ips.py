@@ -10,7 +10,9 @@ who answered and from which source address the request arrived.
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,21 @@ PORT = 8080
 
 
 def whoami(ns) -> None:
-    """Start the HTTP who-am-i server in `ns` (killed with the namespace)."""
-    ns.popen(sys.executable, PROBE, "whoami", ns.name.split("-")[2], str(PORT))
+    """Start the HTTP and UDP who-am-i servers in `ns` (killed with the namespace)."""
+    name = ns.name.split("-")[2]
+    ns.popen(sys.executable, PROBE, "whoami", name, str(PORT))
+    ns.popen(sys.executable, PROBE, "udp-whoami", name, str(PORT))
+
+
+def read_until(proc: subprocess.Popen, want: str) -> list[str]:
+    """Lines of `proc` up to and including the first that is `want` (AssertionError if the
+    stream ends first)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line.strip())
+        if seen[-1] == want:
+            return seen
+    raise AssertionError(f"{want!r} never answered; got {seen[-5:]}")
 
 
 def fetch(ns, addr: str) -> str:
@@ -136,6 +151,26 @@ def test_moving_the_floating_ip_moves_the_traffic(lab):
     set_nats(felix, 2, [])
     wait_for(lambda: fetch(ext, FIP) == "", 10, "floating IP released")
     assert fip_routes(felix) == set()
+
+
+def test_a_continuous_flow_follows_the_moved_floating_ip(lab):
+    """One UDP flow (same ports throughout, so one conntrack entry) from outside: after the
+    move its next datagrams reach the new instance, because Felix forgets the old DNAT."""
+    felix, ext = lab
+    set_nats(felix, 1, [(wl_ip(1), FIP)])
+    wait_for(lambda: fetch(ext, FIP).startswith("wl1"), 10, "floating IP on wl1")
+    stream = ext.popen(sys.executable, PROBE, "udp-stream", FIP, str(PORT), "30",
+                       stdout=subprocess.PIPE, text=True)
+    try:
+        read_until(stream, "wl1")
+        moved_at = time.monotonic()
+        set_nats(felix, 1, [])
+        set_nats(felix, 2, [(wl_ip(2), FIP)])
+        read_until(stream, "wl2")
+        print(f"the flow followed the floating IP in {time.monotonic() - moved_at:.2f} s")
+    finally:
+        stream.kill()
+        stream.wait()
 
 
 @pytest.mark.parametrize("lab", [{"FELIX_FLOATINGIPS": "Disabled"}], indirect=True)

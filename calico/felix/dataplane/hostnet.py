@@ -12,7 +12,8 @@
 In:  every calc-graph message, to each of its managers in list order (manager.py):
      `SysctlManager` (none: it follows links), `RouteManager` (WorkloadEndpointUpdate/Remove),
      `IPIPManager` (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU
-     and IpInIpTunnelAddr). The group itself reads the host-network-wide part of ConfigUpdate,
+     and IpInIpTunnelAddr), `ConntrackManager` (endpoints' ipNATs: the flows of a floating IP
+     that moved are forgotten). The group itself reads the host-network-wide part of ConfigUpdate,
      shared by routes and sysctls and needing a kernel re-read when it changes (by
      FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
      routeRefreshInterval, ipv6Support, and whether the metadata redirect targets a loopback
@@ -41,6 +42,7 @@ from typing import Protocol, runtime_checkable
 
 from calico.api.nets import parse_go_duration
 from calico.felix import messages as m
+from calico.felix.dataplane.conntrack import ConntrackManager, delete_entries
 from calico.felix.dataplane.ipip import IPIPManager
 from calico.felix.dataplane.links import DEFAULT_INTERFACE_PREFIXES, LinkTable, LinkWatcher
 from calico.felix.dataplane.manager import Manager, ManagerGroup
@@ -100,7 +102,8 @@ class HostNetworkManager(ManagerGroup):
 
     def __init__(self, kernel: Kernel, hostname: str = "", *,
                  wake: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 conntrack_delete: Callable[[str], int] | None = None) -> None:
         self._kernel = kernel
         self._wake = wake or (lambda: None)
         self._clock = clock
@@ -110,7 +113,11 @@ class HostNetworkManager(ManagerGroup):
         self.sysctls = SysctlManager(kernel, self.links, self.prefixes)
         self.routes = RouteManager(kernel, self.links, DEFAULT_ROUTE_PROTOCOL, self.prefixes)
         self.ipip = IPIPManager(kernel, hostname)
-        super().__init__((self.sysctls, self.routes, self.ipip))
+        if conntrack_delete is None:  # the real thing only with the real kernel
+            conntrack_delete = (delete_entries if isinstance(kernel, NetlinkKernel)
+                                else lambda address: 0)
+        self.conntrack = ConntrackManager(conntrack_delete)
+        super().__init__((self.sysctls, self.routes, self.ipip, self.conntrack))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True

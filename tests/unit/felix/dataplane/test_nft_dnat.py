@@ -1,11 +1,13 @@
 """Floating IPs (ipNATs) and OpenStack's metadata/DNS special cases: the nft rules rendered,
-and the routes and sysctls the host network adds for them (fake runner, fake kernel)."""
+the routes and sysctls the host network adds for them, and the conntrack entries forgotten
+when a floating IP moves (fake runner, fake kernel, a recording conntrack)."""
 
 from __future__ import annotations
 
 import pytest
 
 from calico.felix import messages as m
+from calico.felix.dataplane.conntrack import ConntrackManager
 from calico.felix.dataplane.floating import active_nats, nat_maps
 from calico.felix.dataplane.hostnet import HostNetworkManager
 from calico.felix.dataplane.nft import NftDataplane
@@ -216,3 +218,44 @@ def test_floating_ip_routes_follow_the_floating_ips_setting(kernel, hn):
 def test_route_localnet_only_for_a_loopback_metadata_target(kernel, hn, config, localnet):
     feed(hn, m.ConfigUpdate(config))
     assert kernel.sysctls["net/ipv4/conf/cali1/route_localnet"] == localnet
+
+
+# ---- conntrack: flows of a floating IP that moved -------------------------------------------
+
+def conntrack(*msgs) -> tuple[ConntrackManager, list[str]]:
+    deleted: list[str] = []
+    ct = ConntrackManager(lambda address: deleted.append(address) or 1)
+    for msg in msgs:
+        ct.on_message(msg)
+    ct.complete_deferred_work()
+    ct.apply()
+    return ct, deleted
+
+
+def step(ct: ConntrackManager, deleted: list[str], *msgs) -> list[str]:
+    deleted.clear()
+    for msg in msgs:
+        ct.on_message(msg)
+    ct.complete_deferred_work()
+    ct.apply()
+    return list(deleted)
+
+
+def test_conntrack_forgets_only_floating_ips_that_moved_or_went():
+    a = wep(nats=[("10.65.0.1", "172.16.1.3")], orchestrator="openstack")
+    b = wep(W2, "cali2", "10.65.0.2", nats=[("10.65.0.2", "172.16.1.4")],
+            orchestrator="openstack")
+    ct, deleted = conntrack(m.ConfigUpdate(K8S), a, b)
+    assert deleted == []  # the first mappings: nothing to forget
+    assert step(ct, deleted, wep(orchestrator="openstack"),
+                wep(W2, "cali2", "10.65.0.2", orchestrator="openstack",
+                    nats=[("10.65.0.2", "172.16.1.4"), ("10.65.0.2", "172.16.1.3")])) == [
+        "172.16.1.3"]  # moved; 172.16.1.4 unchanged
+    assert step(ct, deleted, m.WorkloadEndpointRemove(W2)) == ["172.16.1.3", "172.16.1.4"]
+    assert step(ct, deleted) == []
+
+
+def test_conntrack_follows_the_floating_ips_setting():
+    ct, deleted = conntrack(m.ConfigUpdate({**K8S, "FloatingIPs": "Enabled"}),
+                            wep(nats=[("10.65.0.1", "172.16.1.3")]))
+    assert step(ct, deleted, m.ConfigUpdate(K8S)) == ["172.16.1.3"]
