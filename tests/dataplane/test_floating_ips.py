@@ -10,6 +10,7 @@ who answered and from which source address the request arrived.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -124,6 +125,18 @@ def test_external_local_and_hairpin_traffic_reach_the_instance(lab):
     # IPv6: from a host process, another instance, and hairpin (the reply comes from FIP6).
     for src in (felix.host, wl2, wl1):
         assert ping(src, FIP6), f"{src} -> {FIP6}"
+
+
+def test_restarted_felix_changes_nothing_and_keeps_the_mapping(lab):
+    felix, ext = lab
+    set_nats(felix, 1, [(wl_ip(1), FIP), (wl_ip(1, 6), FIP6)])
+    wait_for(lambda: fetch(ext, FIP).startswith("wl1"), 10, "floating IP on wl1")
+    felix.kill9()
+    felix.start_felix()
+    felix.wait_ready()
+    wait_for(lambda: "Dataplane programmed" in felix.log(), 10, "restarted Felix programmed")
+    assert re.search(r"Dataplane programmed .* nftables 0 lines", felix.log()), felix.log()
+    assert fetch(ext, FIP) == f"wl1 {EXT_IP}"
 
 
 def test_policy_applies_to_the_translated_traffic(lab):
