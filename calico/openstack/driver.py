@@ -61,8 +61,8 @@ class NeutronView(Protocol):
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
 
-    def ports(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The ports that still exist, by id."""
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        """The port, None if it no longer exists."""
 
     def floating_ips(self, port_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The floating IPs associated with these ports, by floating IP id."""
@@ -170,7 +170,7 @@ class CalicoDriver:
         of the ports it pointed at, before and after (their ipNATs, floating.py)."""
         for port_id in sorted(set(port_ids)):
             def write(port_id: str = port_id) -> None:
-                port = self.neutron.ports([port_id]).get(port_id)
+                port = self.neutron.port(port_id)
                 if port is not None:  # a deleted port's endpoint went with it
                     self._port_changed(port, None)
             self._safely(f"port {port_id} (floating IP)", write)

@@ -69,11 +69,9 @@ class PluginNeutronView:
                                                  default_sg=True)
         return {g["id"]: g for g in groups}
 
-    def ports(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = sorted(set(ids))
-        if not ids:
-            return {}
-        return {p["id"]: p for p in self.plugin.get_ports(self._ctx(), filters={"id": ids})}
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        ports = self.plugin.get_ports(self._ctx(), filters={"id": [port_id]})
+        return ports[0] if ports else None
 
     def floating_ips(self, port_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         ids = sorted(set(port_ids))

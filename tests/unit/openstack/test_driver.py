@@ -18,14 +18,14 @@ WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 
 class FakeNeutron:
     def __init__(self):
-        self.ports_, self.groups, self.subnets_, self.fips = {}, {}, {}, {}
+        self.ports, self.groups, self.subnets_, self.fips = {}, {}, {}, {}
         self.status, self.agents = {}, []
 
-    def ports(self, ids):
-        return {i: self.ports_[i] for i in ids if i in self.ports_}
+    def port(self, port_id):
+        return self.ports.get(port_id)
 
     def snapshot(self):
-        return Snapshot(ports=dict(self.ports_), security_groups=dict(self.groups),
+        return Snapshot(ports=dict(self.ports), security_groups=dict(self.groups),
                         subnets=dict(self.subnets_), floating_ips=dict(self.fips))
 
     def floating_ips(self, port_ids):
@@ -82,7 +82,7 @@ def neutron_with_port():
                        "gateway_ip": "10.65.0.1", "enable_dhcp": True, "host_routes": [],
                        "dns_nameservers": []}
     n.groups["sg"] = {"id": "sg", "name": "g", "security_group_rules": []}
-    n.ports_["p1"] = port()
+    n.ports["p1"] = port()
     return n
 
 

@@ -83,10 +83,10 @@ def test_event_states_name_old_and_new_ports():
 
 def driver(backend) -> tuple[CalicoDriver, FakeNeutron]:
     n = neutron_with_port()
-    n.ports_["p2"] = {**driver_port("p2"),
+    n.ports["p2"] = {**driver_port("p2"),
                       "fixed_ips": [{"subnet_id": "s", "ip_address": "10.65.0.6"}]}
     d = CalicoDriver(backend, n, DriverConfig(ipam=False), sleep=lambda s: None)
-    for p in n.ports_.values():
+    for p in n.ports.values():
         d.port_changed(p, None)
     return d, n
 
@@ -106,7 +106,7 @@ def test_events_rewrite_the_endpoints_of_old_and_new_ports(backend):
     assert nats(backend, e2) == []
     n.fips["f1"] = fip()
     d.floating_ips_changed({"p1"})
-    del n.ports_["p1"]  # port deleted: Neutron disassociates; the endpoint goes with it
+    del n.ports["p1"]  # port deleted: Neutron disassociates; the endpoint goes with it
     d.port_deleted(driver_port("p1"))
     d.floating_ips_changed({"p1"})
     assert [kv.key.rsplit("/", 1)[1] for kv in backend.list(
@@ -118,6 +118,6 @@ def test_port_update_keeps_its_floating_ip(backend):
     d, n = driver(backend)
     n.fips["f1"] = fip()
     d.floating_ips_changed({"p1"})
-    d.port_changed({**n.ports_["p1"], "security_groups": []}, n.ports_["p1"])
+    d.port_changed({**n.ports["p1"], "security_groups": []}, n.ports["p1"])
     assert nats(backend, "h1-openstack-vm--p1-p1") == [("10.65.0.5", "172.16.1.3")]
 
