@@ -201,7 +201,10 @@ class WorkloadEndpointUpdate:
     profile_ids: tuple[ProfileID, ...] = ()
     tiers: tuple[TierInfo, ...] = ()
     allowed_spoofed_source_prefixes: tuple[str, ...] = ()
-    ipv4_nat: tuple[tuple[str, str], ...] = ()  # (internal, external) 1:1 NAT
+    # ipNATs, (internal, external) per IP version: floating IPs, 1:1 NAT to the endpoint.
+    ipv4_nat: tuple[tuple[str, str], ...] = ()
+    ipv6_nat: tuple[tuple[str, str], ...] = ()
+    orchestrator: str = ""  # spec.orchestrator: "openstack" endpoints always get their NATs
 
 
 @dataclass(frozen=True, slots=True)

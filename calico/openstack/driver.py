@@ -7,7 +7,8 @@ neutron_view.py for a real server, a fake in unit tests) and the datastore only 
 What flows in:
 - event handlers, called by whichever Neutron server handled the API call, after Neutron
   committed it: `port_changed(port, original)`, `port_deleted(port)`, `subnet_changed`,
-  `subnet_deleted`, `security_group_changed(sg_id)`, `security_group_deleted(sg_id)`;
+  `subnet_deleted`, `security_group_changed(sg_id)`, `security_group_deleted(sg_id)`,
+  `floating_ips_changed(port_ids)` (the endpoints' ipNATs, floating.py);
 - `felix_live(host)`, asked by `bind_port`: is a Felix reporting for that host now?
 - the election (election.py): only the master runs the resync, the status loop and the
   etcd compaction.
@@ -70,6 +71,12 @@ class NeutronView(Protocol):
         """The groups (with `security_group_rules`) that still exist, by id."""
 
     def set_port_status(self, port_id: str, status: str) -> None: ...
+
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        """The port, None if it no longer exists."""
+
+    def floating_ips(self, port_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The floating IPs associated with these ports, by floating IP id."""
 
     def felix_alive(self, host: str) -> None: ...
 
@@ -227,7 +234,8 @@ class CalicoDriver:
         return Snapshot(subnets=self.neutron.subnets(i for i in subnet_ids if i),
                         security_groups=self.neutron.security_groups(
                             port.get("security_groups") or []),
-                        projects={project_id: project} if project is not None else {})
+                        projects={project_id: project} if project is not None else {},
+                        floating_ips=self.neutron.floating_ips([port["id"]]))
 
     def _unmappable_port(self, port: Mapping[str, Any], reason: str) -> None:
         """Log (once per reason) and put the port in ERROR: it cannot have an endpoint."""
@@ -249,6 +257,16 @@ class CalicoDriver:
             self.neutron.set_port_status(str(port.get("id")), "DOWN")
         except Exception as err:  # noqa: BLE001 - Felix's report will set it anyway
             log.warning("port %s: setting DOWN failed (%s)", port.get("id"), err)
+
+    def floating_ips_changed(self, port_ids: Iterable[str]) -> None:
+        """A floating IP was created, (re-/dis)associated or deleted: rewrite the endpoints
+        of the ports it pointed at, before and after (their ipNATs, floating.py)."""
+        for port_id in sorted(set(port_ids)):
+            def write(port_id: str = port_id) -> None:
+                port = self.neutron.port(port_id)
+                if port is not None:  # a deleted port's endpoint went with it
+                    self._port_changed(port, None)
+            self._safely(f"port {port_id} (floating IP)", write)
 
     def port_deleted(self, port: Mapping[str, Any]) -> None:
         def delete() -> None:

@@ -25,7 +25,9 @@ What it does with each ML2 call (all after Neutron committed; none can fail the 
 - `delete_port_postcommit`: the endpoint goes and its addresses leave Calico IPAM;
 - subnet postcommits: the DHCP agent's subnet records;
 - security-group and rule callbacks (neutron_lib registry, AFTER_CREATE/UPDATE/DELETE):
-  the `ossg.default.<sg-id>` policies.
+  the `ossg.default.<sg-id>` policies;
+- floating-IP callbacks (AFTER_CREATE/UPDATE/DELETE): the ipNATs of the endpoints of the
+  ports a floating IP pointed at, before and after (floating.py).
 The election, the master's periodic resync and the Felix status loop start when the Neutron
 process publishes PROCESS AFTER_INIT (or at the first event, whichever comes first).
 """
@@ -43,6 +45,7 @@ from calico.datastore.config import DatastoreConfig, connect
 
 from .config import CalicoConfig, calico_config, config_files, keystone_auth, read_sections
 from .driver import CalicoDriver, DriverConfig
+from .floating import ports_of_event
 from .keystone import KeystoneAuth, Projects
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,8 @@ class CalicoMechanismDriver(api.MechanismDriver):
         for resource in (resources.SECURITY_GROUP, resources.SECURITY_GROUP_RULE):
             for event in (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE):
                 registry.subscribe(self._on_security_group, resource, event)
+        for event in (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE):
+            registry.subscribe(self._on_floating_ip, resources.FLOATING_IP, event)
         registry.subscribe(self._on_process_init, resources.PROCESS, events.AFTER_INIT)
         log.info("Calico mechanism driver initialised")
 
@@ -152,6 +157,14 @@ class CalicoMechanismDriver(api.MechanismDriver):
             core.security_group_deleted(sg_id)
         else:
             core.security_group_changed(sg_id)
+
+
+    def _on_floating_ip(self, resource: str, event: str, trigger: Any, payload: Any = None
+                        ) -> None:
+        core = self._started_core()
+        ports = ports_of_event(getattr(payload, "states", None) or ())
+        if ports:
+            core.floating_ips_changed(ports)
 
 
 def _security_group_id(resource: str, payload: Any) -> str | None:

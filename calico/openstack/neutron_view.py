@@ -19,6 +19,7 @@ from typing import Any
 
 from neutron_lib import context as n_context
 from neutron_lib import exceptions as n_exc
+from neutron_lib.plugins import constants as plugin_constants
 from neutron_lib.plugins import directory
 
 from .syncer import Snapshot
@@ -51,7 +52,8 @@ class PluginNeutronView:
         ports = {p["id"]: p for p in plugin.get_ports(ctx)}
         subnets = {s["id"]: s for s in plugin.get_subnets(ctx)}
         groups = {g["id"]: g for g in plugin.get_security_groups(ctx, default_sg=True)}
-        return Snapshot(ports=ports, security_groups=groups, subnets=subnets)
+        return Snapshot(ports=ports, security_groups=groups, subnets=subnets,
+                        floating_ips=self._floating_ips(ctx))
 
     def subnets(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         ids = sorted(set(ids))
@@ -66,6 +68,22 @@ class PluginNeutronView:
         groups = self.plugin.get_security_groups(self._ctx(), filters={"id": ids},
                                                  default_sg=True)
         return {g["id"]: g for g in groups}
+
+    def port(self, port_id: str) -> dict[str, Any] | None:
+        ports = self.plugin.get_ports(self._ctx(), filters={"id": [port_id]})
+        return ports[0] if ports else None
+
+    def floating_ips(self, port_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = sorted(set(port_ids))
+        return self._floating_ips(self._ctx(), {"port_id": ids}) if ids else {}
+
+    @staticmethod
+    def _floating_ips(ctx: Any, filters: dict | None = None) -> dict[str, dict[str, Any]]:
+        """Through the L3 service plugin; none without one (no router service: no FIPs)."""
+        l3 = directory.get_plugin(plugin_constants.L3)
+        if l3 is None:
+            return {}
+        return {f["id"]: f for f in l3.get_floatingips(ctx, filters=filters)}
 
     def set_port_status(self, port_id: str, status: str) -> None:
         try:

@@ -47,6 +47,7 @@ class Snapshot:
     security_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subnets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     projects: Mapping[str, Project] = field(default_factory=dict)  # by project id
+    floating_ips: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by id
 
 
 @dataclass

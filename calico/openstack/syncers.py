@@ -30,6 +30,7 @@ from calico.datastore.kv import KV, Backend
 from . import names
 from .addresses import PortAddresses
 from .endpoints import at_host, endpoint_resource, is_bound_endpoint, migration_target
+from .floating import with_nats
 from .policy import policy_resource
 from .subnets import subnet_value, wants_record
 from .syncer import ResourceSyncer, Snapshot
@@ -139,8 +140,9 @@ class EndpointSyncer(V3ResourceSyncer):
         gateways = {sid: s.get("gateway_ip") for sid, s in snapshot.subnets.items()}
         sg_names = {gid: g.get("name") or "" for gid, g in snapshot.security_groups.items()}
         project = port.get("project_id") or port.get("tenant_id") or ""
-        return endpoint_resource(port, gateways, sg_names, snapshot.projects.get(project),
-                                 self.namespace)
+        doc = endpoint_resource(port, gateways, sg_names, snapshot.projects.get(project),
+                                self.namespace)
+        return with_nats(doc, port, snapshot.floating_ips)
 
     def port_records(self, port: Mapping[str, Any], snapshot: Snapshot
                      ) -> dict[str, Resource]:

@@ -44,7 +44,7 @@ class NeutronServer:
     def __init__(self, venv: Path, state_dir: Path, datastore_path: str, *,
                  resync_interval: float = 2.0, election_ttl: int = 3, name: str = "neutron-a",
                  db_dir: Path | None = None, calico: dict[str, str] | None = None,
-                 extra: str = "") -> None:
+                 extra: str = "", service_plugins: str = "") -> None:
         self.venv, self.dir = venv, state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,7 +63,7 @@ bind_host = 127.0.0.1
 bind_port = {self.port}
 host = {name}
 core_plugin = ml2
-service_plugins =
+service_plugins = {service_plugins}
 auth_strategy = noauth
 transport_url = fake:/
 notify_nova_on_port_status_changes = false

@@ -280,9 +280,20 @@ def _workload_endpoint_update(ep: m.WorkloadEndpointID, spec: WorkloadEndpointSp
         ipv6_nets=tuple(n for n in nets if ":" in n),
         profile_ids=tuple(m.ProfileID(p) for p in profiles),
         allowed_spoofed_source_prefixes=normalise_nets(spec.allowSpoofedSourcePrefixes),
-        ipv4_nat=tuple((nat.internalIP, nat.externalIP) for nat in spec.ipNATs or ()
-                       if ":" not in nat.internalIP),
+        ipv4_nat=_nats(spec, 4),
+        ipv6_nat=_nats(spec, 6),
+        orchestrator=spec.orchestrator or "",
     )
+
+
+def _nats(spec: WorkloadEndpointSpec, version: int) -> tuple[tuple[str, str], ...]:
+    """ipNATs of one IP version as (internal, external) address text, canonical and sorted."""
+    out = set()
+    for nat in spec.ipNATs or ():
+        internal = ipaddress.ip_address(nat.internalIP)
+        if internal.version == version:
+            out.add((str(internal), str(ipaddress.ip_address(nat.externalIP))))
+    return tuple(sorted(out))
 
 
 def _named_ports(spec: WorkloadEndpointSpec | HostEndpointSpec) -> tuple[NamedPort, ...]:

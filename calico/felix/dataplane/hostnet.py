@@ -13,10 +13,13 @@ In:  every calc-graph message, to each of its managers in list order (manager.py
      `SysctlManager` (none: it follows links), `RouteManager` (WorkloadEndpointUpdate/Remove),
      `IPIPManager` (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU
      and IpInIpTunnelAddr), `VXLANManager` (VTEPs, RouteUpdate/Remove, pools, the VXLAN
-     settings; listed only when the kernel shim offers VXLAN calls). The group itself reads the host-network-wide part of ConfigUpdate,
+     settings; listed only when the kernel shim offers VXLAN calls), `ConntrackManager`
+     (endpoints' ipNATs: the flows of a floating IP that moved are forgotten). The group
+     itself reads the host-network-wide part of ConfigUpdate,
      shared by routes and sysctls and needing a kernel re-read when it changes (by
      FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
-     routeRefreshInterval, ipv6Support; names are matched case-insensitively, so Felix's own
+     routeRefreshInterval, ipv6Support, and whether the metadata redirect targets a loopback
+     address: metadataAddr with the OpenStack evidence, nft/config.py; names are matched case-insensitively, so Felix's own
      names, e.g. DeviceRouteProtocol, work too).
      Link notifications arrive on the watcher thread through `notify_link`, which only queues
      them and calls `wake()`; all state changes happen in `apply()` on the caller's thread.
@@ -32,6 +35,7 @@ after an interface-prefix or route-protocol change, and on `resync()`.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import threading
 import time
@@ -40,10 +44,12 @@ from typing import Protocol, runtime_checkable
 
 from calico.api.nets import parse_go_duration
 from calico.felix import messages as m
+from calico.felix.dataplane.conntrack import ConntrackManager, delete_entries
 from calico.felix.dataplane.ipip import IPIPManager
 from calico.felix.dataplane.links import DEFAULT_INTERFACE_PREFIXES, LinkTable, LinkWatcher
 from calico.felix.dataplane.manager import Manager, ManagerGroup
 from calico.felix.dataplane.netlink import Kernel, Link, NetlinkKernel
+from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.routes import DEFAULT_ROUTE_PROTOCOL, RouteManager
 from calico.felix.dataplane.sysctls import SysctlManager
 from calico.felix.dataplane.vxlan import Kernel as VXLANKernelShim
@@ -61,6 +67,15 @@ def _seconds(text: str) -> float:
         return float(text)
     except ValueError:
         return parse_go_duration(text) / 1e9
+
+
+def _metadata_on_loopback(config: Mapping[str, str]) -> bool:
+    """The OpenStack metadata redirect targets a loopback address (sysctls.py: route_localnet)."""
+    try:
+        cfg = NftConfig.from_mapping(config)
+    except ValueError:  # a setting the nftables half rejects; Felix validated it already
+        return False
+    return cfg.openstack and ipaddress.IPv4Address(cfg.metadata_addr or "0.0.0.0").is_loopback
 
 
 @runtime_checkable
@@ -93,7 +108,8 @@ class HostNetworkManager(ManagerGroup):
     def __init__(self, kernel: Kernel, hostname: str = "", *,
                  wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 vxlan_kernel: VXLANKernelShim | None = None) -> None:
+                 vxlan_kernel: VXLANKernelShim | None = None,
+                 conntrack_delete: Callable[[str], int] | None = None) -> None:
         self._kernel = kernel
         self._wake = wake or (lambda: None)
         self._clock = clock
@@ -106,8 +122,12 @@ class HostNetworkManager(ManagerGroup):
         if vxlan_kernel is None and isinstance(kernel, NetlinkKernel):
             vxlan_kernel = VXLANKernel(kernel)
         self.vxlan = VXLANManager(vxlan_kernel, hostname) if vxlan_kernel else None
+        if conntrack_delete is None:  # the real thing only with the real kernel
+            conntrack_delete = (delete_entries if isinstance(kernel, NetlinkKernel)
+                                else lambda address: 0)
+        self.conntrack = ConntrackManager(conntrack_delete)
         super().__init__((self.sysctls, self.routes, self.ipip,
-                          *((self.vxlan,) if self.vxlan else ())))
+                          *((self.vxlan,) if self.vxlan else ()), self.conntrack))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True
@@ -154,12 +174,14 @@ class HostNetworkManager(ManagerGroup):
         ipv6 = cfg.get("ipv6support", "true").lower() not in ("false", "0", "no")
         refresh = cfg.get("routerefreshinterval")
         self.refresh_interval = _seconds(refresh) if refresh else DEFAULT_REFRESH_INTERVAL
-        if (prefixes, protocol, ipv6) != (self.prefixes, self.routes.protocol,
-                                          self.sysctls.ipv6):
+        localnet = _metadata_on_loopback(config)
+        if (prefixes, protocol, ipv6, localnet) != (self.prefixes, self.routes.protocol,
+                                                    self.sysctls.ipv6,
+                                                    self.sysctls.route_localnet):
             self.prefixes = prefixes
             self.routes.prefixes = prefixes
             self.routes.set_protocol(protocol)
-            self.sysctls.set_config(prefixes, ipv6)
+            self.sysctls.set_config(prefixes, ipv6, localnet)
             self._resync_requested = True
         self._next_refresh = min(self._next_refresh, self._clock() + self.refresh_interval)
 

@@ -22,10 +22,11 @@ What the driver guarantees (calico.felix.dataplane.driver), per batch:
 Nothing is applied before `InSync`. A manager writes only to its own desired state (the shared
 nftables `Table` for the nftables managers); the kernel is written by the apply step alone.
 
-A new manager (NAT for floating IPs, address-space translation) plugs in by being listed
-in the group whose apply writes its state: `NftDataplane` for nftables objects (it writes them
-into the shared Table), `HostNetworkManager` for netlink ones (it then also implements
-hostnet.NetlinkManager: link changes, resync and its own apply), as VXLAN's (vxlan.py) did.
+A new manager (address-space translation, say) plugs in by being listed in the group whose
+apply writes its state: `NftDataplane` for nftables objects (it writes them into the shared
+Table; e.g. nft/dnat.py's floating IPs), `HostNetworkManager` for netlink ones (it then also
+implements hostnet.NetlinkManager: link changes, resync and its own apply; e.g. vxlan.py,
+conntrack.py).
 """
 
 from __future__ import annotations

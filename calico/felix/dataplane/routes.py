@@ -5,7 +5,12 @@ For each workload endpoint this manager wants, on the endpoint's interface:
   in the main table, tagged with Felix's route protocol (`DEFAULT_ROUTE_PROTOCOL`, settable as
   FelixConfiguration `deviceRouteProtocol`);
 - one permanent neighbour entry per address with the endpoint's MAC, so the host never has to
-  ARP/NDP for its own workloads (Calico does this for IPv4; we do it for both families).
+  ARP/NDP for its own workloads (Calico does this for IPv4; we do it for both families);
+- one device route per external address of the endpoint's ipNATs that Felix programs
+  (floating.active_nats: FloatingIPs Enabled, or an OpenStack endpoint), as Calico's endpoint
+  manager does: the floating IP is routed to the instance's host, where BIRD learns the route
+  like any workload route (inside an IP pool) and advertises it. No neighbour entry: traffic
+  to it is DNATed to the internal address before routing (nft/dnat.py).
 
 Routes exist only while the interface is oper up: an interface that goes down has its routes
 deleted and gets them back when it comes up (Calico's route table skips interfaces that are
@@ -31,9 +36,11 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
+from calico.felix.dataplane.floating import active_nats, floating_ips_enabled
 from calico.felix.dataplane.links import LinkTable, is_workload_interface
 from calico.felix.dataplane.netlink import Kernel, Link, Neighbour, Route
 from calico.felix.messages import (
+    ConfigUpdate,
     Message,
     WorkloadEndpointID,
     WorkloadEndpointRemove,
@@ -72,11 +79,14 @@ class RouteManager:
         self._stray_indexes: set[int] = set()  # our routes on links we could not name
         self._old_protocols: set[int] = set()
         self.conflicts: set[str] = set()  # dsts held by another protocol's route (EEXIST)
+        self.floating_ips = False  # FelixConfiguration floatingIPs: Enabled
 
     # ---- desired state ----
 
     def on_message(self, msg: Message) -> None:
-        if isinstance(msg, WorkloadEndpointUpdate):
+        if isinstance(msg, ConfigUpdate):
+            self._set_floating_ips(floating_ips_enabled(msg.config))
+        elif isinstance(msg, WorkloadEndpointUpdate):
             old = self._endpoints.get(msg.id)
             if old is not None:
                 self._contribute(old, -1)
@@ -91,6 +101,16 @@ class RouteManager:
         """Nothing deferred: the wanted routes are counted as messages arrive; the diff
         against the kernel needs the link table and is `apply()`'s."""
 
+    def _set_floating_ips(self, enabled: bool) -> None:
+        """Re-count every endpoint's routes under the new floatingIPs setting."""
+        if enabled == self.floating_ips:
+            return
+        for ep in self._endpoints.values():
+            self._contribute(ep, -1)
+        self.floating_ips = enabled
+        for ep in self._endpoints.values():
+            self._contribute(ep, +1)
+
     def _contribute(self, ep: WorkloadEndpointUpdate, sign: int) -> None:
         """Add (or take back) one endpoint's routes and neighbours: reference counts, so two
         endpoints claiming one address on an interface cannot remove each other's route."""
@@ -101,6 +121,8 @@ class RouteManager:
             routes[str(network)] += sign
             if ep.mac and network.num_addresses == 1:
                 neigh[(str(network.network_address), ep.mac.lower())] += sign
+        for _, external in active_nats(ep, self.floating_ips):
+            routes[str(ipaddress.ip_network(external))] += sign
         for counter in (routes, neigh):
             for key in [k for k, v in counter.items() if v <= 0]:
                 del counter[key]

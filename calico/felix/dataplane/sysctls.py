@@ -13,7 +13,11 @@ when they come up; a new interface starts with the kernel defaults, so "came up"
 - `net.ipv4.conf.<if>.forwarding=1`: IPv4 forwarding is decided per *input* interface;
 - `net.ipv6.conf.<if>.proxy_ndp=1`, `forwarding=1`, `accept_ra=0`: as Calico does (the
   workload's IPv6 gateway is the host veth's own link-local address, so NDP needs no proxy
-  entries; proxy_ndp is set for parity with Calico).
+  entries; proxy_ndp is set for parity with Calico);
+- `net.ipv4.conf.<if>.route_localnet=1` only when the OpenStack metadata redirect targets a
+  loopback address (MetadataAddr 127.0.0.1, the default): the kernel otherwise drops a packet
+  from a workload DNATed to 127.0.0.1 as a martian. Never written as 0: when the redirect
+  moves elsewhere, interfaces keep the 1 until they are re-created.
 
 Globally: `net.ipv4.ip_forward=1` and `net.ipv6.conf.all.forwarding=1` (IPv6 forwarding is only
 ever decided by the `all` switch). IPv6 keys are skipped on interfaces without IPv6.
@@ -50,8 +54,13 @@ GLOBAL_SYSCTLS_V4 = {"net/ipv4/ip_forward": "1"}
 GLOBAL_SYSCTLS_V6 = {"net/ipv6/conf/all/forwarding": "1"}
 
 
-def interface_sysctls(name: str, ipv6: bool = True) -> dict[str, str]:
-    pairs = INTERFACE_SYSCTLS_V4 + (INTERFACE_SYSCTLS_V6 if ipv6 else ())
+ROUTE_LOCALNET = (("net/ipv4/conf/{}/route_localnet", "1"),)
+
+
+def interface_sysctls(name: str, ipv6: bool = True,
+                      route_localnet: bool = False) -> dict[str, str]:
+    pairs = (INTERFACE_SYSCTLS_V4 + (INTERFACE_SYSCTLS_V6 if ipv6 else ())
+             + (ROUTE_LOCALNET if route_localnet else ()))
     return {key.format(name): value for key, value in pairs}
 
 
@@ -68,6 +77,7 @@ class SysctlManager:
         self._links = links
         self.prefixes = tuple(prefixes)
         self.ipv6 = ipv6
+        self.route_localnet = False
         self._up: set[str] = set()  # workload interfaces that are oper up
         self._dirty: set[str] = set()
         self._globals_dirty = True
@@ -90,20 +100,25 @@ class SysctlManager:
             self._up.discard(name)
             self._dirty.discard(name)
 
-    def set_config(self, prefixes: Iterable[str], ipv6: bool) -> None:
+    def set_config(self, prefixes: Iterable[str], ipv6: bool,
+                   route_localnet: bool = False) -> None:
         self.prefixes, self.ipv6 = tuple(prefixes), ipv6
+        self.route_localnet = route_localnet
         self._globals_dirty = True  # the caller re-reads the links, which re-marks interfaces
+
+    def _iface(self, name: str) -> dict[str, str]:
+        return interface_sysctls(name, self.ipv6, self.route_localnet)
 
     def apply(self) -> None:
         values = dict(self._globals()) if self._globals_dirty else {}
         for name in self._dirty:
-            values.update(interface_sysctls(name, self.ipv6))
+            values.update(self._iface(name))
         if not values:
             return
         failed = self._write(values)
         self._globals_dirty = any(k in failed for k in self._globals())
         self._dirty = {n for n in self._dirty
-                       if any(k in failed for k in interface_sysctls(n, self.ipv6))}
+                       if any(k in failed for k in self._iface(n))}
 
     def resync(self) -> None:
         """Re-derive the up workload interfaces from the (fresh) link table, as the prefixes
@@ -113,7 +128,7 @@ class SysctlManager:
         self._dirty &= self._up
         wanted = dict(self._globals())
         for name in self._up:
-            wanted.update(interface_sysctls(name, self.ipv6))
+            wanted.update(self._iface(name))
         current = self._kernel.read_sysctls(wanted)
         drifted = {k: v for k, v in wanted.items()
                    if current.get(k) is not None and current[k] != v}
@@ -124,7 +139,7 @@ class SysctlManager:
         # Everything read back is now right (or failed and is retried): no second write.
         self._globals_dirty = any(k in failed for k in self._globals())
         self._dirty = {n for n in self._dirty
-                       if any(k in failed for k in interface_sysctls(n, self.ipv6))}
+                       if any(k in failed for k in self._iface(n))}
 
     def _write(self, values: dict[str, str]) -> set[str]:
         """Write; return the keys that failed and should be retried. A missing file means the

@@ -147,3 +147,15 @@ def test_one_bgppeer_configures_route_reflector_and_clients(tmp_path):
     text = render(inputs("rr"))
     assert "rr client; rr cluster id 224.0.0.1;" in text
     bird_accepts(text, tmp_path)
+
+
+def test_floating_ip_routes_in_a_disabled_pool_are_learned_and_exported(tmp_path):
+    """Felix routes an OpenStack floating IP (/32, its route protocol) to the instance's tap;
+    a pool covering the floating range, disabled for IPAM, is what lets BIRD advertise it."""
+    inp = three_nodes()
+    inp.pools.append(pool("172.16.1.0/24", disabled=True))
+    text = render(inp)
+    pools = "[ 10.65.0.0/16+, 172.16.1.0/24+ ]"
+    assert f"import where krt_source = {inp.route_protocol} && net ~ {pools};" in text
+    assert f"if net ~ {pools} then accept;" in text
+    bird_accepts(text, tmp_path)

@@ -174,3 +174,25 @@ def test_dataplane_config_text_for_the_managers():
     assert "DeviceRouteProtocol" not in text  # the table's default (3) is not imposed
     set_proto = ConfigLoader(env={"FELIX_DEVICEROUTEPROTOCOL": "81"}).load()
     assert dataplane_config(set_proto).config["DeviceRouteProtocol"] == "81"
+
+
+@pytest.mark.parametrize("source", ["env", "file", "datastore"])
+def test_metadata_and_floating_ips_from_every_source(tmp_path, source):
+    """MetadataAddr / MetadataPort / FloatingIPs reach the nftables dataplane from each of
+    Felix's config sources (README's OpenStack felix.cfg example has the file form)."""
+    from calico.felix.dataplane.nft.config import NftConfig
+
+    values = {"MetadataAddr": "10.0.0.11", "MetadataPort": "8080", "FloatingIPs": "Enabled"}
+    env, path, datastore = {}, None, {}
+    if source == "env":
+        env = {f"FELIX_{k.upper()}": v for k, v in values.items()}
+    elif source == "file":
+        path = tmp_path / "felix.cfg"
+        path.write_text("[global]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    else:
+        datastore = {"metadataAddr": "10.0.0.11", "metadataPort": "8080",
+                     "floatingIPs": "Enabled"}
+    cfg = ConfigLoader("h", env=env, config_file=str(path) if path else None).load(datastore)
+    nft = NftConfig.from_mapping(dataplane_config(cfg).config)
+    assert (nft.metadata_addr, nft.metadata_port, nft.floating_ips, nft.openstack) == (
+        "10.0.0.11", 8080, True, True)

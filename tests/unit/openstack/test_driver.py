@@ -18,12 +18,18 @@ WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 
 class FakeNeutron:
     def __init__(self):
-        self.ports, self.groups, self.subnets_ = {}, {}, {}
+        self.ports, self.groups, self.subnets_, self.fips = {}, {}, {}, {}
         self.status, self.agents = {}, []
+
+    def port(self, port_id):
+        return self.ports.get(port_id)
 
     def snapshot(self):
         return Snapshot(ports=dict(self.ports), security_groups=dict(self.groups),
-                        subnets=dict(self.subnets_))
+                        subnets=dict(self.subnets_), floating_ips=dict(self.fips))
+
+    def floating_ips(self, port_ids):
+        return {i: f for i, f in self.fips.items() if f.get("port_id") in set(port_ids)}
 
     def subnets(self, ids):
         return {i: self.subnets_[i] for i in ids if i in self.subnets_}

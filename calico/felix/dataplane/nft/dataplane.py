@@ -6,7 +6,8 @@
     dp.refresh()                                # periodic: read back the kernel, repair drift
 
 It is the group of the nftables managers (manager.py: every message to each of them, in
-the order IP sets, policies, endpoints, NAT), all writing into one shared `Table`. `apply()`
+the order IP sets, policies, endpoints, NAT (natOutgoing), DNAT (floating IPs, the metadata
+redirect)), all writing into one shared `Table`. `apply()`
 completes their deferred work, then turns the Table's difference into one transaction.
 
 The first `apply()` reads the kernel back (`resync()`) so a restarted Felix changes only
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 
 from calico.felix.dataplane.manager import ManagerGroup
 from calico.felix.dataplane.nft.config import NftConfig
+from calico.felix.dataplane.nft.dnat import DNATManager
 from calico.felix.dataplane.nft.endpoint_manager import EndpointManager
 from calico.felix.dataplane.nft.managers import IPSetsManager, NatManager, PolicyManager
 from calico.felix.dataplane.nft.names import TABLE_FAMILY, TABLE_NAME
@@ -48,7 +50,8 @@ class NftDataplane(ManagerGroup):
                                       empty=self.ip_sets.empty)
         self.endpoints = EndpointManager(self.table, self.marks, cfg)
         self.nat = NatManager(self.table)
-        super().__init__((self.ip_sets, self.policies, self.endpoints, self.nat))
+        self.dnat = DNATManager(self.table, cfg)
+        super().__init__((self.ip_sets, self.policies, self.endpoints, self.nat, self.dnat))
         self._need_resync = True
         self.last_script = ""
 

@@ -51,6 +51,7 @@ class EndpointManager:
         self._hosts: dict[m.HostEndpointID, m.HostEndpointUpdate] = {}
         self._iface_addrs: dict[str, frozenset[str]] = {}
         self._vxlan_pools: dict[str, bool] = {}  # pool -> has a vxlanMode (IPv4, enabled)
+        self._by_iface: dict[str, set[m.WorkloadEndpointID]] = {}  # workloads per interface
         # What we wrote per endpoint: map name -> {key: verdict}, and chain names.
         self._written: dict[object, tuple[dict[str, str], set[str]]] = {}
         for name in ep.MAPS:
@@ -64,11 +65,14 @@ class EndpointManager:
             self.config = NftConfig.from_mapping(msg.config)
             self._put_static()
         elif isinstance(msg, m.WorkloadEndpointUpdate):
+            old = self._workloads.get(msg.id)
+            if old is not None and old.interface != msg.interface:
+                self._remove_workload(msg.id)
             self._workloads[msg.id] = msg
+            self._by_iface.setdefault(msg.interface, set()).add(msg.id)
             self._write(msg.id, *self._render_workload(msg))
         elif isinstance(msg, m.WorkloadEndpointRemove):
-            self._workloads.pop(msg.id, None)
-            self._write(msg.id, {}, {})
+            self._remove_workload(msg.id)
         elif isinstance(msg, m.HostEndpointUpdate):
             self._hosts[msg.id] = msg
             self._render_hosts()
@@ -87,6 +91,22 @@ class EndpointManager:
 
     def complete_deferred_work(self) -> None:
         """Nothing deferred: endpoints are rendered as their messages arrive."""
+
+    def _remove_workload(self, ep_id: m.WorkloadEndpointID) -> None:
+        """Drop what the endpoint wrote; another endpoint on the same interface (its successor,
+        e.g. an OpenStack port re-created under a new name, whose update can arrive first)
+        shares the chain and map-key names, so it is written again."""
+        old = self._workloads.pop(ep_id, None)
+        self._write(ep_id, {}, {})
+        if old is None:
+            return
+        sharing = self._by_iface.get(old.interface, set())
+        sharing.discard(ep_id)
+        if not sharing:
+            self._by_iface.pop(old.interface, None)
+        for other in sorted(sharing)[-1:]:
+            self._written.pop(other, None)
+            self._write(other, *self._render_workload(self._workloads[other]))
 
     def on_interface_addrs(self, interface: str, addrs: Iterable[str] | None) -> None:
         """A host interface's addresses (None: interface gone), to resolve host endpoints

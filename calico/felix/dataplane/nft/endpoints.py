@@ -6,7 +6,9 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
   raw-prerouting  filter/prerouting/-300  failsafe-in → return; iifname vmap @hep-untracked-from
   raw-output      filter/output/-300      failsafe-out → return; oifname vmap @hep-untracked-to
   prednat         filter/prerouting/-110  failsafe-in → return; iifname vmap @hep-prednat-from
-  filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host; failsafe-in
+  filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host (DHCP, NDP,
+                                          OpenStack's metadata and DNS, egress policy,
+                                          DefaultEndpointToHostAction); failsafe-in
                                           accept; NDP accept; iifname vmap @hep-from
   filter-forward  filter/forward/0        ct; iifname "<prefix>*" jump wl-from-dispatch;
                                           oifname "<prefix>*" jump wl-to-dispatch;
@@ -15,6 +17,9 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
                                           workloads is always allowed, as in Calico);
                                           failsafe-out accept; NDP accept;
                                           oifname vmap @hep-to
+  nat-prerouting  nat/prerouting/-100     floating-IP DNAT, metadata redirect (dnat.DNATManager)
+  nat-output      nat/output/-100         floating-IP DNAT for local processes (dnat.py)
+  fip-postrouting nat/postrouting/95      floating-IP hairpin SNAT (dnat.py)
   nat-postrouting nat/postrouting/100     natOutgoing (managers.NatManager)
 
 Dispatch is a verdict-map lookup per packet (constant time); `wl-*-dispatch` end in `drop`,
@@ -116,11 +121,25 @@ def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False) -> dict[str
             "meta nfproto ipv4 udp sport 68 udp dport 67 accept",  # DHCP
             "meta nfproto ipv6 udp sport 546 udp dport 547 accept",  # DHCPv6
             *NDP,
+            *openstack_to_host(cfg),
             "jump wl-from-dispatch",
             cfg.endpoint_to_host_action)),
         "wl-from-dispatch": Chain((*drop_vxlan, "iifname vmap @wl-from", "drop")),
         "wl-to-dispatch": Chain(("oifname vmap @wl-to", "drop")),
     }
+
+
+def openstack_to_host(cfg: NftConfig) -> list[str]:
+    """Calico's OpenStack special cases, before egress policy and DefaultEndpointToHostAction:
+    the metadata server (the target of the 169.254.169.254 redirect, dnat.py) and DNS to the
+    host (Calico allows UDP; TCP too here, for answers too large for UDP)."""
+    if not cfg.openstack:
+        return []
+    rules = []
+    if cfg.metadata_addr:
+        port = f" tcp dport {cfg.metadata_port}" if cfg.metadata_port else " meta l4proto tcp"
+        rules.append(f"ip daddr {cfg.metadata_addr}{port} accept")
+    return [*rules, "udp dport 53 accept", "tcp dport 53 accept"]
 
 
 def anti_spoof_rules(nets: list[str], marks: Marks) -> list[str]:

@@ -16,6 +16,7 @@ objects it derives into the shared `Table`, which tracks what is dirty. None doe
 - EndpointManager: ConfigUpdate, {Workload,Host}Endpoint{Update,Remove} → the static
   skeleton (endpoints.py), the per-endpoint chains and the verdict-map elements.
 - NatManager: IPAMPool{Update,Remove} → pool sets and the natOutgoing masquerade chain.
+  (Floating IPs and the metadata redirect, the other NAT, are dnat.DNATManager's.)
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ resolved rules), so what it checks is the incremental machinery.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from calico.felix import messages as m
@@ -150,10 +151,15 @@ def _endpoint(ep: Any, res: Any, listed: tuple, matched: list[Policy]) -> Any:
             _tiers([p for p in normal if p.apply_on_forward]))
     nets = normalise_nets(spec.ipNetworks)
     normal = [p for p in matched if not p.untracked and not p.pre_dnat]
+    nats = sorted((str(ipaddress.ip_address(n.internalIP)),
+                   str(ipaddress.ip_address(n.externalIP))) for n in spec.ipNATs or [])
     return m.WorkloadEndpointUpdate(
         ep, spec.interfaceName, spec.mac or "",
         tuple(n for n in nets if ":" not in n), tuple(n for n in nets if ":" in n),
-        profile_ids, _tiers(normal))
+        profile_ids, _tiers(normal),
+        ipv4_nat=tuple(p for p in nats if ":" not in p[0]),
+        ipv6_nat=tuple(p for p in nats if ":" in p[0]),
+        orchestrator=spec.orchestrator or "")
 
 
 def actual_subset(state: dict[str, Any]) -> dict[str, Any]:

@@ -34,15 +34,25 @@ NODES = st.sampled_from([HOST, HOST, "node-2"])
 rules = st.lists(st.sampled_from(RULES), max_size=2)
 orders = st.sampled_from([None, 1, 5])
 
+FLOATING = {"10.0.0.1/32": "172.16.0.1", "10.0.0.2/32": "172.16.0.1",
+            "10.0.0.3/32": "172.16.0.3", "fd00::1/128": "2001:db8::1"}
+
+
+def _nats(ips: list[str]) -> list[dict]:
+    """ipNATs for an endpoint's addresses (two addresses share one external address)."""
+    return [{"internalIP": ip.split("/")[0], "externalIP": FLOATING[ip]} for ip in ips]
+
+
 weps = st.builds(
-    lambda pod, node, ns, labels, ips, profiles, named, sa: wep(
+    lambda pod, node, ns, labels, ips, profiles, named, sa, nat: wep(
         pod, ips, labels, node=node, namespace=ns, profiles=profiles,
         ports=[{"name": "http", "protocol": "TCP", "port": 8080}] if named else None,
-        **({"serviceAccountName": "sa1"} if sa else {})),
+        **({"serviceAccountName": "sa1"} if sa else {}),
+        **({"ipNATs": _nats(ips)} if nat and ips else {})),
     st.sampled_from(["a", "b", "c", "d"]), NODES, st.sampled_from(["ns1", "ns2"]), LABELS,
     st.lists(st.sampled_from(IPS), max_size=2, unique=True),
     st.lists(st.sampled_from(["prof-a", "prof-b"]), max_size=2, unique=True),
-    st.booleans(), st.booleans())
+    st.booleans(), st.booleans(), st.booleans())
 heps = st.builds(
     lambda name, node, labels, ips, profiles: hep(name, ips, labels, node=node,
                                                   profiles=profiles),

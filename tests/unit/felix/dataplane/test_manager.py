@@ -46,8 +46,8 @@ def test_every_listed_manager_implements_the_interface():
     managers = all_managers(driver(FakeRunner(), FakeKernel()))
     names = {type(x).__name__ for x in managers}
     assert names == {"DataplaneStatus", "NftDataplane", "IPSetsManager", "PolicyManager",
-                     "EndpointManager", "NatManager", "HostNetworkManager", "RouteManager",
-                     "SysctlManager", "IPIPManager"}
+                     "EndpointManager", "NatManager", "DNATManager", "HostNetworkManager",
+                     "RouteManager", "SysctlManager", "IPIPManager", "ConntrackManager"}
     assert all(isinstance(x, Manager) for x in managers)
     hostnet = next(x for x in managers if isinstance(x, HostNetworkManager))
     assert all(isinstance(x, NetlinkManager) for x in hostnet.managers)

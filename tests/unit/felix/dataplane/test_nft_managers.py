@@ -335,3 +335,19 @@ def test_vxlan_from_workloads_dropped_while_a_pool_has_vxlan(dp):
     assert any("udp dport 8472 drop" in line for line in lines(dp.apply()))
     dp.on_message(m.IPAMPoolUpdate("vx", "10.65.0.0/16", vxlan_mode="Never"))
     assert not any("dport 8472" in line for line in lines(dp.apply()))
+
+
+def test_endpoint_replaced_on_its_interface_keeps_its_chains_and_map_keys(dp):
+    """A successor's update can precede its predecessor's removal (one calc-graph batch):
+    the removal must not take the successor's chains and dispatch keys with it."""
+    successor = m.WorkloadEndpointID("openstack", "w1-new")
+    dp.on_message(wep(id=successor))
+    dp.on_message(m.WorkloadEndpointRemove(W1))
+    dp.apply()
+    assert dp.table.sets["wl-to"].elements == {'"cali1"': "goto tw-cali1"}
+    assert dp.table.sets["wl-from"].elements == {'"cali1"': "goto fw-cali1"}
+    assert {"tw-cali1", "fw-cali1"} <= set(dp.table.chains)
+    dp.on_message(m.WorkloadEndpointRemove(successor))
+    dp.apply()
+    assert dp.table.sets["wl-to"].elements == {}
+    assert "tw-cali1" not in dp.table.chains

@@ -35,7 +35,7 @@ class FakeKernel:
         for key in ("net/ipv4/conf/{}/rp_filter", "net/ipv4/conf/{}/proxy_arp",
                     "net/ipv4/neigh/{}/proxy_delay", "net/ipv4/conf/{}/forwarding",
                     "net/ipv6/conf/{}/proxy_ndp", "net/ipv6/conf/{}/forwarding",
-                    "net/ipv6/conf/{}/accept_ra"):
+                    "net/ipv6/conf/{}/accept_ra", "net/ipv4/conf/{}/route_localnet"):
             self.sysctls[key.format(name)] = "0" if "proxy_delay" not in key else "80"
         return link
 

@@ -1,0 +1,95 @@
+"""ConntrackManager: forget the connections of a floating IP that moved or went away.
+
+A DNAT is decided once per connection: conntrack remembers it, so the packets of a flow that
+began before a floating IP moved keep going to the old instance — a continuous stream from
+outside (a ping, a UDP feed, a retrying client on a fixed port) would never follow the move.
+When a floating IP's internal address changes, or the floating IP is no longer programmed,
+this manager deletes the conntrack entries whose original destination is that address, right
+after the nftables transaction that changed the mapping (`waits_for_nftables`): the flow's
+next packet is a new connection and meets the new mapping. (Calico's Felix cleans up conntrack
+only for workload addresses that go away; moving traffic "within seconds" needs this too.)
+
+In: ConfigUpdate (FloatingIPs) and WorkloadEndpointUpdate/Remove (their ipNATs), computed
+into the same external -> internal map as the nftables DNAT (floating.py). Out: calls of the
+injected `delete_entries(address)`; pyroute2's conntrack netlink in the current namespace in
+production, a recorder in unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+from calico.felix import messages as m
+from calico.felix.dataplane.floating import active_nats, floating_ips_enabled, nat_maps
+from calico.felix.dataplane.netlink import Link
+
+log = logging.getLogger(__name__)
+
+
+def delete_entries(address: str) -> int:
+    """Delete the conntrack entries whose original destination is `address`; their count."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with Conntrack() as ct:
+        entries = list(ct.dump_entries(tuple_orig=NFCTAttrTuple(family=family, daddr=address)))
+        for entry in entries:
+            ct.delete(entry)
+    return len(entries)
+
+
+class ConntrackManager:
+    """Floating-IP mappings in; conntrack deletions for the ones that changed out (a netlink
+    manager of the host network, hostnet.py)."""
+
+    waits_for_nftables = True  # delete only once the new mapping is in the kernel
+
+    def __init__(self, delete: Callable[[str], int] = delete_entries) -> None:
+        self._delete = delete
+        self._enabled = False
+        self._endpoints: dict[m.WorkloadEndpointID, m.WorkloadEndpointUpdate] = {}
+        self._programmed: dict[str, str] = {}  # external -> internal, as last applied
+        self._stale: set[str] = set()  # external addresses whose flows must be forgotten
+        self._dirty = False
+
+    def on_message(self, msg: m.Message) -> None:
+        if isinstance(msg, m.ConfigUpdate):
+            self._enabled = floating_ips_enabled(msg.config)
+            self._dirty = True
+        elif isinstance(msg, m.WorkloadEndpointUpdate | m.WorkloadEndpointRemove):
+            old = self._endpoints.pop(msg.id, None)
+            if isinstance(msg, m.WorkloadEndpointUpdate) and (msg.ipv4_nat or msg.ipv6_nat):
+                self._endpoints[msg.id] = msg
+            self._dirty |= old is not None or msg.id in self._endpoints
+
+    def complete_deferred_work(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        pairs = [p for ep in self._endpoints.values() for p in active_nats(ep, self._enabled)]
+        dnat, _ = nat_maps(pairs)
+        self._stale |= {ext for ext, internal in self._programmed.items()
+                        if dnat.get(ext) != internal}
+        self._programmed = dnat
+
+    def on_link_change(self, name: str, old: Link | None, new: Link | None) -> None:
+        """Links do not matter here."""
+
+    def resync(self) -> None:
+        """Nothing to read back: entries of a mapping that changed while Felix was down
+        expire on their own (conntrack timeouts)."""
+
+    def apply(self) -> None:
+        for address in sorted(self._stale):
+            try:
+                count = self._delete(address)
+            except OSError as err:
+                log.warning("Cannot delete the conntrack entries of %s: %s", address, err)
+                continue
+            if count:
+                log.info("Floating IP %s changed: %d conntrack entries deleted", address,
+                         count)
+        self._stale.clear()
