@@ -1,0 +1,330 @@
+"""An L3 leaf-spine fabric for the lab: Calico's "AS per rack" and "AS per compute server"
+models of its IP-fabric design (`calico-lab up --racks R --hosts-per-rack H`).
+
+Topology (names under the lab's prefix `calab-<lab>-`):
+
+    <prefix>torN     rack N's top-of-rack router: bridge br0 holding 198.18.N.1/24, the rack's
+                     subnet and its hosts' gateway; a BIRD 2 in AS 65000+N
+    <prefix>spineS   a spine router (BIRD 2, AS 65000 for every spine, so a ToR never carries
+                     one spine's routes to another); one point-to-point link per ToR
+    <prefix>rNhM     host M of rack N: eth0 on its ToR's br0 at 198.18.N.(10+M)/24, default
+                     route via the ToR, calico-node with the Node label `rack=rN`
+
+ToR N <-> spine S: a veth pair, 198.19.S.(4N)/30 (spine .4N+1, ToR .4N+2), eBGP. Every ToR has
+a route to a remote rack through each spine, and its kernel gets them as one ECMP route
+(`merge paths`); when a link goes down (`check link`) its sessions drop at once and the other
+spine carries the traffic.
+
+Hosts peer only with their ToR: BGPConfiguration `default` turns the node-to-node mesh off and
+one BGPPeer per rack (`rack-rN`, `nodeSelector: rack == 'rN'`, the ToR's address and AS) gives
+the rack's hosts their session. The lab writes the Nodes with that label before calico-node
+starts (calico-node keeps a Node's labels). Per model:
+
+- AS per rack (default): every host has its ToR's AS (Node `spec.bgp.asNumber`, through
+  calico-node's `AS`); the ToR is a route reflector for its hosts (iBGP) and sets itself as the
+  next hop of routes it learned over eBGP.
+- AS per compute server (`--as-per-host`): host M of rack N has AS 65000+100N+M and an eBGP
+  session with its ToR.
+
+The ToR and spine configurations stand for the operator's routers: they are the lab's own,
+not rendered by calico.bgp. BGP timers are short (connect delay 1 s, hold 9 s) so a lab comes
+up in seconds. IPv4 only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Any
+
+from .proc import LabError, netns_add, netns_list, sh, spawn, sysctls
+
+SPINE_ASN = 65000
+MAX_RACKS, MAX_HOSTS_PER_RACK, MAX_SPINES = 9, 9, 4
+
+
+def rack_asn(rack: int) -> int:
+    return SPINE_ASN + rack
+
+
+def host_asn(rack: int, index: int, as_per_host: bool) -> int:
+    return SPINE_ASN + 100 * rack + index if as_per_host else rack_asn(rack)
+
+
+def link_addresses(rack: int, spine: int) -> tuple[str, str]:
+    """(spine side, ToR side) of the /30 between spine `spine` and rack `rack`'s ToR."""
+    return f"198.19.{spine}.{4 * rack + 1}", f"198.19.{spine}.{4 * rack + 2}"
+
+
+def plan(racks: int, hosts_per_rack: int, spines: int, as_per_host: bool) -> dict[str, Any]:
+    """The whole topology as data: routers (ToRs, spines, their links) and hosts."""
+    for value, top, flag in ((racks, MAX_RACKS, "--racks"),
+                             (hosts_per_rack, MAX_HOSTS_PER_RACK, "--hosts-per-rack"),
+                             (spines, MAX_SPINES, "--spines")):
+        if not 1 <= value <= top:
+            raise LabError(f"{flag} must be between 1 and {top}")
+    routers: list[dict[str, Any]] = []
+    hosts: list[dict[str, Any]] = []
+    for r in range(1, racks + 1):
+        links = []
+        for s in range(1, spines + 1):
+            spine_addr, tor_addr = link_addresses(r, s)
+            links.append({"ifname": f"spine{s}", "address": f"{tor_addr}/30",
+                          "peer": spine_addr, "peer_asn": SPINE_ASN, "peer_name": f"spine{s}"})
+        routers.append({"name": f"tor{r}", "role": "tor", "rack": r, "asn": rack_asn(r),
+                        "router_id": f"198.18.{r}.1", "address": f"198.18.{r}.1/24",
+                        "links": links, "daemon": None})
+        for m in range(1, hosts_per_rack + 1):
+            hosts.append({"name": f"r{r}h{m}", "rack": r, "address": f"198.18.{r}.{10 + m}/24",
+                          "gateway": f"198.18.{r}.1",
+                          "asn": host_asn(r, m, as_per_host)})
+    for s in range(1, spines + 1):
+        links = []
+        for r in range(1, racks + 1):
+            spine_addr, tor_addr = link_addresses(r, s)
+            links.append({"ifname": f"tor{r}", "address": f"{spine_addr}/30", "peer": tor_addr,
+                          "peer_asn": rack_asn(r), "peer_name": f"tor{r}"})
+        routers.append({"name": f"spine{s}", "role": "spine", "asn": SPINE_ASN,
+                        "router_id": f"198.19.{s}.1", "links": links, "daemon": None})
+    return {"racks": racks, "hosts_per_rack": hosts_per_rack, "spines": spines,
+            "as_per_host": as_per_host, "routers": routers, "hosts": hosts}
+
+
+_HEADER = """\
+# {name}: the lab's {role} (AS {asn}). Written by calico.lab.fabric; it stands for the
+# operator's router, Calico renders nothing here.
+router id {router_id};
+protocol device {{ scan time 10; }}
+protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
+template bgp fabric {{
+  direct; check link on;
+  hold time 9; keepalive time 3;
+  connect delay time 1; connect retry time 1; error wait time 1, 5;
+}}
+"""
+
+
+def _bgp(name: str, local: str, asn: int, peer: str, peer_asn: int, options: str,
+         channel: str) -> list[str]:
+    return [f"protocol bgp {name} from fabric {{",
+            f"  local {local.split('/')[0]} as {asn};",
+            f"  neighbor {peer} as {peer_asn};{options}",
+            f"  ipv4 {{ {channel} }};", "}"]
+
+
+def router_config(router: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
+    """BIRD 2 configuration of one ToR or spine. A ToR also announces its rack's subnet
+    (to the spines, not back to its own hosts)."""
+    lines = [_HEADER.format(**router)]
+    if router["role"] == "tor":
+        lines.append('protocol direct { ipv4; interface "br0"; }')
+        for h in (h for h in hosts if h["rack"] == router["rack"]):
+            ibgp = h["asn"] == router["asn"]
+            options = " rr client;" if ibgp else ""
+            channel = "import all; export where source != RTS_DEVICE;"
+            if ibgp:
+                channel += " next hop self ebgp;"
+            lines += _bgp(h["name"], router["address"], router["asn"],
+                          h["address"].split("/")[0], h["asn"], options, channel)
+    for link in router["links"]:
+        lines += _bgp(link["peer_name"], link["address"], router["asn"], link["peer"],
+                      link["peer_asn"], "", "import all; export all;")
+    return "\n".join(lines) + "\n"
+
+
+def bgp_resources(topology: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the lab writes before calico-node starts: the mesh off, one BGPPeer per rack
+    (by node label), and each host's Node with its `rack` label."""
+    v3 = "projectcalico.org/v3"
+    out: list[dict[str, Any]] = [
+        {"apiVersion": v3, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+         "spec": {"nodeToNodeMeshEnabled": False}}]
+    for r in (t for t in topology["routers"] if t["role"] == "tor"):
+        out.append({"apiVersion": v3, "kind": "BGPPeer",
+                    "metadata": {"name": f"rack-r{r['rack']}"},
+                    "spec": {"peerIP": r["address"].split("/")[0], "asNumber": str(r["asn"]),
+                             "nodeSelector": f"rack == 'r{r['rack']}'"}})
+    for h in topology["hosts"]:
+        out.append({"apiVersion": v3, "kind": "Node",
+                    "metadata": {"name": h["name"], "labels": {"rack": f"r{h['rack']}"}},
+                    "spec": {}})
+    return out
+
+
+# ---- building it ------------------------------------------------------------------------
+
+def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool = False,
+       workloads_per_host: int = 0, datastore: str = "local",
+       etcd_endpoints: str | None = None, wait: float = 30.0) -> None:
+    """`Lab.up` for a fabric: routers and racks instead of one L2 segment. On any failure the
+    lab is torn down again."""
+    topology = plan(racks, hosts_per_rack, spines, as_per_host)
+    if lab.exists():
+        raise LabError(f"lab {lab.name!r} is already up: `calico-lab down` first")
+    for prog in ("ip", "bird", "birdc", *(("etcd",) if datastore == "etcdv3"
+                                           and not etcd_endpoints else ())):
+        if shutil.which(prog) is None:
+            raise LabError(f"{prog} is not installed (run `make setup`)")
+    leftovers = [n for n in netns_list() if n.startswith(lab.prefix)]
+    if leftovers:
+        raise LabError(f"namespaces of an earlier lab {lab.name!r} remain "
+                       f"({', '.join(leftovers)}): run `calico-lab down`")
+    os.makedirs(lab.dir, exist_ok=True)
+    lab.state = {"name": lab.name, "prefix": lab.prefix, "ipv6": False, "hosts": [],
+                 "workloads": [], "tor": None, "fabric": None, "created": time.time(),
+                 "l3": {k: topology[k] for k in ("racks", "hosts_per_rack", "spines",
+                                                 "as_per_host")} | {"routers": []}}
+    lab.save()
+    try:
+        lab._start_datastore(datastore, etcd_endpoints)
+        _build(lab, topology)
+        lab._start_proxy()
+        _write_resources(lab, topology)
+        for router in lab.state["l3"]["routers"]:
+            _start_router(lab, router)
+        for h in lab.state["hosts"]:
+            lab.start_node(h["name"])
+        lab.wait_established(wait)
+        wait_routers(lab, wait)
+        for i in range(workloads_per_host):
+            for h in lab.state["hosts"]:
+                lab.add_workload(h["name"], f"{h['name']}-w{i + 1}")
+    except BaseException:
+        lab.down()
+        raise
+
+
+def _build(lab, topology: dict[str, Any]) -> None:
+    forwarding = {"net.ipv4.ip_forward": "1"}
+    for router in topology["routers"]:
+        router = dict(router, netns=f"{lab.prefix}{router['name']}")
+        netns_add(router["netns"])
+        sysctls(router["netns"], forwarding)
+        if router["role"] == "tor":
+            ns = router["netns"]
+            sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", ns, "addr", "add", router["address"], "dev", "br0")
+            sh("ip", "-n", ns, "link", "set", "br0", "up")
+        lab.state["l3"]["routers"].append(router)
+        lab.save()
+    by_name = {r["name"]: r for r in lab.state["l3"]["routers"]}
+    for tor in (r for r in lab.state["l3"]["routers"] if r["role"] == "tor"):
+        for link in tor["links"]:
+            spine = by_name[link["peer_name"]]
+            back = next(x for x in spine["links"] if x["peer_name"] == tor["name"])
+            sh("ip", "link", "add", link["ifname"], "netns", tor["netns"], "type", "veth",
+               "peer", "name", back["ifname"], "netns", spine["netns"])
+            for ns, end in ((tor["netns"], link), (spine["netns"], back)):
+                sh("ip", "-n", ns, "addr", "add", end["address"], "dev", end["ifname"])
+                sh("ip", "-n", ns, "link", "set", end["ifname"], "up")
+    for host in topology["hosts"]:
+        _add_host(lab, host, by_name[f"tor{host['rack']}"])
+
+
+def _add_host(lab, host: dict[str, Any], tor: dict[str, Any]) -> None:
+    """A host namespace whose eth0 is a port of its ToR's bridge."""
+    h = dict(host, netns=f"{lab.prefix}{host['name']}", address6=None, node=None,
+             run_dir=os.path.join(lab.dir, host["name"]))
+    os.makedirs(h["run_dir"], exist_ok=True)
+    netns_add(h["netns"])
+    lab.state["hosts"].append(h)
+    lab.save()
+    sh("ip", "link", "add", "eth0", "netns", h["netns"], "type", "veth", "peer", "name",
+       h["name"], "netns", tor["netns"])
+    sh("ip", "-n", tor["netns"], "link", "set", h["name"], "master", "br0", "up")
+    sh("ip", "-n", h["netns"], "addr", "add", h["address"], "dev", "eth0")
+    sh("ip", "-n", h["netns"], "link", "set", "eth0", "up")
+    sh("ip", "-n", h["netns"], "route", "add", "default", "via", h["gateway"])
+    sysctls(h["netns"], {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
+
+
+def _write_resources(lab, topology: dict[str, Any]) -> None:
+    from calico.datastore.client import ResourceClient
+
+    backend = lab.backend()
+    try:
+        client = ResourceClient(backend)
+        for res in bgp_resources(topology):
+            client.apply(res)
+    finally:
+        backend.close()
+
+
+def bird_socket(lab, router: dict[str, Any]) -> str:
+    return os.path.join(lab.dir, f"{router['name']}-bird.ctl")
+
+
+def _start_router(lab, router: dict[str, Any]) -> None:
+    conf = os.path.join(lab.dir, f"{router['name']}-bird.conf")
+    with open(conf, "w") as f:
+        f.write(router_config(router, lab.state["hosts"]))
+    router["daemon"] = spawn(["bird", "-f", "-c", conf, "-s", bird_socket(lab, router),
+                              "-P", os.path.join(lab.dir, f"{router['name']}-bird.pid")],
+                             os.path.join(lab.dir, f"{router['name']}.log"),
+                             netns=router["netns"])
+    lab.save()
+
+
+def router_sessions(lab, router: dict[str, Any]) -> dict[str, str]:
+    """{BGP protocol name: state ("Established", "Active", ...)} of a ToR or spine."""
+    proc = sh("birdc", "-s", bird_socket(lab, router), "show", "protocols", check=False,
+              timeout=10)
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1] == "BGP":
+            out[parts[0]] = ("Established" if parts[3] == "up" and "Established" in parts
+                             else " ".join(parts[3:]))
+    return out
+
+
+def wait_routers(lab, timeout: float) -> None:
+    """Until every ToR and spine has all its sessions Established."""
+    deadline = time.monotonic() + timeout
+    for router in lab.state["l3"]["routers"]:
+        want = len(router["links"]) + (sum(1 for h in lab.state["hosts"]
+                                           if h["rack"] == router.get("rack"))
+                                       if router["role"] == "tor" else 0)
+        while True:
+            up_ = [n for n, s in router_sessions(lab, router).items() if s == "Established"]
+            if len(up_) >= want:
+                break
+            if time.monotonic() > deadline:
+                raise LabError(f"{router['name']}: {len(up_)} of {want} BGP sessions "
+                               f"Established within {timeout:g}s (see {lab.dir})")
+            time.sleep(0.1)
+
+
+def stop_routers(lab) -> None:
+    from .proc import stop_daemon
+
+    for router in (lab.state.get("l3") or {}).get("routers", []):
+        stop_daemon(router.get("daemon"))
+
+
+def set_link(lab, router: str, ifname: str, up_: bool) -> None:
+    """Take one fabric link down (or up again) at a router's end."""
+    r = next((x for x in lab.state["l3"]["routers"] if x["name"] == router), None)
+    if r is None:
+        raise LabError(f"lab {lab.name!r} has no router {router!r}")
+    sh("ip", "-n", r["netns"], "link", "set", ifname, "up" if up_ else "down")
+
+
+def status(lab) -> dict[str, Any] | None:
+    """The fabric part of `calico-lab status`: routers with their sessions, hosts' racks and
+    ASes; None for a lab without racks."""
+    from .proc import alive
+
+    l3 = lab.state.get("l3")
+    if not l3:
+        return None
+    routers = [{"name": r["name"], "role": r["role"], "asn": r["asn"], "netns": r["netns"],
+                "address": (r.get("address") or "").split("/")[0] or None,
+                "rack": r.get("rack"), "running": alive(r.get("daemon")),
+                "sessions": router_sessions(lab, r) if alive(r.get("daemon")) else {}}
+               for r in l3["routers"]]
+    return {"racks": l3["racks"], "hosts_per_rack": l3["hosts_per_rack"],
+            "spines": l3["spines"], "as_per_host": l3["as_per_host"], "routers": routers,
+            "hosts": {h["name"]: {"rack": h["rack"], "asn": h["asn"]}
+                      for h in lab.state["hosts"]}}
