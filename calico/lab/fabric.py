@@ -328,3 +328,68 @@ def status(lab) -> dict[str, Any] | None:
             "spines": l3["spines"], "as_per_host": l3["as_per_host"], "routers": routers,
             "hosts": {h["name"]: {"rack": h["rack"], "asn": h["asn"]}
                       for h in lab.state["hosts"]}}
+
+
+# ---- failover ---------------------------------------------------------------------------
+
+def _tx_packets(lab, router: dict[str, Any]) -> dict[str, int]:
+    """{uplink interface: packets sent} of a router."""
+    out = sh("ip", "-n", router["netns"], "-s", "-j", "link", "show").stdout
+    import json
+
+    wanted = {link["ifname"] for link in router["links"]}
+    return {i["ifname"]: i["stats64"]["tx"]["packets"] for i in json.loads(out)
+            if i["ifname"] in wanted}
+
+
+def busiest_uplink(lab, router_name: str, sample: float = 0.3) -> str:
+    """The uplink of a router that sent the most packets over `sample` seconds."""
+    router = next(r for r in lab.state["l3"]["routers"] if r["name"] == router_name)
+    before = _tx_packets(lab, router)
+    time.sleep(sample)
+    after = _tx_packets(lab, router)
+    return max(after, key=lambda i: after[i] - before.get(i, 0))
+
+
+def reply_gap(ping_output: str) -> tuple[float, int, int]:
+    """(longest time between two consecutive replies in seconds, requests sent, replies)
+    from `ping -D` output."""
+    import re
+
+    stamps = [float(m.group(1)) for m in
+              re.finditer(r"^\[(\d+\.\d+)\].*icmp_seq=\d+", ping_output, re.M)]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    summary = re.search(r"(\d+) packets transmitted, (\d+) received", ping_output)
+    sent = int(summary.group(1)) if summary else len(stamps)
+    return (max(gaps) if gaps else 0.0), sent, len(stamps)
+
+
+def spine_failover(lab, src: str, dst_addr: str, interval: float = 0.01,
+                   before: float = 1.0, after: float = 2.0) -> dict[str, Any]:
+    """Fast ping from workload `src` to `dst_addr`; after `before` s, take down the spine
+    link of src's ToR that carries the flow; ping on for `after` s more. Returns what
+    happened: the link taken down, the link that carried traffic then, the longest gap
+    between replies, replies lost. The link stays down (`set_link` brings it back)."""
+    import subprocess
+
+    wl = lab.workload(src)
+    tor = f"tor{lab.host(wl['host'])['rack']}"
+    deadline = int(before + after + 1)
+    ping = subprocess.Popen(["ip", "netns", "exec", wl["netns"], "ping", "-D", "-n", "-i",
+                             str(interval), "-w", str(deadline), dst_addr],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(before)
+        down = busiest_uplink(lab, tor)
+        set_link(lab, tor, down, False)
+        time.sleep(min(after / 2, 1.0))
+        rerouted = busiest_uplink(lab, tor)
+        out, _ = ping.communicate(timeout=deadline + 10)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+            ping.wait()
+    gap, sent, replies = reply_gap(out)
+    return {"tor": tor, "link_down": down, "rerouted_via": rerouted, "gap_s": gap,
+            "replies": replies, "sent": sent, "lost": max(0, sent - replies),
+            "interval_s": interval}

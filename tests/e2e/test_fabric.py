@@ -1,0 +1,114 @@
+"""Acceptance: the L3 leaf-spine fabric (`calico-lab up --racks`), real BIRD everywhere.
+
+AS per rack: 2 racks x 2 hosts behind their ToRs, 2 spines. Hosts peer only with their ToR
+(the mesh is off, the BGPPeers select by the `rack` label), every workload reaches every
+other across racks, a ToR spreads traffic to a remote rack over both spines, and taking the
+spine link that carries a flow down moves the flow to the other spine (the gap between
+replies of a 10 ms ping is printed; run with -s). AS per compute server: every host in its
+own AS, every workload still reaches every other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from calico.lab import fabric
+from calico.lab.proc import sh
+
+from .conftest import wait_until
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def rack_lab(make_lab):
+    return make_lab("f", racks=2, hosts_per_rack=2, spines=2, workloads_per_host=1)
+
+
+def _all_pairs_reach(lab):
+    workloads = lab.state["workloads"]
+    for a in workloads:
+        for b in workloads:
+            if a is not b:
+                wait_until(lambda a=a, b=b: lab.ping(a["name"], b["addresses"][0]), 5,
+                           f"{a['name']} -> {b['name']} ({b['addresses'][0]})")
+
+
+def test_hosts_peer_only_with_their_tor(rack_lab):
+    for h in rack_lab.state["hosts"]:
+        peers = rack_lab.peers(h["name"])
+        assert [(p["address"], p["type"], p["established"]) for p in peers] == \
+            [(f"198.18.{h['rack']}.1", "node specific", True)], peers
+    for router in rack_lab.state["l3"]["routers"]:
+        sessions = fabric.router_sessions(rack_lab, router)
+        assert sessions and set(sessions.values()) == {"Established"}, (router["name"],
+                                                                         sessions)
+
+
+def test_calicoctl_node_status_shows_the_tor(rack_lab):
+    exe = os.path.join(os.path.dirname(sys.executable), "calico-lab")
+    out = subprocess.run([exe, "exec", "--name", rack_lab.name, "r2h1", "--", "calicoctl",
+                          "node", "status"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    print("\n" + out.stdout)
+    assert "| 198.18.2.1   | node specific | up    |" in out.stdout
+    assert "Established" in out.stdout and "node-to-node mesh" not in out.stdout
+
+
+def test_every_workload_reaches_every_other(rack_lab):
+    racks = {rack_lab.host(w["host"])["rack"] for w in rack_lab.state["workloads"]}
+    assert racks == {1, 2}
+    _all_pairs_reach(rack_lab)
+
+
+def test_tor_spreads_a_remote_rack_over_both_spines(rack_lab):
+    block = rack_lab.workload("r2h1-w1")["addresses"][0]
+    tor1 = next(r for r in rack_lab.state["l3"]["routers"] if r["name"] == "tor1")
+    out = json.loads(sh("ip", "-n", tor1["netns"], "-j", "route", "get", block).stdout)
+    route = json.loads(sh("ip", "-n", tor1["netns"], "-j", "route", "show", "proto", "bird",
+                          "match", block).stdout)
+    assert out and route
+    hops = {nh["dev"] for r in route for nh in r.get("nexthops", [])}
+    assert hops == {"spine1", "spine2"}, route
+
+
+def test_spine_link_down_reroutes_through_the_other_spine(rack_lab):
+    dst = rack_lab.workload("r2h1-w1")["addresses"][0]
+    result = fabric.spine_failover(rack_lab, "r1h1-w1", dst)
+    try:
+        print(f"\nspine failover: {result['tor']} link {result['link_down']} down, traffic "
+              f"then via {result['rerouted_via']}; longest gap between replies "
+              f"{result['gap_s'] * 1000:.0f} ms at a {result['interval_s'] * 1000:.0f} ms "
+              f"ping interval, {result['lost']} of {result['sent']} lost")
+        assert result["rerouted_via"] != result["link_down"]
+        assert result["replies"] > 0
+        _all_pairs_reach(rack_lab)
+    finally:
+        fabric.set_link(rack_lab, result["tor"], result["link_down"], True)
+    fabric.wait_routers(rack_lab, 30)
+
+
+@pytest.fixture(scope="module")
+def host_as_lab(make_lab):
+    return make_lab("a", racks=2, hosts_per_rack=1, spines=1, as_per_host=True,
+                    workloads_per_host=1)
+
+
+def test_as_per_compute_server(host_as_lab):
+    from calico.datastore.client import ResourceClient
+
+    backend = host_as_lab.backend()
+    try:
+        nodes = {n.name: n.to_dict() for n in ResourceClient(backend).list("Node").items}
+    finally:
+        backend.close()
+    assert {name: n["spec"]["bgp"]["asNumber"] for name, n in nodes.items()} == \
+        {"r1h1": 65101, "r2h1": 65201}
+    for h in host_as_lab.state["hosts"]:
+        assert [p["established"] for p in host_as_lab.peers(h["name"])] == [True]
+    _all_pairs_reach(host_as_lab)
