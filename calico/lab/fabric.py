@@ -351,17 +351,21 @@ def busiest_uplink(lab, router_name: str, sample: float = 0.3) -> str:
     return max(after, key=lambda i: after[i] - before.get(i, 0))
 
 
-def reply_gap(ping_output: str) -> tuple[float, int, int]:
-    """(longest time between two consecutive replies in seconds, requests sent, replies)
-    from `ping -D` output."""
+def ping_replies(ping_output: str) -> tuple[list[float], int]:
+    """(the replies' arrival times, requests sent) from `ping -D` output."""
     import re
 
     stamps = [float(m.group(1)) for m in
               re.finditer(r"^\[(\d+\.\d+)\].*icmp_seq=\d+", ping_output, re.M)]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     summary = re.search(r"(\d+) packets transmitted, (\d+) received", ping_output)
-    sent = int(summary.group(1)) if summary else len(stamps)
-    return (max(gaps) if gaps else 0.0), sent, len(stamps)
+    return stamps, int(summary.group(1)) if summary else len(stamps)
+
+
+def longest_gap(stamps: list[float], start: float = 0.0, end: float = float("inf")) -> float:
+    """The longest time between two consecutive replies, counting gaps that end in
+    [start, end)."""
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if start <= b < end]
+    return max(gaps, default=0.0)
 
 
 def spine_failover(lab, src: str, dst_addr: str, interval: float = 0.01,
@@ -369,7 +373,9 @@ def spine_failover(lab, src: str, dst_addr: str, interval: float = 0.01,
     """Fast ping from workload `src` to `dst_addr`; after `before` s, take down the spine
     link of src's ToR that carries the flow; ping on for `after` s more. Returns what
     happened: the link taken down, the link that carried traffic then, the longest gap
-    between replies, replies lost. The link stays down (`set_link` brings it back)."""
+    between replies after the link went down and, as the baseline, before it (ping's own
+    jitter on this machine), replies lost. The link stays down (`set_link` brings it
+    back)."""
     import subprocess
 
     wl = lab.workload(src)
@@ -381,6 +387,7 @@ def spine_failover(lab, src: str, dst_addr: str, interval: float = 0.01,
     try:
         time.sleep(before)
         down = busiest_uplink(lab, tor)
+        down_at = time.time()
         set_link(lab, tor, down, False)
         time.sleep(min(after / 2, 1.0))
         rerouted = busiest_uplink(lab, tor)
@@ -389,7 +396,8 @@ def spine_failover(lab, src: str, dst_addr: str, interval: float = 0.01,
         if ping.poll() is None:
             ping.kill()
             ping.wait()
-    gap, sent, replies = reply_gap(out)
-    return {"tor": tor, "link_down": down, "rerouted_via": rerouted, "gap_s": gap,
-            "replies": replies, "sent": sent, "lost": max(0, sent - replies),
-            "interval_s": interval}
+    stamps, sent = ping_replies(out)
+    return {"tor": tor, "link_down": down, "rerouted_via": rerouted,
+            "gap_s": longest_gap(stamps, down_at), "baseline_gap_s": longest_gap(
+                stamps, 0.0, down_at), "replies": len(stamps), "sent": sent,
+            "lost": max(0, sent - len(stamps)), "interval_s": interval}

@@ -84,7 +84,9 @@ def test_spine_link_down_reroutes_through_the_other_spine(rack_lab):
         print(f"\nspine failover: {result['tor']} link {result['link_down']} down, traffic "
               f"then via {result['rerouted_via']}; longest gap between replies "
               f"{result['gap_s'] * 1000:.0f} ms at a {result['interval_s'] * 1000:.0f} ms "
-              f"ping interval, {result['lost']} of {result['sent']} lost")
+              f"ping interval (before the link went down: "
+              f"{result['baseline_gap_s'] * 1000:.0f} ms), {result['lost']} of "
+              f"{result['sent']} lost")
         assert result["rerouted_via"] != result["link_down"]
         assert result["replies"] > 0
         _all_pairs_reach(rack_lab)

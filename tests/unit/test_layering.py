@@ -7,7 +7,7 @@
     felix  bgp  cni  openstack          the components, each over the layers below
     ctl  node  lab                      calicoctl (reads BGP status), calico-node (starts Felix
                                         and the BGP daemon as processes), calico-lab
-    demo                                the `make demo` script
+    demo  demo_fabric                   the `make demo` and `make demo-fabric` scripts
 
 `DEPENDS` is every package each package names in an import statement anywhere (function-local
 imports included), checked exactly against the source so the table stays true. `LOADS` is what
@@ -39,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"ipam"},
     {"felix", "bgp", "cni", "openstack"},
     {"ctl", "node", "lab"},
-    {"demo"},
+    {"demo", "demo_fabric"},
 ]
 
 DEPENDS: dict[str, set[str]] = {
@@ -56,6 +56,7 @@ DEPENDS: dict[str, set[str]] = {
     "node": {"cni", "datastore", "logsetup"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
+    "demo_fabric": {"lab"},
 }
 
 LOADS: dict[str, set[str]] = {
@@ -72,6 +73,7 @@ LOADS: dict[str, set[str]] = {
     "node": {"api", "cni", "datastore", "logsetup", "selector"},
     "lab": {"bgp"},
     "demo": {"api", "selector"},
+    "demo_fabric": set(),
 }
 
 # Modules that only load inside their host program: skipped by the import check when the host's

@@ -127,5 +127,9 @@ def test_reply_gap_from_ping_output():
 --- 10.65.0.1 ping statistics ---
 27 packets transmitted, 4 received, 85.1852% packet loss, time 260ms
 """
-    gap, sent, replies = fabric.reply_gap(out)
-    assert gap == pytest.approx(0.24) and (sent, replies) == (27, 4)
+    stamps, sent = fabric.ping_replies(out)
+    assert (len(stamps), sent) == (4, 27)
+    assert fabric.longest_gap(stamps) == pytest.approx(0.24)
+    assert fabric.longest_gap(stamps, 0, 1000.2) == pytest.approx(0.01)
+    assert fabric.longest_gap(stamps, 1000.255) == pytest.approx(0.01)
+    assert fabric.longest_gap([]) == 0.0
