@@ -114,3 +114,37 @@ def test_as_per_compute_server(host_as_lab):
     for h in host_as_lab.state["hosts"]:
         assert [p["established"] for p in host_as_lab.peers(h["name"])] == [True]
     _all_pairs_reach(host_as_lab)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    exe = os.path.join(os.path.dirname(sys.executable), "calico-lab")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_command_line(rack_lab):
+    st = json.loads(_cli("status", "--name", rack_lab.name, "-o", "json").stdout)
+    assert st["l3"]["racks"] == 2 and not st["l3"]["as_per_host"]
+    assert {r["name"]: r["running"] for r in st["l3"]["routers"]} == \
+        {"tor1": True, "tor2": True, "spine1": True, "spine2": True}
+    assert st["l3"]["hosts"]["r2h2"] == {"rack": 2, "asn": 65002}
+    table = _cli("status", "--name", rack_lab.name)
+    assert "L3 fabric — 2 racks, 2 spines (AS per rack)" in table.stdout, table.stderr
+
+    tor2 = next(r for r in rack_lab.state["l3"]["routers"] if r["name"] == "tor2")
+    down = _cli("link", "--name", rack_lab.name, "tor2", "spine1", "down")
+    assert down.returncode == 0, down.stderr
+    try:
+        wait_until(lambda: fabric.router_sessions(rack_lab, tor2)["spine1"] != "Established",
+                   10, "tor2's session to spine1 down")
+        _all_pairs_reach(rack_lab)
+    finally:
+        up = _cli("link", "--name", rack_lab.name, "tor2", "spine1", "up")
+        assert up.returncode == 0, up.stderr
+    fabric.wait_routers(rack_lab, 30)
+
+    bad = _cli("link", "--name", rack_lab.name, "tor9", "spine1", "down")
+    assert bad.returncode == 1 and "has no router 'tor9'" in bad.stderr
+    bad = _cli("up", "--name", f"{rack_lab.name}x"[:12], "--racks", "2", "--ipv6")
+    assert bad.returncode == 1 and "IPv4 only" in bad.stderr
+    bad = _cli("up", "--name", f"{rack_lab.name}x"[:12], "--racks", "12")
+    assert bad.returncode == 1 and "--racks must be between 1 and 9" in bad.stderr
