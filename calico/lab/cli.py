@@ -87,10 +87,10 @@ def up(lab_name, hosts, workloads_per_host, datastore, etcd_endpoints, ipv6, tor
     started = time.monotonic()
     try:
         if racks:
-            if ipv6 or tor != "none":
-                raise LabError("--racks builds its own ToRs, IPv4 only: no --tor, no --ipv6")
+            if tor != "none":
+                raise LabError("--racks builds its own ToRs: no --tor")
             fabric.up(lab, racks, hosts_per_rack, spines, as_per_host, workloads_per_host,
-                      datastore, etcd_endpoints, wait)
+                      datastore, etcd_endpoints, wait, ipv6)
             hosts = len(lab.state["hosts"])
             tor = f"fabric of {racks} racks, {spines} spines"
         else:

@@ -28,7 +28,8 @@ starts (calico-node keeps a Node's labels). Per model:
 
 The ToR and spine configurations stand for the operator's routers: they are the lab's own,
 not rendered by calico.bgp. BGP timers are short (connect delay 1 s, hold 9 s) so a lab comes
-up in seconds. IPv4 only.
+up in seconds. IPv4, and IPv6 beside it with `--ipv6` (rack N also fd00:198:18:N::/64, the
+ToR ::1, hosts ::1M; links /126s of fd00:198:19:S::/64; a BGPPeer `rack-rN-v6` per rack).
 """
 
 from __future__ import annotations
@@ -57,8 +58,22 @@ def link_addresses(rack: int, spine: int) -> tuple[str, str]:
     return f"198.19.{spine}.{4 * rack + 1}", f"198.19.{spine}.{4 * rack + 2}"
 
 
-def plan(racks: int, hosts_per_rack: int, spines: int, as_per_host: bool) -> dict[str, Any]:
-    """The whole topology as data: routers (ToRs, spines, their links) and hosts."""
+def link_addresses6(rack: int, spine: int) -> tuple[str, str]:
+    """The same for IPv6: a /126 of fd00:198:19:<spine>::/64."""
+    return f"fd00:198:19:{spine}::{4 * rack + 1:x}", f"fd00:198:19:{spine}::{4 * rack + 2:x}"
+
+
+def _link(ifname: str, address: str, peer: str, peer_asn: int, peer_name: str,
+          address6: str | None, peer6: str | None) -> dict[str, Any]:
+    return {"ifname": ifname, "address": f"{address}/30", "peer": peer, "peer_asn": peer_asn,
+            "peer_name": peer_name, "address6": f"{address6}/126" if address6 else None,
+            "peer6": peer6}
+
+
+def plan(racks: int, hosts_per_rack: int, spines: int, as_per_host: bool,
+         ipv6: bool = False) -> dict[str, Any]:
+    """The whole topology as data: routers (ToRs, spines, their links) and hosts. With
+    `ipv6`, rack N is also fd00:198:18:N::/64 and every link a /126 too."""
     for value, top, flag in ((racks, MAX_RACKS, "--racks"),
                              (hosts_per_rack, MAX_HOSTS_PER_RACK, "--hosts-per-rack"),
                              (spines, MAX_SPINES, "--spines")):
@@ -70,25 +85,29 @@ def plan(racks: int, hosts_per_rack: int, spines: int, as_per_host: bool) -> dic
         links = []
         for s in range(1, spines + 1):
             spine_addr, tor_addr = link_addresses(r, s)
-            links.append({"ifname": f"spine{s}", "address": f"{tor_addr}/30",
-                          "peer": spine_addr, "peer_asn": SPINE_ASN, "peer_name": f"spine{s}"})
+            spine6, tor6 = link_addresses6(r, s) if ipv6 else (None, None)
+            links.append(_link(f"spine{s}", tor_addr, spine_addr, SPINE_ASN, f"spine{s}",
+                               tor6, spine6))
         routers.append({"name": f"tor{r}", "role": "tor", "rack": r, "asn": rack_asn(r),
                         "router_id": f"198.18.{r}.1", "address": f"198.18.{r}.1/24",
+                        "address6": f"fd00:198:18:{r}::1/64" if ipv6 else None,
                         "links": links, "daemon": None})
         for m in range(1, hosts_per_rack + 1):
             hosts.append({"name": f"r{r}h{m}", "rack": r, "address": f"198.18.{r}.{10 + m}/24",
+                          "address6": f"fd00:198:18:{r}::{10 + m}/64" if ipv6 else None,
                           "gateway": f"198.18.{r}.1",
                           "asn": host_asn(r, m, as_per_host)})
     for s in range(1, spines + 1):
         links = []
         for r in range(1, racks + 1):
             spine_addr, tor_addr = link_addresses(r, s)
-            links.append({"ifname": f"tor{r}", "address": f"{spine_addr}/30", "peer": tor_addr,
-                          "peer_asn": rack_asn(r), "peer_name": f"tor{r}"})
+            spine6, tor6 = link_addresses6(r, s) if ipv6 else (None, None)
+            links.append(_link(f"tor{r}", spine_addr, tor_addr, rack_asn(r), f"tor{r}",
+                               spine6, tor6))
         routers.append({"name": f"spine{s}", "role": "spine", "asn": SPINE_ASN,
                         "router_id": f"198.19.{s}.1", "links": links, "daemon": None})
     return {"racks": racks, "hosts_per_rack": hosts_per_rack, "spines": spines,
-            "as_per_host": as_per_host, "routers": routers, "hosts": hosts}
+            "as_per_host": as_per_host, "ipv6": ipv6, "routers": routers, "hosts": hosts}
 
 
 _HEADER = """\
@@ -97,7 +116,7 @@ _HEADER = """\
 router id {router_id};
 protocol device {{ scan time 10; }}
 protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; merge paths on; }}
-template bgp fabric {{
+{kernel6}template bgp fabric {{
   direct; check link on;
   hold time 9; keepalive time 3;
   connect delay time 1; connect retry time 1; error wait time 1, 5;
@@ -105,31 +124,42 @@ template bgp fabric {{
 """
 
 
-def _bgp(name: str, local: str, asn: int, peer: str, peer_asn: int, options: str,
-         channel: str) -> list[str]:
-    return [f"protocol bgp {name} from fabric {{",
+def _bgp(name: str, local: str | None, asn: int, peer: str | None, peer_asn: int,
+         options: str, channel: str, version: int) -> list[str]:
+    """One session (IPv4: protocol `name`, IPv6: `name_v6`); none if a side has no address
+    of that family."""
+    if not local or not peer:
+        return []
+    return [f"protocol bgp {name}{'_v6' if version == 6 else ''} from fabric {{",
             f"  local {local.split('/')[0]} as {asn};",
-            f"  neighbor {peer} as {peer_asn};{options}",
-            f"  ipv4 {{ {channel} }};", "}"]
+            f"  neighbor {peer.split('/')[0]} as {peer_asn};{options}",
+            f"  ipv{version} {{ {channel} }};", "}"]
 
 
 def router_config(router: dict[str, Any], hosts: list[dict[str, Any]]) -> str:
     """BIRD 2 configuration of one ToR or spine. A ToR also announces its rack's subnet
     (to the spines, not back to its own hosts)."""
-    lines = [_HEADER.format(**router)]
+    v6 = any(link.get("address6") for link in router["links"])
+    kernel6 = ("protocol kernel { ipv6 { import none; export where source = RTS_BGP; }; "
+               "merge paths on; }\n" if v6 else "")
+    lines = [_HEADER.format(**router, kernel6=kernel6)]
     if router["role"] == "tor":
-        lines.append('protocol direct { ipv4; interface "br0"; }')
+        lines.append(f'protocol direct {{ ipv4;{" ipv6;" if v6 else ""} interface "br0"; }}')
         for h in (h for h in hosts if h["rack"] == router["rack"]):
             ibgp = h["asn"] == router["asn"]
             options = " rr client;" if ibgp else ""
             channel = "import all; export where source != RTS_DEVICE;"
             if ibgp:
                 channel += " next hop self ebgp;"
-            lines += _bgp(h["name"], router["address"], router["asn"],
-                          h["address"].split("/")[0], h["asn"], options, channel)
+            for version, local, peer in ((4, router["address"], h["address"]),
+                                         (6, router.get("address6"), h.get("address6"))):
+                lines += _bgp(h["name"], local, router["asn"], peer, h["asn"], options,
+                              channel, version)
     for link in router["links"]:
-        lines += _bgp(link["peer_name"], link["address"], router["asn"], link["peer"],
-                      link["peer_asn"], "", "import all; export all;")
+        for version, local, peer in ((4, link["address"], link["peer"]),
+                                     (6, link.get("address6"), link.get("peer6"))):
+            lines += _bgp(link["peer_name"], local, router["asn"], peer, link["peer_asn"], "",
+                          "import all; export all;", version)
     return "\n".join(lines) + "\n"
 
 
@@ -141,10 +171,12 @@ def bgp_resources(topology: dict[str, Any]) -> list[dict[str, Any]]:
         {"apiVersion": v3, "kind": "BGPConfiguration", "metadata": {"name": "default"},
          "spec": {"nodeToNodeMeshEnabled": False}}]
     for r in (t for t in topology["routers"] if t["role"] == "tor"):
-        out.append({"apiVersion": v3, "kind": "BGPPeer",
-                    "metadata": {"name": f"rack-r{r['rack']}"},
-                    "spec": {"peerIP": r["address"].split("/")[0], "asNumber": str(r["asn"]),
-                             "nodeSelector": f"rack == 'r{r['rack']}'"}})
+        for suffix, addr in (("", r["address"]), ("-v6", r.get("address6"))):
+            if addr:
+                out.append({"apiVersion": v3, "kind": "BGPPeer",
+                            "metadata": {"name": f"rack-r{r['rack']}{suffix}"},
+                            "spec": {"peerIP": addr.split("/")[0], "asNumber": str(r["asn"]),
+                                     "nodeSelector": f"rack == 'r{r['rack']}'"}})
     for h in topology["hosts"]:
         out.append({"apiVersion": v3, "kind": "Node",
                     "metadata": {"name": h["name"], "labels": {"rack": f"r{h['rack']}"}},
@@ -156,10 +188,10 @@ def bgp_resources(topology: dict[str, Any]) -> list[dict[str, Any]]:
 
 def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool = False,
        workloads_per_host: int = 0, datastore: str = "local",
-       etcd_endpoints: str | None = None, wait: float = 30.0) -> None:
+       etcd_endpoints: str | None = None, wait: float = 30.0, ipv6: bool = False) -> None:
     """`Lab.up` for a fabric: routers and racks instead of one L2 segment. On any failure the
     lab is torn down again."""
-    topology = plan(racks, hosts_per_rack, spines, as_per_host)
+    topology = plan(racks, hosts_per_rack, spines, as_per_host, ipv6)
     if lab.exists():
         raise LabError(f"lab {lab.name!r} is already up: `calico-lab down` first")
     for prog in ("ip", "bird", "birdc", *(("etcd",) if datastore == "etcdv3"
@@ -171,7 +203,7 @@ def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool 
         raise LabError(f"namespaces of an earlier lab {lab.name!r} remain "
                        f"({', '.join(leftovers)}): run `calico-lab down`")
     os.makedirs(lab.dir, exist_ok=True)
-    lab.state = {"name": lab.name, "prefix": lab.prefix, "ipv6": False, "hosts": [],
+    lab.state = {"name": lab.name, "prefix": lab.prefix, "ipv6": ipv6, "hosts": [],
                  "workloads": [], "tor": None, "fabric": None, "created": time.time(),
                  "l3": {k: topology[k] for k in ("racks", "hosts_per_rack", "spines",
                                                  "as_per_host")} | {"routers": []}}
@@ -195,17 +227,30 @@ def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool 
         raise
 
 
+# Forwarding on; IPv6 on without duplicate address detection (addresses usable at once),
+# keeping its addresses while a link is down (Linux drops them by default), as a router's
+# configuration survives a link flap.
+_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1",
+            "net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.accept_dad": "0",
+            "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.all.keep_addr_on_down": "1",
+            "net.ipv6.conf.default.keep_addr_on_down": "1"}
+
+
+def _addresses(ns: str, ifname: str, *addrs: str | None) -> None:
+    for addr in (a for a in addrs if a):
+        sh("ip", "-n", ns, "addr", "add", addr, "dev", ifname, *(("nodad",) if ":" in addr
+                                                                 else ()))
+    sh("ip", "-n", ns, "link", "set", ifname, "up")
+
+
 def _build(lab, topology: dict[str, Any]) -> None:
-    forwarding = {"net.ipv4.ip_forward": "1"}
     for router in topology["routers"]:
         router = dict(router, netns=f"{lab.prefix}{router['name']}")
         netns_add(router["netns"])
-        sysctls(router["netns"], forwarding)
+        sysctls(router["netns"], _SYSCTLS)
         if router["role"] == "tor":
-            ns = router["netns"]
-            sh("ip", "-n", ns, "link", "add", "br0", "type", "bridge")
-            sh("ip", "-n", ns, "addr", "add", router["address"], "dev", "br0")
-            sh("ip", "-n", ns, "link", "set", "br0", "up")
+            sh("ip", "-n", router["netns"], "link", "add", "br0", "type", "bridge")
+            _addresses(router["netns"], "br0", router["address"], router.get("address6"))
         lab.state["l3"]["routers"].append(router)
         lab.save()
     by_name = {r["name"]: r for r in lab.state["l3"]["routers"]}
@@ -216,27 +261,25 @@ def _build(lab, topology: dict[str, Any]) -> None:
             sh("ip", "link", "add", link["ifname"], "netns", tor["netns"], "type", "veth",
                "peer", "name", back["ifname"], "netns", spine["netns"])
             for ns, end in ((tor["netns"], link), (spine["netns"], back)):
-                sh("ip", "-n", ns, "addr", "add", end["address"], "dev", end["ifname"])
-                sh("ip", "-n", ns, "link", "set", end["ifname"], "up")
+                _addresses(ns, end["ifname"], end["address"], end.get("address6"))
     for host in topology["hosts"]:
         _add_host(lab, host, by_name[f"tor{host['rack']}"])
 
 
 def _add_host(lab, host: dict[str, Any], tor: dict[str, Any]) -> None:
     """A host namespace whose eth0 is a port of its ToR's bridge."""
-    h = dict(host, netns=f"{lab.prefix}{host['name']}", address6=None, node=None,
+    h = dict(host, netns=f"{lab.prefix}{host['name']}", node=None,
              run_dir=os.path.join(lab.dir, host["name"]))
     os.makedirs(h["run_dir"], exist_ok=True)
     netns_add(h["netns"])
+    sysctls(h["netns"], _SYSCTLS)
     lab.state["hosts"].append(h)
     lab.save()
     sh("ip", "link", "add", "eth0", "netns", h["netns"], "type", "veth", "peer", "name",
        h["name"], "netns", tor["netns"])
     sh("ip", "-n", tor["netns"], "link", "set", h["name"], "master", "br0", "up")
-    sh("ip", "-n", h["netns"], "addr", "add", h["address"], "dev", "eth0")
-    sh("ip", "-n", h["netns"], "link", "set", "eth0", "up")
+    _addresses(h["netns"], "eth0", h["address"], h.get("address6"))
     sh("ip", "-n", h["netns"], "route", "add", "default", "via", h["gateway"])
-    sysctls(h["netns"], {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
 
 
 def _write_resources(lab, topology: dict[str, Any]) -> None:
@@ -282,10 +325,11 @@ def router_sessions(lab, router: dict[str, Any]) -> dict[str, str]:
 def wait_routers(lab, timeout: float) -> None:
     """Until every ToR and spine has all its sessions Established."""
     deadline = time.monotonic() + timeout
+    families = 2 if lab.state["ipv6"] else 1
     for router in lab.state["l3"]["routers"]:
-        want = len(router["links"]) + (sum(1 for h in lab.state["hosts"]
-                                           if h["rack"] == router.get("rack"))
-                                       if router["role"] == "tor" else 0)
+        want = families * (len(router["links"]) + (sum(1 for h in lab.state["hosts"]
+                                                       if h["rack"] == router.get("rack"))
+                                                   if router["role"] == "tor" else 0))
         while True:
             up_ = [n for n, s in router_sessions(lab, router).items() if s == "Established"]
             if len(up_) >= want:

@@ -343,9 +343,9 @@ class Lab:
     def expected_peers(self, host: str) -> int:
         """Sessions a host should have with the default mesh: other hosts, plus the ToR,
         per family. In an L3 fabric: only its ToR."""
-        if self.state.get("l3"):
-            return 1
         families = 2 if self.state["ipv6"] else 1
+        if self.state.get("l3"):
+            return families
         return families * (len(self.state["hosts"]) - 1 + (1 if self.state.get("tor") else 0))
 
     def wait_established(self, timeout: float = 30.0, hosts: list[str] | None = None,

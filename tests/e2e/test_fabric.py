@@ -1,11 +1,11 @@
 """Acceptance: the L3 leaf-spine fabric (`calico-lab up --racks`), real BIRD everywhere.
 
-AS per rack: 2 racks x 2 hosts behind their ToRs, 2 spines. Hosts peer only with their ToR
-(the mesh is off, the BGPPeers select by the `rack` label), every workload reaches every
-other across racks, a ToR spreads traffic to a remote rack over both spines, and taking the
+AS per rack, IPv4 and IPv6: 2 racks x 2 hosts behind their ToRs, 2 spines. Hosts peer only
+with their ToR (the mesh is off, the BGPPeers select by the `rack` label), every workload
+reaches every other across racks on both families, a ToR spreads traffic to a remote rack over both spines, and taking the
 spine link that carries a flow down moves the flow to the other spine (the gap between
 replies of a 10 ms ping is printed; run with -s). AS per compute server: every host in its
-own AS, every workload still reaches every other.
+own AS (IPv4 only), every workload still reaches every other.
 """
 
 from __future__ import annotations
@@ -27,23 +27,24 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def rack_lab(make_lab):
-    return make_lab("f", racks=2, hosts_per_rack=2, spines=2, workloads_per_host=1)
+    return make_lab("f", racks=2, hosts_per_rack=2, spines=2, workloads_per_host=1, ipv6=True)
 
 
 def _all_pairs_reach(lab):
     workloads = lab.state["workloads"]
     for a in workloads:
         for b in workloads:
-            if a is not b:
-                wait_until(lambda a=a, b=b: lab.ping(a["name"], b["addresses"][0]), 5,
-                           f"{a['name']} -> {b['name']} ({b['addresses'][0]})")
+            for addr in b["addresses"] if a is not b else ():
+                wait_until(lambda a=a, addr=addr: lab.ping(a["name"], addr), 5,
+                           f"{a['name']} -> {b['name']} ({addr})")
 
 
 def test_hosts_peer_only_with_their_tor(rack_lab):
     for h in rack_lab.state["hosts"]:
         peers = rack_lab.peers(h["name"])
         assert [(p["address"], p["type"], p["established"]) for p in peers] == \
-            [(f"198.18.{h['rack']}.1", "node specific", True)], peers
+            [(f"198.18.{h['rack']}.1", "node specific", True),
+             (f"fd00:198:18:{h['rack']}::1", "node specific", True)], peers
     for router in rack_lab.state["l3"]["routers"]:
         sessions = fabric.router_sessions(rack_lab, router)
         assert sessions and set(sessions.values()) == {"Established"}, (router["name"],
@@ -57,17 +58,19 @@ def test_calicoctl_node_status_shows_the_tor(rack_lab):
     assert out.returncode == 0, out.stderr
     print("\n" + out.stdout)
     assert "| 198.18.2.1   | node specific | up    |" in out.stdout
+    assert "fd00:198:18:2::1" in out.stdout
     assert "Established" in out.stdout and "node-to-node mesh" not in out.stdout
 
 
 def test_every_workload_reaches_every_other(rack_lab):
     racks = {rack_lab.host(w["host"])["rack"] for w in rack_lab.state["workloads"]}
     assert racks == {1, 2}
+    assert all(len(w["addresses"]) == 2 for w in rack_lab.state["workloads"])
     _all_pairs_reach(rack_lab)
 
 
 def test_tor_spreads_a_remote_rack_over_both_spines(rack_lab):
-    block = rack_lab.workload("r2h1-w1")["addresses"][0]
+    block = next(a for a in rack_lab.workload("r2h1-w1")["addresses"] if ":" not in a)
     tor1 = next(r for r in rack_lab.state["l3"]["routers"] if r["name"] == "tor1")
     out = json.loads(sh("ip", "-n", tor1["netns"], "-j", "route", "get", block).stdout)
     route = json.loads(sh("ip", "-n", tor1["netns"], "-j", "route", "show", "proto", "bird",
@@ -78,7 +81,7 @@ def test_tor_spreads_a_remote_rack_over_both_spines(rack_lab):
 
 
 def test_spine_link_down_reroutes_through_the_other_spine(rack_lab):
-    dst = rack_lab.workload("r2h1-w1")["addresses"][0]
+    dst = next(a for a in rack_lab.workload("r2h1-w1")["addresses"] if ":" not in a)
     result = fabric.spine_failover(rack_lab, "r1h1-w1", dst)
     try:
         print(f"\nspine failover: {result['tor']} link {result['link_down']} down, traffic "
@@ -144,7 +147,7 @@ def test_command_line(rack_lab):
 
     bad = _cli("link", "--name", rack_lab.name, "tor9", "spine1", "down")
     assert bad.returncode == 1 and "has no router 'tor9'" in bad.stderr
-    bad = _cli("up", "--name", f"{rack_lab.name}x"[:12], "--racks", "2", "--ipv6")
-    assert bad.returncode == 1 and "IPv4 only" in bad.stderr
+    bad = _cli("up", "--name", f"{rack_lab.name}x"[:12], "--racks", "2", "--tor", "gobgp")
+    assert bad.returncode == 1 and "no --tor" in bad.stderr
     bad = _cli("up", "--name", f"{rack_lab.name}x"[:12], "--racks", "12")
     assert bad.returncode == 1 and "--racks must be between 1 and 9" in bad.stderr

@@ -32,13 +32,25 @@ def test_plan_racks_subnets_and_ases():
     assert len(set(ids)) == len(ids)
 
 
+def test_plan_ipv6_beside_ipv4():
+    topo = fabric.plan(3, 1, 2, as_per_host=False, ipv6=True)
+    tor3 = _routers(topo, "tor")[2]
+    assert tor3["address6"] == "fd00:198:18:3::1/64"
+    assert [h["address6"] for h in topo["hosts"]] == [
+        "fd00:198:18:1::11/64", "fd00:198:18:2::11/64", "fd00:198:18:3::11/64"]
+    for link in tor3["links"]:
+        assert ipaddress.ip_address(link["peer6"]) in \
+            ipaddress.ip_interface(link["address6"]).network
+    assert fabric.plan(1, 1, 1, False)["hosts"][0]["address6"] is None
+
+
 def test_plan_as_per_host():
     topo = fabric.plan(2, 2, 1, as_per_host=True)
     assert [h["asn"] for h in topo["hosts"]] == [65101, 65102, 65201, 65202]
 
 
 def test_plan_links_are_both_ends_of_one_30():
-    topo = fabric.plan(3, 1, 2, as_per_host=False)
+    topo = fabric.plan(3, 1, 2, as_per_host=False, ipv6=True)
     ends = {}
     for r in topo["routers"]:
         for link in r["links"]:
@@ -48,10 +60,13 @@ def test_plan_links_are_both_ends_of_one_30():
         back = ends[(b, a)]
         assert back["peer"] == link["address"].split("/")[0]
         assert link["peer"] == back["address"].split("/")[0]
-        assert ipaddress.ip_interface(link["address"]).network == \
-            ipaddress.ip_interface(back["address"]).network
-    nets = {ipaddress.ip_interface(x["address"]).network for x in ends.values()}
-    assert len(nets) == 6
+        assert back["peer6"] == link["address6"].split("/")[0]
+        for key in ("address", "address6"):
+            assert ipaddress.ip_interface(link[key]).network == \
+                ipaddress.ip_interface(back[key]).network
+    for key in ("address", "address6"):
+        nets = {ipaddress.ip_interface(x[key]).network for x in ends.values()}
+        assert len(nets) == 6
 
 
 @pytest.mark.parametrize("args", [(0, 1, 1), (1, 0, 1), (1, 1, 0), (10, 1, 1), (1, 1, 5)])
@@ -77,10 +92,20 @@ def test_tor_config_as_per_host_is_ebgp():
     assert "neighbor 198.18.1.12 as 65102;" in conf
 
 
-@pytest.mark.parametrize("as_per_host", [False, True])
-def test_router_configs_parse(tmp_path, as_per_host):
+def test_ipv6_sessions_beside_ipv4():
+    topo = fabric.plan(2, 1, 2, as_per_host=False, ipv6=True)
+    conf = fabric.router_config(_routers(topo, "tor")[0], topo["hosts"])
+    assert "protocol bgp r1h1_v6 from fabric" in conf and "protocol bgp spine2_v6" in conf
+    assert "neighbor fd00:198:18:1::11 as 65001;" in conf
+    assert "protocol kernel { ipv6" in conf and "ipv4; ipv6; interface" in conf
+    assert "_v6" not in fabric.router_config(_routers(fabric.plan(1, 1, 1, False), "tor")[0],
+                                             [])
+
+
+@pytest.mark.parametrize("as_per_host,ipv6", [(False, False), (True, False), (False, True)])
+def test_router_configs_parse(tmp_path, as_per_host, ipv6):
     require_programs("bird")
-    topo = fabric.plan(2, 2, 2, as_per_host)
+    topo = fabric.plan(2, 2, 2, as_per_host, ipv6)
     for router in topo["routers"]:
         path = tmp_path / f"{router['name']}.conf"
         path.write_text(fabric.router_config(router, topo["hosts"]))
@@ -96,6 +121,7 @@ def _inputs(topo, host):
         node = next(r for r in resources if r["kind"] == "Node"
                     and r["metadata"]["name"] == h["name"])
         nodes[h["name"]] = dict(node, spec={"bgp": {"ipv4Address": h["address"],
+                                                    "ipv6Address": h["address6"],
                                                     "asNumber": h["asn"]}})
     return BGPInputs(hostname=host, nodes=nodes,
                      peers=[r for r in resources if r["kind"] == "BGPPeer"],
@@ -105,7 +131,7 @@ def _inputs(topo, host):
 
 @pytest.mark.parametrize("as_per_host", [False, True])
 def test_resources_validate_and_peer_each_host_with_its_tor_only(as_per_host):
-    topo = fabric.plan(2, 2, 2, as_per_host)
+    topo = fabric.plan(2, 2, 2, as_per_host, ipv6=True)
     resources = fabric.bgp_resources(topo)
     for res in resources:
         api.validate(res)
@@ -113,6 +139,9 @@ def test_resources_validate_and_peer_each_host_with_its_tor_only(as_per_host):
         peers = compute_peers(_inputs(topo, h["name"]), 4)
         assert [(str(p.ip), p.asn) for p in peers] == [(h["gateway"], 65000 + h["rack"])]
         assert peers[0].name == f"Node_198_18_{h['rack']}_1"
+        peers6 = compute_peers(_inputs(topo, h["name"]), 6)
+        assert [(str(p.ip), p.asn) for p in peers6] == \
+            [(f"fd00:198:18:{h['rack']}::1", 65000 + h["rack"])]
     conf = render(_inputs(topo, "r2h2"))
     assert "Mesh_" not in conf and "direct;" in conf
 
