@@ -141,11 +141,13 @@ def _node_status(console, lab, host: str) -> None:
 
 def _failover(console, lab, fabric, workloads: list[dict]) -> bool:
     """Step 5: a spine link down under traffic; whether everything still reaches."""
+    from calico.lab import failover
+
     src = workloads[0]
     dst = next(w for w in workloads if lab.host(w["host"])["rack"] !=
                lab.host(src["host"])["rack"])
     console.rule(f"5. a spine link down under a 10 ms ping {src['name']} -> {dst['name']}")
-    result = fabric.spine_failover(lab, src["name"], dst["addresses"][0])
+    result = failover.spine_failover(lab, src["name"], dst["addresses"][0])
     console.print(f"{result['tor']}'s link to {result['link_down']} carried the flow and went "
                   f"down; traffic then via {result['rerouted_via']}. Longest gap between "
                   f"replies: [bold]{result['gap_s'] * 1000:.0f} ms[/bold] "

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from calico.lab import fabric
+from calico.lab import fabric, failover
 from calico.lab.proc import sh
 
 from .conftest import wait_until
@@ -82,7 +82,7 @@ def test_tor_spreads_a_remote_rack_over_both_spines(rack_lab):
 
 def test_spine_link_down_reroutes_through_the_other_spine(rack_lab):
     dst = next(a for a in rack_lab.workload("r2h1-w1")["addresses"] if ":" not in a)
-    result = fabric.spine_failover(rack_lab, "r1h1-w1", dst)
+    result = failover.spine_failover(rack_lab, "r1h1-w1", dst)
     try:
         print(f"\nspine failover: {result['tor']} link {result['link_down']} down, traffic "
               f"then via {result['rerouted_via']}; longest gap between replies "

@@ -9,7 +9,7 @@ import pytest
 
 from calico import api
 from calico.bgp.render import BGPInputs, compute_peers, render
-from calico.lab import fabric
+from calico.lab import fabric, failover
 from calico.lab.proc import LabError
 from tests.conftest import require_programs
 
@@ -156,9 +156,9 @@ def test_reply_gap_from_ping_output():
 --- 10.65.0.1 ping statistics ---
 27 packets transmitted, 4 received, 85.1852% packet loss, time 260ms
 """
-    stamps, sent = fabric.ping_replies(out)
+    stamps, sent = failover.ping_replies(out)
     assert (len(stamps), sent) == (4, 27)
-    assert fabric.longest_gap(stamps) == pytest.approx(0.24)
-    assert fabric.longest_gap(stamps, 0, 1000.2) == pytest.approx(0.01)
-    assert fabric.longest_gap(stamps, 1000.255) == pytest.approx(0.01)
-    assert fabric.longest_gap([]) == 0.0
+    assert failover.longest_gap(stamps) == pytest.approx(0.24)
+    assert failover.longest_gap(stamps, 0, 1000.2) == pytest.approx(0.01)
+    assert failover.longest_gap(stamps, 1000.255) == pytest.approx(0.01)
+    assert failover.longest_gap([]) == 0.0
