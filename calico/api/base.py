@@ -2,7 +2,9 @@
 
 A resource model is a pydantic model whose Python field names *are* Calico's JSON field names
 (`ipipMode`, `notICMP`, `nodeToNodeMeshEnabled`): no alias tables to keep in step. Unknown
-fields are rejected, as calicoctl's strict decoder does.
+fields are rejected, as calicoctl's strict decoder does; a document that fails is read once more
+as Go's decoder reads it (field names without regard to case, numbers in string fields as
+text: `decode.py`) before it is refused.
 
 Validation of a single value lives in small functions wrapped as annotated types (see
 `checked`): they run *before* pydantic's own type handling, so a bad port gives one clear error
@@ -226,7 +228,9 @@ def check_annotations(annotations: Any) -> dict[str, str]:
     total = 0
     for key, value in annotations.items():
         try:
-            check_label_key(key)
+            # Kubernetes' ValidateAnnotations checks the key lower-cased: "Example.COM/Key"
+            # is accepted (Calico's validator uses it), unlike a label key.
+            check_label_key(key.lower() if isinstance(key, str) else key)
         except FieldError as err:
             raise FieldError(err.reason.replace("label", "annotation"), field=(key,),
                              value=key) from None
@@ -317,13 +321,56 @@ def resource_key(kind: str, name: str, namespace: str | None = None) -> str:
     return f"/calico/resources/v3/{API_GROUP}/{cls.PLURAL}/{ns}{name}"
 
 
+# Metadata Calico does not keep: dropped from what is written, not stored.
+DROPPED_METADATA = ("selfLink", "generation", "finalizers")
+_TOP_FIELDS = ("apiVersion", "kind", "metadata")
+_META_FIELDS = ("name", "namespace")
+
+
+def _fold_keys(doc: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """`doc` with keys that match one of `names` without regard to case renamed to it (Go's
+    encoding/json rule); the same dict when every name is present or nothing matches."""
+    if all(n in doc for n in names):
+        return doc
+    wanted = {n.lower(): n for n in names if n not in doc}
+    out = {}
+    for key, value in doc.items():
+        out[wanted.get(key.lower(), key) if isinstance(key, str) else key] = value
+    return out
+
+
+def _scalar_text(value: Any) -> Any:
+    from .decode import go_text
+    return go_text(value) if isinstance(value, int | float) else value
+
+
+def _kept(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and any(k in meta for k in DROPPED_METADATA):
+        meta = {k: v for k, v in meta.items() if k not in DROPPED_METADATA}
+        return {**obj, "metadata": meta}
+    return obj
+
+
 def validate(obj: Any) -> Resource:
     """Validate one resource document (a dict in Calico's JSON form) and return the model,
-    with Calico's defaults filled in. Raises ValidationError naming kind, name, field and value."""
+    with Calico's defaults filled in. Raises ValidationError naming kind, name, field and value.
+
+    A document that fails as written is read once more as Calico's Go decoder reads it
+    (`calico.api.decode`: field names without regard to case, YAML numbers and booleans
+    in string fields as their text) before it is refused. Metadata Calico does not keep
+    (DROPPED_METADATA) is dropped."""
     if not isinstance(obj, dict):
         raise ValidationError("resource", None, "", f"{render_value(obj)} is not an object")
+    obj = _fold_keys(obj, _TOP_FIELDS)
     kind = obj.get("kind")
     meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        folded = _fold_keys(meta, _META_FIELDS)
+        named = {k: _scalar_text(folded[k]) for k in _META_FIELDS if k in folded}
+        if folded is not meta or any(named[k] is not folded[k] for k in named):
+            meta = {**folded, **named}
+            obj = {**obj, "metadata": meta}
     name = meta.get("name") if isinstance(meta, dict) else None
     name = name if isinstance(name, str) else None
     api_version = obj.get("apiVersion")
@@ -346,21 +393,36 @@ def validate(obj: Any) -> Resource:
                               f"{render_value(name)} {err.reason}") from None
     except ValueError as err:
         raise ValidationError(kind, name, "metadata.name", f"{render_value(name)} {err}") from None
+    obj = _with_namespace(cls, obj, meta, name)
+    try:
+        return cls.model_validate(_kept(obj))
+    except pydantic.ValidationError as exc:
+        first = exc
+    from .decode import conform
+    conformed = conform(cls, obj)
+    if conformed == obj:
+        raise convert_error(first, kind, name) from None
+    try:
+        return cls.model_validate(_kept(conformed))
+    except pydantic.ValidationError as exc:
+        raise convert_error(exc, kind, name) from None
+
+
+def _with_namespace(cls: type[Resource], obj: dict[str, Any], meta: dict[str, Any],
+                    name: str) -> dict[str, Any]:
+    """`obj` with a namespaced kind's namespace defaulted ("default") and checked; a
+    namespace on a kind that has none refused."""
+    kind = cls.KIND
     namespace = meta.get("namespace")
     if cls.NAMESPACED:
         if namespace in (None, ""):
-            meta = {**meta, "namespace": "default"}
-            obj = {**obj, "metadata": meta}
-        else:
-            try:
-                check_dns1123_label(namespace)
-            except ValueError as err:
-                raise ValidationError(kind, name, "metadata.namespace",
-                                      f"{render_value(namespace)} {err}") from None
+            return {**obj, "metadata": {**meta, "namespace": "default"}}
+        try:
+            check_dns1123_label(namespace)
+        except ValueError as err:
+            raise ValidationError(kind, name, "metadata.namespace",
+                                  f"{render_value(namespace)} {err}") from None
     elif namespace not in (None, ""):
         raise ValidationError(kind, name, "metadata.namespace",
                               f"{render_value(namespace)}: {kind} is not namespaced")
-    try:
-        return cls.model_validate(obj)
-    except pydantic.ValidationError as exc:
-        raise convert_error(exc, kind, name) from None
+    return obj

@@ -17,8 +17,10 @@ validateHostEndpointSpec, validateWorkloadEndpointPort, validateEndpointPort):
   `containerID` (cni), the orchestrator again (libnetwork) or `workload` (any other); every
   `-` inside a part is doubled, and no part may start or end with `-`. E.g. node "node-1",
   orchestrator "k8s", pod "web-0", endpoint "eth0" -> "node--1-k8s-web--0-eth0".
-  (Calico computes the name when none is given; our `validate` needs one, so use
-  `workload_endpoint_name()` to compute it.)
+  As in Calico, this is the client's check when it writes (`check_workload_endpoint_name`,
+  called by calico.datastore's ResourceClient), not the validator's: `validate` accepts an
+  endpoint without `node`, as Calico's validator does. (Calico computes the name when none
+  is given; our `validate` needs one, so use `workload_endpoint_name()` to compute it.)
 - on store Calico sets the labels `projectcalico.org/namespace` and
   `projectcalico.org/orchestrator` on a WorkloadEndpoint (selectors match on them); we do the
   same, so a validated endpoint is what Calico stores.
@@ -37,7 +39,15 @@ from typing import Any
 
 from pydantic import model_validator
 
-from .base import CalicoModel, FieldError, Resource, checked
+from .base import (
+    CalicoModel,
+    FieldError,
+    Resource,
+    ValidationError,
+    checked,
+    format_path,
+    render_value,
+)
 from .nets import V4_HOST, check_cidr, parse_cidr, parse_ip
 from .rules import Name, check_name, check_port_name, parse_protocol, protocol_supports_ports
 
@@ -249,16 +259,25 @@ class WorkloadEndpoint(Resource, kind="WorkloadEndpoint", plural="workloadendpoi
     spec: WorkloadEndpointSpec
 
     @model_validator(mode="after")
-    def _name_and_labels(self) -> WorkloadEndpoint:
-        expected = workload_endpoint_name(self.spec)
-        if self.name != expected:
-            raise FieldError(f"does not match the identifiers in spec (expected \"{expected}\")",
-                             field=("metadata", "name"), value=self.name)
+    def _labels(self) -> WorkloadEndpoint:
         labels = dict(self.metadata.labels or {})
         labels[LABEL_NAMESPACE] = self.namespace or "default"
         labels[LABEL_ORCHESTRATOR] = self.spec.orchestrator or ""
         self.metadata.labels = labels
         return self
+
+
+def check_workload_endpoint_name(res: WorkloadEndpoint) -> None:
+    """Raise ValidationError unless the endpoint's name is the one its spec's identifiers
+    give (clientv3 assignOrValidateName: the check Calico's client makes on every write)."""
+    try:
+        expected = workload_endpoint_name(res.spec)
+    except FieldError as err:
+        raise ValidationError(res.KIND, res.name, format_path(err.field), err.reason) from None
+    if res.name != expected:
+        raise ValidationError(res.KIND, res.name, "metadata.name",
+                              f"{render_value(res.name)} does not match the identifiers in "
+                              f"spec (expected \"{expected}\")")
 
 
 # ---- HostEndpoint --------------------------------------------------------------------------

@@ -11,11 +11,17 @@ import ipaddress
 import re
 from typing import Any
 
+from .base import FieldError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
 # An IPv4 address in the spelling `ipaddress` accepts (no leading zeros), bare or /32.
 V4_HOST = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/32)?")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# An IPv4 address or CIDR (host bits allowed) in the one spelling everyone writes: a regular
+# expression accepts it about ten times faster than `ipaddress` (a large GlobalNetworkSet
+# holds hundreds of thousands); anything else goes to `ipaddress`.
+_V4_CIDR = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12][0-9]|[0-9]))?")
 
 
 def parse_ip(value: Any) -> IPAddress:
@@ -46,8 +52,26 @@ def parse_cidr(value: Any, *, strict: bool = False) -> IPNetwork:
 
 def check_cidr(value: Any) -> str:
     """Validator for a CIDR field: keeps the text as given once it parses."""
-    parse_cidr(value)
+    if not (isinstance(value, str) and _V4_CIDR.fullmatch(value)):
+        parse_cidr(value)
     return value
+
+
+def check_cidrs(values: Any) -> list[str] | None:
+    """Validator for a list of CIDRs (host bits allowed), naming the index of a bad one.
+    One call for the whole list: no per-item validator call."""
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise ValueError("is not a list")
+    match = _V4_CIDR.fullmatch
+    for i, value in enumerate(values):
+        if not (isinstance(value, str) and match(value)):
+            try:
+                parse_cidr(value)
+            except ValueError as err:
+                raise FieldError(str(err), field=(i,), value=value) from None
+    return values
 
 
 def check_ip(value: Any) -> str:

@@ -16,11 +16,11 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from .base import CalicoModel, FieldError, Resource, checked
-from .nets import check_cidr
+from .nets import check_cidrs
 
 RESERVED_LABEL = "projectcalico.org/namespace"
 
-Nets = list[checked(str, check_cidr)] | None
+Nets = checked(list[str] | None, check_cidrs)
 
 
 class NetworkSetSpec(CalicoModel):

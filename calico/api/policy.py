@@ -16,6 +16,8 @@ Calico's defaults, filled on validation so a validated policy is what Calico sto
 - `order`: kept unset (None) — Calico treats it as infinite, i.e. the policy applies last in
   its tier. An integral order is written as an integer, as Go prints a float64.
 - `doNotTrack` / `preDNAT` / `applyOnForward` false are omitted, as Go's omitempty does.
+- the label `projectcalico.org/tier` is set to the policy's tier (clientv3 adds it on every
+  create and update, so selectors and `get -l` can find a tier's policies).
 
 Names (decision): a policy's name is kept exactly as written; no tier prefix is added,
 stripped or required. Calico 3.29 began prefixing names with "<tier>." and 3.29.4/3.30
@@ -46,13 +48,14 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import PlainSerializer, model_validator
 
-from .base import CalicoModel, FieldError, Resource, checked
+from .base import CalicoModel, FieldError, Resource, check_dns1123_subdomain, checked
 from .rules import Name, Rule, Selector, check_rules
 
 POLICY_TYPES = ("Ingress", "Egress")
 PERFORMANCE_HINTS = ("AssumeNeededOnEveryNode",)
 STAGED_ACTIONS = ("Set", "Delete", "Learn", "Ignore")
 DEFAULT_TIER = "default"
+TIER_LABEL = "projectcalico.org/tier"
 MAX_RULES = 1024
 
 # Tiers whose order Calico fixes.
@@ -285,7 +288,19 @@ def _gnp_name(kind: str, name: str) -> None:
     _check_policy_name(name, _GNP_NAME, kind, "")
 
 
-class NetworkPolicy(Resource, kind="NetworkPolicy", plural="networkpolicies", namespaced=True):
+class _TierLabelled(Resource):
+    """A policy kind: carries its tier as the label TIER_LABEL, as clientv3 writes it."""
+
+    @model_validator(mode="after")
+    def _tier_label(self) -> _TierLabelled:
+        tier = self.spec.tier or DEFAULT_TIER
+        labels = self.metadata.labels or {}
+        if labels.get(TIER_LABEL) != tier:
+            self.metadata.labels = {**labels, TIER_LABEL: tier}
+        return self
+
+
+class NetworkPolicy(_TierLabelled, kind="NetworkPolicy", plural="networkpolicies", namespaced=True):
     spec: NetworkPolicySpec = NetworkPolicySpec()
     status: dict[str, Any] | None = None
 
@@ -294,7 +309,7 @@ class NetworkPolicy(Resource, kind="NetworkPolicy", plural="networkpolicies", na
         _np_name(cls.KIND, name)
 
 
-class GlobalNetworkPolicy(Resource, kind="GlobalNetworkPolicy", plural="globalnetworkpolicies"):
+class GlobalNetworkPolicy(_TierLabelled, kind="GlobalNetworkPolicy", plural="globalnetworkpolicies"):
     spec: GlobalNetworkPolicySpec = GlobalNetworkPolicySpec()
     status: dict[str, Any] | None = None
 
@@ -303,7 +318,7 @@ class GlobalNetworkPolicy(Resource, kind="GlobalNetworkPolicy", plural="globalne
         _gnp_name(cls.KIND, name)
 
 
-class StagedNetworkPolicy(Resource, kind="StagedNetworkPolicy", plural="stagednetworkpolicies",
+class StagedNetworkPolicy(_TierLabelled, kind="StagedNetworkPolicy", plural="stagednetworkpolicies",
                           namespaced=True):
     spec: StagedNetworkPolicySpec = StagedNetworkPolicySpec()
 
@@ -312,13 +327,33 @@ class StagedNetworkPolicy(Resource, kind="StagedNetworkPolicy", plural="stagedne
         _np_name(cls.KIND, name)
 
 
-class StagedGlobalNetworkPolicy(Resource, kind="StagedGlobalNetworkPolicy",
+class StagedGlobalNetworkPolicy(_TierLabelled, kind="StagedGlobalNetworkPolicy",
                                 plural="stagedglobalnetworkpolicies"):
     spec: StagedGlobalNetworkPolicySpec = StagedGlobalNetworkPolicySpec()
 
     @classmethod
     def check_name(cls, name: str) -> None:
         _gnp_name(cls.KIND, name)
+
+
+class StagedKubernetesNetworkPolicySpec(CalicoModel):
+    """A Kubernetes NetworkPolicy previewed as staged: its podSelector and rules are kept as
+    Kubernetes writes them (`networking.k8s.io/v1` objects); nothing enforces them."""
+
+    stagedAction: StagedAction = None
+    podSelector: dict[str, Any] | None = None
+    ingress: list[dict[str, Any]] | None = None
+    egress: list[dict[str, Any]] | None = None
+    policyTypes: PolicyTypes = None
+
+
+class StagedKubernetesNetworkPolicy(Resource, kind="StagedKubernetesNetworkPolicy",
+                                    plural="stagedkubernetesnetworkpolicies", namespaced=True):
+    spec: StagedKubernetesNetworkPolicySpec = StagedKubernetesNetworkPolicySpec()
+
+    @classmethod
+    def check_name(cls, name: str) -> None:
+        check_dns1123_subdomain(name)
 
 
 # ---- tiers ---------------------------------------------------------------------------------
@@ -360,6 +395,7 @@ class Tier(Resource, kind="Tier", plural="tiers"):
 
 __all__ = [
     "DEFAULT_TIER", "GlobalNetworkPolicy", "GlobalNetworkPolicySpec", "NetworkPolicy",
-    "NetworkPolicySpec", "StagedGlobalNetworkPolicy", "StagedNetworkPolicy", "Tier", "TierSpec",
+    "NetworkPolicySpec", "StagedGlobalNetworkPolicy", "StagedKubernetesNetworkPolicy",
+    "StagedNetworkPolicy", "Tier", "TierSpec",
     "default_policy_types",
 ]

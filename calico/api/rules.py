@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from calico.selector import parse as parse_selector
+from calico.selector import check as check_selector_syntax
 
 from .base import Annotations, CalicoModel, FieldError, check_dns1123_subdomain, checked
 from .nets import parse_cidr
@@ -200,7 +200,7 @@ def check_selector(value: Any, *, max_len: int | None = MAX_SELECTOR_LEN) -> str
     if max_len is not None and len(value) > max_len:
         raise ValueError(f"is too long for a selector (at most {max_len} characters)")
     try:
-        parse_selector(value)
+        check_selector_syntax(value)
     except ValueError as err:
         raise ValueError(f"is not a valid selector: {err}") from None
     return value

@@ -19,13 +19,19 @@ import click
 from calico import api
 from calico.api.base import shown
 from calico.datastore import kv
+from calico.datastore.bulk import write_all
+from calico.datastore.errors import ResourceError
+from calico.version import CALICO_VERSION
 
-from . import resources
+from . import guards, resources
+from .errors import calico_message, failed_summary, identifier
 from .session import CtlError, Session
 
-CLIENT_VERSION = "v3.28.0-py"
+CLIENT_VERSION = CALICO_VERSION
 
-_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+_CLIENT_ACTIONS = {"create": "create", "apply": "apply", "replace": "update"}
+_PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted",
+         "validate": "validated"}
 
 
 @dataclass
@@ -53,7 +59,7 @@ def read_documents(filename: str, recursive: bool = False, skip_empty: bool = Fa
 
 def _read_sources(filename: str, recursive: bool) -> Iterable[tuple[str, str]]:
     if filename == "-":
-        yield "stdin", sys.stdin.read()
+        yield "stdin", _text("stdin", sys.stdin.buffer.read())
         return
     if os.path.isdir(filename):
         walker = os.walk(filename) if recursive else [(filename, [], os.listdir(filename))]
@@ -68,10 +74,20 @@ def _read_sources(filename: str, recursive: bool) -> Iterable[tuple[str, str]]:
 
 def _read_file(path: str) -> str:
     try:
-        with open(path) as f:
-            return f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as err:
         raise CtlError(f"cannot read {path}: {err.strerror}") from None
+    return _text(path, data)
+
+
+def _text(source: str, data: bytes) -> str:
+    """The manifest text; a file that is not UTF-8 text is named, with where it stops."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CtlError(f"{source}: not a YAML or JSON manifest: byte 0x{data[err.start]:02x} "
+                       f"at offset {err.start} is not UTF-8 text (a binary file?)") from None
 
 
 def _with_namespace(body: dict[str, Any], namespace: str | None) -> dict[str, Any]:
@@ -104,45 +120,51 @@ def write(session: Session, action: str, filename: str | None, recursive: bool,
     if not docs:
         click.echo("No resources specified")
         return True
-    client = session.client
-    done: list[api.Resource] = []
-    failures = 0
+    # Every document is checked first, then the valid ones are written in a few transactions
+    # (calico.datastore.bulk); each still gets its own result, in the order of the input.
+    outcomes: list[api.Resource | Exception] = []
+    valid: list[api.Resource] = []
     for doc in docs:
         try:
             res = api.validate(_with_namespace(doc.body, namespace))
-            if action == "create":
-                try:
-                    out = client.create(res)
-                except kv.KeyExists:
-                    if not skip_exists:
-                        raise
-                    out = res
-            elif action == "replace":
-                out = client.update(res)
-            else:
-                out = client.apply(res)
-        except kv.Unreachable:
-            raise
+            guards.check_write(action, res.KIND, res.name, res.namespace)
         except (api.ValidationError, CtlError, kv.DatastoreError, ValueError) as err:
-            failures += 1
-            click.echo(f"Failed to {action} {_failure(doc.body, err)}", err=True)
+            outcomes.append(err)
+            continue
+        outcomes.append(res)
+        valid.append(res)
+    written = iter(write_all(session.client, _CLIENT_ACTIONS[action], valid))
+    done: list[api.Resource] = []
+    errors: list[str] = []
+    for doc, outcome in zip(docs, outcomes, strict=True):
+        out = next(written) if isinstance(outcome, api.Resource) else outcome
+        if isinstance(out, kv.KeyExists) and skip_exists:
+            out = outcome
+        if isinstance(out, Exception):
+            errors.append(_failure(doc.body, out))
+            what = f"'{out.kind}' resource: " if isinstance(out, ResourceError) else ""
+            click.echo(f"Failed to {action} {what}{errors[-1]}", err=True)
             continue
         done.append(out)
         if len(docs) > 1:
             click.echo(f"{_PAST[action]} {out.KIND} {_qualified(out)}")
-    _summary(action, docs, done, failures)
-    return failures == 0
+    summary(action, [d.body for d in docs], len(done), errors)
+    return not errors
 
-
-def _summary(action: str, docs: list[Doc], done: list[Any], failures: int) -> None:
-    kinds = {shown(d.body["kind"]) for d in docs if isinstance(d.body.get("kind"), str)}
-    what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
-    if failures == 0:
-        click.echo(f"Successfully {_PAST[action]} {len(done)} {what}")
+def summary(action: str, bodies: list[dict[str, Any]], done: int, errors: list[str]) -> None:
+    """Calico's closing line(s): success on stdout; a partial success on stdout followed by
+    `hit error: [...]` on stderr; a total failure on stderr."""
+    kinds = {shown(b["kind"]) for b in bodies if isinstance(b.get("kind"), str)}
+    past = _PAST[action]
+    if not errors:
+        what = f"'{next(iter(kinds))}' resource(s)" if len(kinds) == 1 else "resource(s)"
+        click.echo(f"Successfully {past} {done} {what}")
     elif done:
-        click.echo(f"Partial success: {_PAST[action]} {len(done)} out of {len(docs)} {what}")
+        what = f"'{next(iter(kinds))}' resources" if len(kinds) == 1 else "resources"
+        click.echo(f"Partial success: {past} the first {done} out of {len(bodies)} {what}:")
+        click.echo(f"hit error: [{' '.join(errors)}]", err=True)
     else:
-        click.echo(f"Failed to {action} any {what}", err=True)
+        click.echo(failed_summary(action, kinds, len(bodies), errors), err=True)
 
 
 def _describe(body: dict[str, Any]) -> str:
@@ -157,8 +179,10 @@ def _describe(body: dict[str, Any]) -> str:
 
 def _failure(body: dict[str, Any], err: Exception) -> str:
     """`<Kind> "<name>": <why>` without repeating the kind and name when the error has them."""
-    what, message = _describe(body), str(err)
-    return message if message.startswith(what) else f"{what}: {message}"
+    what, message = _describe(body), calico_message(err)
+    if isinstance(err, ResourceError) or message.startswith(what):
+        return message  # it names the resource already
+    return f"{what}: {message}"
 
 
 def _qualified(res: api.Resource) -> str:
@@ -177,12 +201,8 @@ def _targets(filename: str | None, recursive: bool, skip_empty: bool, namespace:
     if filename:
         if kind:
             raise CtlError("give either -f FILENAME or KIND [NAME...], not both")
-        out = []
-        for doc in read_documents(filename, recursive, skip_empty):
-            body = _with_namespace(doc.body, namespace)
-            res = api.validate(body)
-            out.append((res.KIND, res.name, res.namespace if res.NAMESPACED else None))
-        return out
+        return [(k, name, ns) for k, name, ns, _ in _file_targets(filename, recursive,
+                                                                   skip_empty, namespace)]
     if not kind:
         raise CtlError("specify a resource type (and names) or -f FILENAME")
     info = resources.lookup(kind)
@@ -201,95 +221,58 @@ def _targets(filename: str | None, recursive: bool, skip_empty: bool, namespace:
     return [(info.kind, n, ns) for n in names] or [(info.kind, None, ns)]
 
 
+def _file_targets(filename: str, recursive: bool, skip_empty: bool, namespace: str | None
+                  ) -> list[tuple[str, str, str | None, str | None]]:
+    """(kind, name, namespace, resourceVersion) of each document of -f."""
+    out = []
+    for doc in read_documents(filename, recursive, skip_empty):
+        res = api.validate(_with_namespace(doc.body, namespace))
+        out.append((res.KIND, res.name, res.namespace if res.NAMESPACED else None,
+                    res.metadata.resourceVersion))
+    return out
+
+
 def delete(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
            namespace: str | None, kind: str | None, names: tuple[str, ...],
            skip_not_exists: bool) -> bool:
-    targets = _targets(filename, recursive, skip_empty, namespace, kind, names)
-    if any(name is None for _, name, _ in targets):
+    """Delete by name, or what -f names; a document's resourceVersion makes the delete
+    conditional on it, as in Calico (a stale one fails with `update conflict`)."""
+    if filename and not kind:
+        targets = _file_targets(filename, recursive, skip_empty, namespace)
+    else:
+        targets = [(*t, None) for t in _targets(filename, recursive, skip_empty, namespace,
+                                                 kind, names)]
+    if any(name is None for _, name, _, _ in targets):
         raise CtlError("delete needs resource names (or -f FILENAME)")
     client = session.client
     failures, done = 0, 0
-    for k, name, ns in targets:
+    for k, name, ns, version in targets:
         label = f'{k} "{ns}/{name}"' if ns else f'{k} "{name}"'
         try:
-            client.delete(k, name, ns)
+            guards.check_write("delete", k, name, ns)
+            client.delete(k, name, ns, resource_version=version)
         except kv.KeyNotFound:
             if not skip_not_exists:
                 failures += 1
-                click.echo(f"Failed to delete {label}: resource does not exist", err=True)
+                click.echo(f"Failed to delete '{k}' resource: resource does not exist: "
+                           f"{identifier(k, name, ns)}", err=True)
                 continue
         except kv.Unreachable:
             raise
         except kv.DatastoreError as err:
             failures += 1
-            click.echo(f"Failed to delete {label}: {err}", err=True)
+            click.echo(f"Failed to delete '{k}' resource: {calico_message(err)}", err=True)
             continue
         done += 1
         if len(targets) > 1:
             click.echo(f"deleted {label}")
-    kinds = {k for k, _, _ in targets}
+    kinds = {k for k, _, _, _ in targets}
     what = f"'{kinds.pop()}' resource(s)" if len(kinds) == 1 else "resource(s)"
     if failures == 0:
         click.echo(f"Successfully deleted {done} {what}")
     elif done:
         click.echo(f"Partial success: deleted {done} out of {len(targets)} {what}")
     return failures == 0
-
-
-# ---- get ----------------------------------------------------------------------------------
-
-
-def get(session: Session, filename: str | None, recursive: bool, skip_empty: bool,
-        namespace: str | None, all_namespaces: bool, output: str, export: bool,
-        kind: str | None, names: tuple[str, ...]) -> bool:
-    if output not in ("ps", "wide", "yaml", "json"):
-        raise CtlError(f"unsupported output format {output!r} (ps, wide, yaml, json)")
-    targets = _targets(filename, recursive, skip_empty, namespace, kind, names, all_namespaces)
-    client = session.client
-    found: list[api.Resource] = []
-    failures = 0
-    single = bool(filename) or any(name is not None for _, name, _ in targets)
-    for k, name, ns in targets:
-        if name is None:
-            found.extend(client.list(k, ns).items)
-            continue
-        try:
-            found.append(client.get(k, name, ns))
-        except kv.KeyNotFound:
-            failures += 1
-            label = f"{k}({ns}/{name})" if ns else f"{k}({name})"
-            click.echo(f"resource does not exist: {label}", err=True)
-    if export:
-        found = [_exported(r) for r in found]
-    _print(found, output, single and len(targets) == 1, all_namespaces, targets[0][0])
-    return failures == 0
-
-
-def _exported(res: api.Resource) -> api.Resource:
-    meta = res.metadata.model_copy(update={"uid": None, "resourceVersion": None,
-                                           "creationTimestamp": None, "namespace": None})
-    return res.model_copy(update={"metadata": meta})
-
-
-def _print(found: list[api.Resource], output: str, single: bool, all_namespaces: bool,
-           kind: str) -> None:
-    if output == "yaml":
-        if found:
-            click.echo(api.dump_yaml(found, list_kind=not single), nl=False)
-        return
-    if output == "json":
-        if found:
-            click.echo(api.dump_json(found, list_kind=not single), nl=False)
-        return
-    cls = api.KINDS[kind]
-    cols = resources.columns(kind, output == "wide", all_namespaces, cls.NAMESPACED)
-    rows = [[h for h, _ in cols]]
-    for res in found:
-        d = res.to_dict()
-        rows.append([fn(d) for _, fn in cols])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    for r in rows:
-        click.echo("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 # ---- patch and label ----------------------------------------------------------------------
@@ -334,6 +317,7 @@ def patch(session: Session, kind: str, name: str, namespace: str | None,
     if len(docs) != 1:
         raise CtlError("the patch must be one JSON or YAML object")
     current, real_kind = _fetch(session, kind, name, namespace)
+    guards.check_write("patch", real_kind, name, current.namespace)
     merged = _merge_patch(current.to_dict(), docs[0])
     if merged.get("metadata", {}).get("name") != name or merged.get("kind") != real_kind:
         raise CtlError("a patch may not change the kind or the name")
@@ -345,6 +329,7 @@ def patch(session: Session, kind: str, name: str, namespace: str | None,
 def label(session: Session, kind: str, name: str, namespace: str | None, label_arg: str,
           overwrite: bool, remove: bool) -> bool:
     current, real_kind = _fetch(session, kind, name, namespace)
+    guards.check_write("label", real_kind, name, current.namespace)
     body = current.to_dict()
     labels = dict(body["metadata"].get("labels") or {})
     if remove:

@@ -211,3 +211,17 @@ def _configure(ipam_: IPAM, strict: str | None, max_blocks: int | None) -> bool:
         max_blocks_per_host=cfg.max_blocks_per_host if max_blocks is None else max_blocks))
     click.echo("Successfully set IPAM configuration")
     return True
+
+
+@ipam.command("split")
+@_config_option
+@click.option("--cidr", default=None, help="CIDR of the IP pool to split.")
+@click.option("--name", default=None, help="Name of the IP pool to split.")
+@click.option("--allow-version-mismatch", is_flag=True, help="Accepted for compatibility.")
+@click.argument("number")
+def split_pool(config: str, cidr: str | None, name: str | None, allow_version_mismatch: bool,
+               number: str) -> None:
+    """Split an IP pool into NUMBER (a power of two) equal pools; needs the datastore locked."""
+    from .ipamsplit import split
+
+    _run(split, Session.from_config(config), number, cidr, name)

@@ -21,7 +21,9 @@ from calico import api
 from calico.datastore import kv
 
 from . import crud
-from .session import CtlError, Session
+from . import get as get_cmd
+from .errors import CalicoGroup, calico_message
+from .session import ALLOW_MISMATCH, CtlError, Session
 
 CONFIG_HELP = "Path to the file containing connection configuration in YAML or JSON format."
 DEFAULT_CONFIG = "/etc/calico/calicoctl.cfg"
@@ -31,7 +33,8 @@ def common_options(fn: Any) -> Any:
     fn = click.option("-c", "--config", default=DEFAULT_CONFIG, show_default=True,
                       help=CONFIG_HELP)(fn)
     fn = click.option("--allow-version-mismatch", is_flag=True,
-                      help="Accepted for compatibility; versions are not checked.")(fn)
+                      help="Go on when the cluster's Calico version is not this client's "
+                           "(accepted before or after the subcommand).")(fn)
     return fn
 
 
@@ -49,7 +52,21 @@ def ns_option(fn: Any) -> Any:
                         help="Namespace of the resource (namespaced kinds only).")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Calicoctl(CalicoGroup):
+    """calicoctl's top-level group: `--allow-version-mismatch` is accepted anywhere before a
+    `--` (before or after the subcommand, as Calico's calicoctl accepts it) and recorded in
+    the context's meta for the session (session.ALLOW_MISMATCH)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flag = "--allow-version-mismatch"
+        if flag in args[:end]:
+            ctx.meta[ALLOW_MISMATCH] = True
+            args = [a for a in args[:end] if a != flag] + args[end:]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Calicoctl, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-l", "--log-level", default="panic", help="Accepted for compatibility.")
 def cli(log_level: str) -> None:
     """Manage Calico resources."""
@@ -107,14 +124,15 @@ def delete(config, allow_version_mismatch, filename, recursive, skip_empty, name
 @ns_option
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
 @click.option("-o", "--output", default="ps",
-              help="Output format: ps (default), wide, yaml, json.")
+              help="Output format: ps (default), wide, yaml, json, custom-columns=..., "
+              "go-template=..., go-template-file=...")
 @click.option("--export", is_flag=True, help="Strip cluster-specific metadata.")
 @click.argument("kind", required=False)
 @click.argument("names", nargs=-1)
 def get(config, allow_version_mismatch, filename, recursive, skip_empty, namespace,
         all_namespaces, output, export, kind, names):
     """Display resources by filename, stdin, or by KIND [NAME...]."""
-    _run(crud.get, Session.from_config(config), filename, recursive, skip_empty, namespace,
+    _run(get_cmd.get, Session.from_config(config), filename, recursive, skip_empty, namespace,
          all_namespaces, output, export, kind, names)
 
 
@@ -147,6 +165,17 @@ def label(config, allow_version_mismatch, namespace, overwrite, remove, kind, na
 
 
 @cli.command()
+@click.option("--allow-version-mismatch", is_flag=True,
+              help="Accepted for compatibility; nothing is compared offline.")
+@file_options
+def validate(allow_version_mismatch, filename, recursive, skip_empty):
+    """Validate resources by filename or stdin, offline (no datastore)."""
+    from .validate import validate as run_validate
+
+    _run(run_validate, filename, recursive, skip_empty)
+
+
+@cli.command()
 @common_options
 @click.option("--poll", default=None, help="Accepted for compatibility.")
 def version(config, allow_version_mismatch, poll):
@@ -155,11 +184,12 @@ def version(config, allow_version_mismatch, poll):
 
 
 def _register_optional_groups() -> None:
-    """`ipam`, `node` and `datastore` live in their own modules and join when they exist."""
+    """`ipam`, `node`, `datastore` and `cluster` live in their own modules and join when they
+    exist."""
     import importlib
 
     for module, name in (("calico.ctl.ipam", "ipam"), ("calico.ctl.node", "node"),
-                         ("calico.ctl.migrate", "datastore")):
+                         ("calico.ctl.migrate", "datastore"), ("calico.ctl.cluster", "cluster")):
         try:
             mod = importlib.import_module(module)
         except ImportError:
@@ -175,7 +205,7 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
         sys.exit(1)
     except (CtlError, api.ValidationError, api.ManifestError, kv.DatastoreError,
             LookupError, ValueError, OSError) as err:
-        click.echo(f"Failed to execute command: {err}", err=True)
+        click.echo(f"Failed to execute command: {calico_message(err)}", err=True)
         sys.exit(1)
     if ok is False:
         sys.exit(1)

@@ -40,6 +40,7 @@ import yaml
 from calico import api
 from calico.api import codec
 from calico.datastore import kv
+from calico.datastore.builtins import DEFAULT_ALLOW_PROFILE
 from calico.datastore.client import ResourceClient
 from calico.datastore.errors import ResourceNotFound
 
@@ -102,7 +103,7 @@ def export_text(client: ResourceClient) -> str:
     if not is_locked(client):
         raise CtlError("datastore is not locked. Run the `calicoctl datastore migrate lock` "
                        "command in order to begin migration")
-    docs = [_exported(r) for kind in kinds() for r in client.list(kind).items]
+    docs = [_exported(r) for kind in kinds() for r in _stored(client, kind)]
     info = client.get("ClusterInformation", "default").to_dict()
     keys: dict[str, Any] = {}
     for prefix in KEY_PREFIXES:
@@ -140,9 +141,16 @@ def parse_export(text: str, source: str) -> tuple[list[dict], dict, dict[str, An
     return resources, info, keys["keys"]
 
 
+def _stored(client: ResourceClient, kind: str) -> list:
+    """The resources of `kind` that were written: not the built-in default-allow Profile,
+    which every datastore shows and none stores."""
+    return [r for r in client.list(kind).items
+            if not (kind == "Profile" and r.name == DEFAULT_ALLOW_PROFILE)]
+
+
 def check_empty(client: ResourceClient) -> None:
     for kind in kinds():
-        found = client.list(kind).items
+        found = _stored(client, kind)
         if found:
             raise CtlError(f"Datastore already has Calico resources: found {kind} "
                            f"\"{found[0].name}\". Import needs an empty datastore")

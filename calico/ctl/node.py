@@ -74,3 +74,19 @@ def status(bird_socket: str) -> None:
         click.echo(f"(BIRD does not answer on {bird_socket}: {err})", err=True)
         sys.exit(1)
     click.echo(format_status(peers))
+
+
+@node.command()
+@click.option("--kernel-config", default=None,
+              help="Accepted for compatibility: features are probed, not read from a file.")
+def checksystem(kernel_config: str | None) -> None:
+    """Check that this host's kernel has what Calico needs (probed in a throwaway netns)."""
+    from .checksystem import checksystem as run_checks
+
+    if os.geteuid() != 0:
+        click.echo("This command must be run as root.", err=True)
+        sys.exit(1)
+    if not run_checks(click.echo):
+        click.echo("system doesn't meet one or more minimum systems requirements to run Calico",
+                   err=True)
+        sys.exit(1)

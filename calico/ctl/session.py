@@ -3,7 +3,12 @@ the environment, else the embedded local store) and a lazily connected client.
 
 Only commands that create resources (create, apply, replace, datastore migrate import) pass
 `create=True`; every other command on a missing local store fails with one line naming the
-path and the setting that chose it, instead of creating an empty store."""
+path and the setting that chose it, instead of creating an empty store.
+
+On connecting, a session checks the cluster's version against the client's
+(`guards.check_version`) unless it was made with `connect=False` (`calicoctl version`) or the
+command line carried `--allow-version-mismatch` (recorded by the `calicoctl` group in
+`click`'s context meta as ALLOW_MISMATCH)."""
 
 from __future__ import annotations
 
@@ -13,9 +18,18 @@ from typing import Any
 
 from calico.datastore import kv
 
+ALLOW_MISMATCH = "calicoctl.allow_version_mismatch"
+
 
 class CtlError(Exception):
     """A calicoctl failure with a message for a person."""
+
+
+def _mismatch_allowed() -> bool:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.meta.get(ALLOW_MISMATCH))
 
 
 class Session:
@@ -42,7 +56,13 @@ class Session:
     def backend(self) -> kv.Backend:
         from calico.datastore import connect
 
-        return connect(self.datastore_config, create=self._create)
+        backend = connect(self.datastore_config, create=self._create)
+        if self._connect and not _mismatch_allowed():
+            from calico.datastore.client import ResourceClient
+
+            from .guards import check_version
+            check_version(ResourceClient(backend))
+        return backend
 
     @cached_property
     def client(self) -> Any:

@@ -36,10 +36,12 @@ from typing import Any
 
 from calico.api import KINDS, Resource, ValidationError, ippool, validate
 from calico.api.base import API_GROUP
+from calico.api.endpoints import check_workload_endpoint_name
 
-from . import ipamkinds
+from . import builtins, ipamkinds
 from .errors import (
     CorruptResource,
+    OperationNotSupported,
     ResourceAlreadyExists,
     ResourceConflict,
     ResourceNotFound,
@@ -105,7 +107,7 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
     Raises CorruptResource if it is not JSON, not valid, or not the resource its key names."""
     if ipamkinds.owns_key(key):
         try:
-            return _with_version(ipamkinds.decode(key, value), str(mod_revision))
+            return with_version(ipamkinds.decode(key, value), str(mod_revision))
         except (ValueError, ValidationError, RecursionError) as err:
             raise CorruptResource(key, str(err)) from None
     try:
@@ -115,7 +117,7 @@ def decode(key: str, value: str, mod_revision: int) -> Resource:
             meta["resourceVersion"] = str(mod_revision)
             res = validate(doc)
         else:
-            res = _with_version(validate(doc), str(mod_revision))
+            res = with_version(validate(doc), str(mod_revision))
     except (ValueError, ValidationError, RecursionError) as err:
         raise CorruptResource(key, str(err)) from None
     if res.key() != key:
@@ -128,9 +130,33 @@ def storage_key(res: Resource) -> str:
     return ipamkinds.key_of(res) if ipamkinds.owns_kind(res.KIND) else res.key()
 
 
-def _with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
+def with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
     return res.model_copy(update={"metadata": res.metadata.model_copy(
         update={"resourceVersion": version, **meta})})
+
+
+def _same_json(value: str, stored: str) -> bool:
+    """Whether two encodings hold the same JSON (False when the stored one is not JSON)."""
+    try:
+        return json.loads(value) == json.loads(stored)
+    except ValueError:
+        return False
+
+
+def _stored_identity(value: str) -> tuple[str | None, str | None]:
+    """(uid, creationTimestamp) of a stored value, without decoding it into a model; Nones
+    when it is not a resource's JSON (it is then replaced, with a new identity)."""
+    try:
+        doc = json.loads(value)
+    except (ValueError, RecursionError):
+        log.warning("replacing a stored value that is not JSON: %.80s", value)
+        return None, None
+    meta = doc.get("metadata") if isinstance(doc, dict) else None  # IPAM kinds have none
+    if not isinstance(meta, dict):
+        return None, None
+    uid, created = meta.get("uid"), meta.get("creationTimestamp")
+    return (uid if isinstance(uid, str) else None,
+            created if isinstance(created, str) else None)
 
 
 def _now() -> str:
@@ -204,12 +230,15 @@ class ResourceClient:
         self.backend = backend
         self._now = now
         self._new_uid = new_uid
+        self._initialized = False  # ClusterInformation seen (or created) by this client
 
     # ---- reads ---------------------------------------------------------------------------
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> Resource:
         key, namespace = self._key(kind, name, namespace)
         kv = self.backend.get(key)
+        if kv is None and builtins.is_builtin(key):
+            kv = builtins.DEFAULT_ALLOW_KV
         if kv is None:
             raise ResourceNotFound(kind, name, namespace, key)
         return decode(key, kv.value, kv.mod_revision)
@@ -217,8 +246,9 @@ class ResourceClient:
     def list(self, kind: str, namespace: str | None = None) -> ResourceList:
         """Every resource of `kind` (in `namespace`; all namespaces when None), sorted by key.
         Invalid stored values are logged and left out."""
-        items, revision = self.backend.list(kind_prefix(kind, namespace))
-        return ResourceList(self._decode_all(items), revision)
+        prefix = kind_prefix(kind, namespace)
+        items, revision = self.backend.list(prefix)
+        return ResourceList(self._decode_all(builtins.with_builtins(prefix, items)), revision)
 
     def _decode_all(self, items: list[KV]) -> list[Resource]:
         out = []
@@ -240,44 +270,64 @@ class ResourceClient:
 
     def create(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
+        if builtin := self.before_write("create", res):
+            return builtin
+        res, key, value = self.prepare_create(res)
+        try:
+            revision = self.backend.create(key, value)
+        except KeyExists:
+            raise ResourceAlreadyExists(res.KIND, res.name, res.namespace, key) from None
+        return with_version(res, str(revision))
+
+    def prepare_create(self, res: Resource) -> tuple[Resource, str, str]:
+        """(resource with its new identity, key, stored value) for a create; raises if a
+        create of `res` is refused before it reaches the store."""
         if res.metadata.resourceVersion:
             raise ValidationError(res.KIND, res.name, "metadata.resourceVersion",
                                   f'"{res.metadata.resourceVersion}" must not be set on create')
-        res = _with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
+        res = with_version(res, None, uid=self._new_uid(), creationTimestamp=self._now())
         self._check_against_others(res)
-        key = storage_key(res)
-        try:
-            revision = self.backend.create(key, encode(res))
-        except KeyExists:
-            raise ResourceAlreadyExists(res.KIND, res.name, res.namespace, key) from None
-        return _with_version(res, str(revision))
+        return res, storage_key(res), encode(res)
 
     def update(self, resource: Resource | dict[str, Any]) -> Resource:
         res = self._validated(resource)
+        if builtin := self.before_write("update", res):
+            return builtin
         key = storage_key(res)
-        expected = self._parse_version(res)
         current = self.backend.get(key)
         if current is None:
             raise ResourceNotFound(res.KIND, res.name, res.namespace, key)
+        return self._update_from(res, key, current)
+
+    def prepare_update(self, res: Resource, key: str, current: KV
+                       ) -> tuple[Resource, str | None, int]:
+        """(resource with the stored identity, new value or None when nothing changes, the
+        revision to compare-and-swap on) for an update of `current`: CAS on the caller's
+        resourceVersion if it gave one (a stale one is a ResourceConflict), else on
+        `current`'s."""
+        expected = self._parse_version(res)
         if expected is None:
             expected = current.mod_revision
         elif expected != current.mod_revision:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    current.mod_revision)
-        try:
-            old: Resource | None = decode(key, current.value, current.mod_revision)
-            uid, created = old.metadata.uid, old.metadata.creationTimestamp
-        except CorruptResource as err:
-            log.warning("replacing %s", err)
-            old = uid = created = None
-        res = _with_version(res, None, uid=uid or self._new_uid(),
+        uid, created = _stored_identity(current.value)
+        res = with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
         value = encode(res)
-        if value == current.value:
+        if value == current.value or _same_json(value, current.value):
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
-            # the same manifests (GitOps loops) costs the cluster nothing.
-            return _with_version(res, str(current.mod_revision))
-        self._check_against_others(res, old)
+            # the same manifests (GitOps loops) costs the cluster nothing. Compared as JSON
+            # too: an untyped map (a route table range) may come back with its keys in
+            # another order, as `get -o yaml` sorts them.
+            return res, None, expected
+        self._check_update(res, key, current)
+        return res, value, expected
+
+    def _update_from(self, res: Resource, key: str, current: KV) -> Resource:
+        res, value, expected = self.prepare_update(res, key, current)
+        if value is None:
+            return with_version(res, str(current.mod_revision))
         try:
             revision = self.backend.update(key, value, expected)
         except KeyNotFound:
@@ -285,24 +335,26 @@ class ResourceClient:
         except RevisionConflict as err:
             raise ResourceConflict(res.KIND, res.name, res.namespace, key, expected,
                                    err.actual) from None
-        return _with_version(res, str(revision))
+        return with_version(res, str(revision))
 
     def apply(self, resource: Resource | dict[str, Any]) -> Resource:
         """Create, or update the current version. With a resourceVersion: update (CAS)."""
         res = self._validated(resource)
         if res.metadata.resourceVersion:
             return self.update(res)
+        if builtin := self.before_write("apply", res):
+            return builtin
+        key = storage_key(res)
         last: Exception | None = None
         for attempt in range(APPLY_ATTEMPTS):
             if attempt:
                 _pause_before_retry(attempt)
+            current = self.backend.get(key)
             try:
-                return self.create(res)
-            except ResourceAlreadyExists:
-                pass
-            try:
-                return self.update(res)
-            except (ResourceConflict, ResourceNotFound) as err:
+                if current is None:
+                    return self.create(res)
+                return self._update_from(res, key, current)
+            except (ResourceAlreadyExists, ResourceConflict, ResourceNotFound) as err:
                 last = err  # raced with another writer: go round again
         assert last is not None
         raise last
@@ -313,6 +365,7 @@ class ResourceClient:
         None if the stored value was not a valid resource (deleting it is how one repairs it)."""
         key, namespace = self._key(kind, name, namespace)
         expected = self._parse_version_text(kind, name, resource_version)
+        self._check_delete(kind, name, key)
         for attempt in range(APPLY_ATTEMPTS):
             if attempt:
                 _pause_before_retry(attempt)
@@ -357,8 +410,10 @@ class ResourceClient:
 
     @staticmethod
     def _validated(resource: Resource | dict[str, Any]) -> Resource:
-        data = resource.to_dict() if isinstance(resource, Resource) else resource
-        return validate(data)
+        """A model is taken as it is: models are validated when they are built (`validate`,
+        or the class itself), so validating again would only cost time (three passes over
+        every net of a large GlobalNetworkSet, before)."""
+        return resource if isinstance(resource, Resource) else validate(resource)
 
     @classmethod
     def _parse_version(cls, res: Resource) -> int | None:
@@ -374,12 +429,57 @@ class ResourceClient:
             raise ValidationError(kind, name, "metadata.resourceVersion",
                                   f'"{version}" is not a valid resourceVersion') from None
 
-    def _check_against_others(self, res: Resource, old: Resource | None = None) -> None:
-        """Rules that need more than the resource, as clientv3 has them (today IPPools only):
-        a new pool must not overlap another; an update must keep its CIDR and blockSize."""
+    def before_write(self, operation: str, res: Resource) -> Resource | None:
+        """Checks before any write: a WorkloadEndpoint's name against its spec (Calico's
+        client check); on this client's first write, create the ClusterInformation `default`
+        if the datastore has none (see builtins.py). A write of the built-in profile is refused
+        unless it changes nothing (`get -o yaml` output applies back); the built-in profile
+        is then returned, and the caller writes nothing."""
+        if res.KIND == "WorkloadEndpoint":
+            check_workload_endpoint_name(res)
+        if builtins.is_builtin(res.key()):
+            kv = builtins.DEFAULT_ALLOW_KV
+            current = decode(kv.key, kv.value, kv.mod_revision)
+            if res.spec != current.spec or (res.metadata.labels or None):
+                raise OperationNotSupported(operation.capitalize(), f"Profile({res.name})")
+            return current
+        if self._initialized or res.KIND == "ClusterInformation":
+            return None
+        if self.backend.get(builtins.CLUSTER_INFO_KEY) is None:
+            try:
+                self.backend.create(builtins.CLUSTER_INFO_KEY,
+                                    builtins.cluster_information_value(self._now()))
+            except KeyExists:
+                pass  # another writer got there first
+        self._initialized = True
+        return None
+
+    def _check_delete(self, kind: str, name: str, key: str) -> None:
+        """Calico's refusals: the built-in profile; the default and kube-admin tiers, and a
+        tier that still holds (staged) policies (clientv3 tier.go)."""
+        if builtins.is_builtin(key):
+            raise OperationNotSupported("Delete", f"Profile({name})")
+        if kind != "Tier":
+            return
+        if name in ("default", "kube-admin"):
+            raise OperationNotSupported("Delete", name, f"Cannot delete {name} tier")
+        for policy_kind in ("NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy",
+                            "StagedGlobalNetworkPolicy"):
+            if any(p.spec.tier == name for p in self.list(policy_kind).items):
+                raise OperationNotSupported("delete", name, "Cannot delete a non-empty tier")
+
+    def _check_against_others(self, res: Resource) -> None:
+        """Rules for a new resource that need more than the resource, as clientv3 has them
+        (today IPPools only): a new pool must not overlap another."""
+        if res.KIND == "IPPool":
+            ippool.check_pool_overlap(res, self.list("IPPool").items)
+
+    def _check_update(self, res: Resource, key: str, current: KV) -> None:
+        """Rules for an update against the stored version: an IPPool keeps its CIDR and
+        blockSize. (Only then is the stored value decoded.)"""
         if res.KIND != "IPPool":
             return
-        if old is None:
-            ippool.check_pool_overlap(res, self.list("IPPool").items)
-        else:
-            ippool.check_pool_update(res, old)
+        try:
+            ippool.check_pool_update(res, decode(key, current.value, current.mod_revision))
+        except CorruptResource as err:
+            log.warning("replacing %s", err)

@@ -5,7 +5,9 @@ Each subclasses the matching KV error, so code that handles `KeyExists`, `KeyNot
 
     IPPool "pool1" already exists
     GlobalNetworkPolicy "x" does not exist
-    resource NetworkPolicy "ns/x" was modified: resourceVersion 12 is stale (current 15)
+    update conflict: resource NetworkPolicy "ns/x" was modified: resourceVersion 12 is stale (current 15)
+
+(`update conflict` is libcalico-go's phrase for the same error; scripts look for it.)
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ class ResourceConflict(ResourceError, RevisionConflict):
     def __init__(self, kind: str, name: str, namespace: str | None, key: str,
                  expected: int, actual: int | None) -> None:
         DatastoreError.__init__(
-            self, f"resource {describe(kind, name, namespace)} was modified: resourceVersion "
-                  f"{expected} is stale (current {actual})")
+            self, f"update conflict: resource {describe(kind, name, namespace)} was modified: "
+                  f"resourceVersion {expected} is stale (current {actual})")
         self._set(kind, name, namespace, key)
         self.expected, self.actual = expected, actual
 
@@ -57,3 +59,14 @@ class CorruptResource(DatastoreError):
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: the stored value is not a valid resource: {reason}")
         self.key = key
+
+
+class OperationNotSupported(DatastoreError):
+    """An operation Calico refuses on this resource (libcalico-go's ErrorOperationNotSupported,
+    with its message: "operation delete is not supported on default: Cannot delete default
+    tier")."""
+
+    def __init__(self, operation: str, identifier: str, reason: str = "") -> None:
+        text = f"operation {operation} is not supported on {identifier}"
+        super().__init__(f"{text}: {reason}" if reason else text)
+        self.operation, self.identifier, self.reason = operation, identifier, reason

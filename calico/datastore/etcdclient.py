@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import random
 import ssl
 import threading
@@ -65,6 +66,29 @@ class Endpoint:
         self.idle: list[http.client.HTTPConnection] = []
 
 
+def _tls_context(ca_cert_file: str | None, cert_file: str | None,
+                 key_file: str | None) -> ssl.SSLContext:
+    """The TLS context from the CA, certificate and key files. A file that is missing or
+    cannot be used is named in the error, with the setting that names it."""
+    files = (("etcdCACertFile (ETCD_CA_CERT_FILE)", ca_cert_file),
+             ("etcdCertFile (ETCD_CERT_FILE)", cert_file),
+             ("etcdKeyFile (ETCD_KEY_FILE)", key_file))
+    for setting, path in files:
+        if path and not os.path.isfile(path):
+            raise DatastoreError(f"{setting}: {path}: no such file")
+    try:
+        context = ssl.create_default_context(cafile=ca_cert_file)
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise DatastoreError(f"{files[0][0]}: {ca_cert_file}: cannot be used: {err}") from None
+    if cert_file:
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise DatastoreError(f"etcdCertFile / etcdKeyFile (ETCD_CERT_FILE / ETCD_KEY_FILE):"
+                                 f" {cert_file}, {key_file}: cannot be used: {err}") from None
+    return context
+
+
 class EtcdClient:
     """JSON-over-HTTP calls to an etcd cluster with timeouts, fail-over and auth."""
 
@@ -81,9 +105,7 @@ class EtcdClient:
         self.username, self.password = username, password
         self._ssl: ssl.SSLContext | None = None
         if any(e.tls for e in self.endpoints) or ca_cert_file or cert_file:
-            self._ssl = ssl.create_default_context(cafile=ca_cert_file)
-            if cert_file:
-                self._ssl.load_cert_chain(cert_file, key_file)
+            self._ssl = _tls_context(ca_cert_file, cert_file, key_file)
         self._lock = threading.Lock()
         self._current = 0
         self._closed = False

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .builtins import with_builtins
 from .client import RESOURCE_PREFIX, decode, kind_prefix
 from .kv import Backend, DatastoreError, EventType, Watcher, WatchEvent
 
@@ -140,7 +141,7 @@ class Syncer:
         listed: dict[str, tuple[SyncSource, str, int]] = {}
         for source in self.sources:
             items, revision = self.backend.list(source.prefix, revision)
-            for kv in items:
+            for kv in with_builtins(source.prefix, items):
                 listed.setdefault(kv.key, (source, kv.value, kv.mod_revision))
         assert revision is not None
         if self.status is SyncStatus.WAIT_FOR_DATASTORE:

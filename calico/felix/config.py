@@ -106,9 +106,10 @@ class FelixConfig:
 
     @property
     def region(self) -> str:
-        """The status-report region: "no-region" or "openstack-region-<OpenstackRegion>"."""
+        """The status-report region string, Calico's: "no-region" or
+        "region-<OpenstackRegion>" (the Neutron driver's `openstack_region` reads it back)."""
         region = self.get("OpenstackRegion")
-        return f"openstack-region-{region}" if region else "no-region"
+        return f"region-{region}" if region else "no-region"
 
     def changed(self, other: FelixConfig) -> list[Param]:
         """Parameters whose value differs between `self` and `other`, in table order."""

@@ -64,13 +64,14 @@ from calico.felix.config import (
 )
 from calico.felix.dataplane.driver import DataplaneDriver
 from calico.felix.heap import HeapProfiler, IdleTrimmer
+from calico.felix.metrics import RESYNC_STATE
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
 
 log = logging.getLogger("calico.felix")
 
 SYNC_KINDS = ("FelixConfiguration", "Node", "IPPool", "Profile", "GlobalNetworkPolicy",
               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "HostEndpoint",
-              "WorkloadEndpoint")
+              "WorkloadEndpoint", "Tier")
 MAX_BATCH = 10_000  # queue items (syncer batches) taken into one calc-graph flush
 POLL = 0.25  # longest sleep of the main loop: how quickly it notices a stop request
 
@@ -246,6 +247,7 @@ class Felix:
             messages = self.graph.flush()
             if items and self.metrics:
                 self.metrics.calc_time.observe(self._clock() - calc_start)
+                self.metrics.counters.inc("felix_calc_graph_output_events", len(messages))
             for msg in messages:
                 self._dispatch(msg)
             if self._stop_code is not None:
@@ -274,12 +276,17 @@ class Felix:
         for kind, payload in items:
             if kind == "updates":
                 for update in payload:
-                    self._tap(update)
+                    change = self._tap(update)
+                    if self.metrics:
+                        self.metrics.counters.inc("felix_calc_graph_updates_processed",
+                                                  type=change)
                     self.graph.on_update(update.key, update.value)
                 if not self._synced:
                     self._updates_before_sync += len(payload)
             elif kind == "status":
                 self.graph.on_status(payload)
+                if self.metrics:
+                    self.metrics.resync_state.set(RESYNC_STATE[payload.value])
                 if payload is SyncStatus.RESYNC and self.metrics:
                     self.metrics.counters.inc("felix_resyncs_started")
                 if payload is SyncStatus.IN_SYNC:
@@ -290,14 +297,17 @@ class Felix:
                 woke = True
         return woke
 
-    def _tap(self, update: SyncUpdate) -> None:
+    def _tap(self, update: SyncUpdate) -> str:
         """What Felix needs from raw resources besides the calc graph: local endpoints'
-        status-key identities and cluster-wide counts for metrics."""
+        status-key identities and cluster-wide counts for metrics. Returns the kind of
+        change as Calico's metrics name it: new, update or delete."""
         plural, _, rest = update.key.rpartition("/projectcalico.org/")[2].partition("/")
         keys = self._cluster.setdefault(plural, set())
+        change = ("delete" if update.value is None
+                  else "update" if update.key in keys else "new")
         (keys.add if update.value is not None else keys.discard)(update.key)
         if plural != "workloadendpoints":
-            return
+            return change
         namespace, _, name = rest.rpartition("/")
         ep_id = m.WorkloadEndpointID(namespace, name)
         spec = getattr(update.value, "spec", None)
@@ -305,6 +315,7 @@ class Felix:
             self._endpoint_keys[ep_id] = EndpointKey.from_resource(namespace, spec)
         else:
             self._endpoint_keys.pop(ep_id, None)
+        return change
 
     def _dispatch(self, msg: m.Message) -> None:
         if isinstance(msg, m.ConfigUpdate):
@@ -363,6 +374,8 @@ class Felix:
             self.metrics.batch_size.observe(len(messages))
             for name in result.refreshed:
                 self.metrics.counters.inc("felix_nft_refreshes", kind=name)
+            if "host network" in result.refreshed:
+                self.metrics.route_list_time.observe(result.hostnet_seconds)
         if not self._programmed:
             self._programmed = True
             self.health.report("felix-startup", live=True, ready=True)
@@ -408,7 +421,13 @@ class Felix:
         self.metrics.cluster_profiles.set(count.get("profiles", 0))
         self.metrics.local_endpoints.set(len(self.driver.local_endpoints))
         self.metrics.local_policies.set(len(self.driver.active_policies))
+        self.metrics.cluster_tiers.set(count.get("tiers", 0))
         self.metrics.local_ipsets.set(len(self.driver.ip_sets))
+        # Every IP set Felix programs is a selector's (or a named port's): one per selector.
+        self.metrics.local_selectors.set(len(self.driver.ip_sets))
+        self.metrics.total_ipsets.set(len(self.driver.ip_sets))
+        self.metrics.label_index_endpoints.set(sum(count.get(k, 0) for k in (
+            "workloadendpoints", "hostendpoints", "networksets", "globalnetworksets")))
 
 
 # ---- command line ------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Three independent pieces, each started explicitly by the daemon (nothing runs at import):
 
 - `StatusReporter` writes, under `/calico/felix/v2/<region>/host/<hostname>/` (region
-  "no-region", or "openstack-region-<r>"), Calico's keys:
+  "no-region", or "region-<r>" for OpenstackRegion r), Calico's keys:
     `status`                 {"time", "uptime", "first_update"} on a lease of `reportingTTL`
                              seconds, rewritten every `reportingInterval`: it vanishes when
                              Felix stops reporting, which is how the OpenStack driver and
@@ -17,8 +17,8 @@ Three independent pieces, each started explicitly by the daemon (nothing runs at
   once per `endpointReportingDelay`.
 - `HealthServer`: `GET /liveness` and `/readiness` on healthHost:healthPort (loopback:9099),
   200 "ok" or 503 with the reasons, from a `Health` aggregate that components report into.
-- `Metrics`: Felix's Prometheus metric names on prometheusMetricsHost:prometheusMetricsPort
-  (9091), in a registry of its own.
+- `Metrics` (in `calico.felix.metrics`): Felix's Prometheus metrics on
+  prometheusMetricsHost:prometheusMetricsPort (9091), in a registry of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from calico.datastore.kv import Backend, DatastoreError, KeyNotFound
+from calico.felix.metrics import Metrics as Metrics  # re-exported: the daemon's import
 
 log = logging.getLogger(__name__)
 
@@ -293,98 +294,3 @@ def _health_handler(health: Health) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
-
-
-# ---- Prometheus ------------------------------------------------------------------------------
-
-
-class Metrics:
-    """Felix's metrics, in a registry created here (not prometheus_client's global one)."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Gauge, Summary
-
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.apply_time = Summary("felix_int_dataplane_apply_time_seconds",
-                                  "Time in seconds that it took to apply a dataplane update.",
-                                  registry=r)
-        self.calc_time = Summary("felix_calc_graph_update_time_seconds",
-                                 "Seconds to update the calculation graph for each datastore "
-                                 "OnUpdate call.", registry=r)
-        self.batch_size = Summary("felix_int_dataplane_msg_batch_size",
-                                  "Number of messages processed in each batch.", registry=r)
-        self.cluster_endpoints = Gauge("felix_cluster_num_workload_endpoints",
-                                       "Total number of workload endpoints cluster-wide.",
-                                       registry=r)
-        self.cluster_host_endpoints = Gauge("felix_cluster_num_host_endpoints",
-                                            "Total number of host endpoints cluster-wide.",
-                                            registry=r)
-        self.cluster_hosts = Gauge("felix_cluster_num_hosts",
-                                   "Total number of Calico hosts in the cluster.", registry=r)
-        self.cluster_policies = Gauge("felix_cluster_num_policies",
-                                      "Total number of policies in the cluster.", registry=r)
-        self.cluster_profiles = Gauge("felix_cluster_num_profiles",
-                                      "Total number of profiles in the cluster.", registry=r)
-        self.local_endpoints = Gauge("felix_active_local_endpoints",
-                                     "Number of active endpoints on this host.", registry=r)
-        self.local_policies = Gauge("felix_active_local_policies",
-                                    "Number of active policies on this host.", registry=r)
-        self.local_ipsets = Gauge("felix_ipsets_calico",
-                                  "Number of active Calico IP sets.", registry=r)
-        self.counters = _Counters(r, {
-            "felix_resyncs_started": "Number of times Felix has started resyncing with the "
-                                     "datastore.",
-            "felix_int_dataplane_failures": "Number of times dataplane updates failed and "
-                                            "will be retried.",
-            "felix_int_dataplane_messages": "Number of dataplane messages by type.",
-            "felix_nft_refreshes": "Number of periodic dataplane read-backs.",
-        })
-        self._server: Any = None
-
-    def start_server(self, host: str, port: int) -> None:
-        from prometheus_client import start_http_server
-
-        result = start_http_server(port, addr=host or "localhost", registry=self.registry)
-        self._server = result[0] if isinstance(result, tuple) else None
-        log.info("Prometheus metrics on %s:%d", host or "localhost", port)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def text(self) -> str:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry).decode()
-
-
-class _Counters:
-    """Counters exposed under Felix's exact names (prometheus_client would add `_total`)."""
-
-    def __init__(self, registry: Any, docs: Mapping[str, str]) -> None:
-        self._docs = dict(docs)
-        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._lock = threading.Lock()
-        registry.register(self)
-
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, name: str, **labels: str) -> float:
-        return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
-
-    def collect(self) -> Any:
-        from prometheus_client.metrics_core import Metric
-
-        with self._lock:
-            values = dict(self._values)
-        for name, doc in self._docs.items():
-            metric = Metric(name, doc, "counter")
-            for (n, labels), v in sorted(values.items()):
-                if n == name:
-                    metric.add_sample(name, dict(labels), v)
-            yield metric

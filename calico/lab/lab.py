@@ -21,17 +21,24 @@ Datastore: `local` is a SQLite file in the state dir (every namespace sees the f
 forwarder (proxy.py) gives every host namespace `http://127.0.0.1:2379`.
 
 State lives in `<state root>/<lab>/state.json` (state root /run/calico-lab, or
-$CALICO_LAB_STATE_DIR), with each host's BIRD files and every daemon's log beside it.
+$CALICO_LAB_STATE_DIR), with each host's BIRD files and every daemon's log beside it. Several
+`calico-lab` commands may run at once (16 `add-workload` in parallel): every change to the
+state is a read-modify-write of the file under an exclusive flock on `state.lock` beside it
+(`_update`), so no command's change overwrites another's; the slow work (CNI ADD, starting a
+daemon) runs outside the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from calico.bgp.status import BirdUnavailable, bird_peers
@@ -97,10 +104,30 @@ class Lab:
         return self
 
     def save(self) -> None:
-        tmp = self.state_file + ".tmp"
+        with self._locked():
+            self._write()
+
+    def _write(self) -> None:
+        tmp = f"{self.state_file}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(self.state, f, indent=2)
         os.replace(tmp, self.state_file)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "state.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
+
+    def _update(self, change: Callable[[dict[str, Any]], Any]) -> Any:
+        """Apply `change` to the state as it is on disk now, under the lab's lock, and
+        write it back: what other commands recorded meanwhile is kept."""
+        with self._locked():
+            self.load()
+            result = change(self.state)
+            self._write()
+        return result
 
     def host(self, name: str) -> dict[str, Any]:
         for h in self.state["hosts"]:
@@ -209,6 +236,7 @@ class Lab:
             self._build_fabric(hosts, tor)
             self._start_proxy()
             self._write_tor_peers()
+            self.save()  # from here on, changes are read-modify-writes of the file
             for h in self.state["hosts"]:
                 self.start_node(h["name"])
             if tor != "none":
@@ -319,18 +347,20 @@ class Lab:
         if alive(h.get("node")):
             return
         bindir = os.path.dirname(sys.executable)
-        h["node"] = spawn([os.path.join(bindir, "calico-node")],
-                          os.path.join(h["run_dir"], "calico-node.log"),
-                          env=self.node_env(h), netns=h["netns"])
-        self.save()
+        node = spawn([os.path.join(bindir, "calico-node")],
+                     os.path.join(h["run_dir"], "calico-node.log"),
+                     env=self.node_env(h), netns=h["netns"])
+        self._set_node(host, node)
+
+    def _set_node(self, host: str, node: Any) -> None:
+        self._update(lambda state: self.host(host).__setitem__("node", node))
 
     def stop_node(self, host: str) -> None:
         """SIGTERM calico-node (which stops BIRD and Felix; their routes stay, as on a real
         host whose calico-node stops)."""
         h = self.host(host)
         stop_daemon(h.get("node"))
-        h["node"] = None
-        self.save()
+        self._set_node(host, None)
 
     def peers(self, host: str) -> list[dict[str, str]]:
         h = self.host(host)
@@ -378,8 +408,7 @@ class Lab:
         rec = wl_mod.add(name, h, f"{self.prefix}w-{name}", self.datastore_env(inside=True),
                          self.state["ipv6"], os.path.join(h["run_dir"], "ipam.lock"),
                          labels or {})
-        self.state["workloads"].append(rec)
-        self.save()
+        self._update(lambda state: state["workloads"].append(rec))
         return rec
 
     def remove_workload(self, name: str) -> None:
@@ -389,8 +418,8 @@ class Lab:
             wl_mod.remove(rec, h, self.datastore_env(inside=True), self.state["ipv6"],
                           os.path.join(h["run_dir"], "ipam.lock"))
         finally:
-            self.state["workloads"].remove(rec)
-            self.save()
+            self._update(lambda state: state.__setitem__(
+                "workloads", [w for w in state["workloads"] if w["name"] != name]))
 
     # ---- inspection ----------------------------------------------------------------------
 

@@ -8,16 +8,27 @@ What flows in:
 - event handlers, called by whichever Neutron server handled the API call, after Neutron
   committed it: `port_changed(port, original)`, `port_deleted(port)`, `subnet_changed`,
   `subnet_deleted`, `security_group_changed(sg_id)`, `security_group_deleted(sg_id)`;
-- the election (election.py): only the master runs the resync and the status loop.
+- `felix_live(host)`, asked by `bind_port`: is a Felix reporting for that host now?
+- the election (election.py): only the master runs the resync, the status loop and the
+  etcd compaction.
 
-What flows out: WorkloadEndpoints, NetworkPolicies and subnet records (syncers.py, with
-compare-and-swap), Calico IPAM assignments for fixed IPs, FelixConfiguration `default` with
-`endpointReportingEnabled: true` and `tap` in `interfacePrefix`, and Neutron port status /
+What flows out, all in the configured region (names.Region): WorkloadEndpoints,
+NetworkPolicies and subnet records (syncers.py, with compare-and-swap), Calico IPAM
+assignments for fixed IPs, ClusterInformation and FelixConfiguration `default`
+(clusterconfig.py), Neutron port status (ERROR for a port that cannot be mapped) and Felix
 agent heartbeats (status.py).
+
+Live migration (Nova sets `migrating_to` in the port's binding profile before it moves the
+VM, then changes the binding host): while `migrating_to` is set the port has an endpoint on
+both hosts, so the destination's Felix programs routes and policy before the switch-over;
+the source's endpoint goes only when the binding host changes. Stale endpoints of a port are
+always deleted after its wanted ones are written.
 
 Failure rule: a Neutron API call that Neutron committed never fails because of Calico. Each
 handler retries datastore errors a few times (short backoff), then logs, and asks for an
-early resync, which repairs whatever was missed (Neutron is the source of truth).
+early resync, which repairs whatever was missed (Neutron is the source of truth). A port,
+group or subnet that cannot be mapped is logged once (naming it and the value) and skipped;
+everything else goes on.
 """
 
 from __future__ import annotations
@@ -29,23 +40,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from calico.datastore.client import ResourceClient
-from calico.datastore.errors import ResourceAlreadyExists, ResourceConflict, ResourceNotFound
 from calico.datastore.kv import Backend, DatastoreError
 
 from . import names
 from .addresses import PortAddresses
+from .clusterconfig import ensure_cluster_information, ensure_felix_configuration
+from .compaction import Compactor
 from .election import Elector
-from .endpoints import endpoint_name, is_bound_endpoint
+from .endpoints import at_host, endpoint_name, is_bound_endpoint, migration_target
+from .keystone import Projects
 from .status import StatusWatcher, run_status_loop
 from .syncer import Snapshot
-from .syncers import EndpointSyncer, PolicySyncer, SubnetSyncer
+from .syncers import EndpointSyncer, PolicySyncer, SubnetSyncer, Unmappable
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.1, 0.3, 1.0)
-TAP_PREFIX = "tap"  # Nova's tap devices: tap<port-id[:11]>
-FELIX_PREFIX = "cali"  # Felix's default interfacePrefix
+COMPACTION_CHECK_INTERVAL = 60.0
 
 
 class NeutronView(Protocol):
@@ -70,27 +81,38 @@ class DriverConfig:
     election_interval: float | None = None
     server_id: str | None = None
     ipam: bool = True
+    region: str | None = None
+    etcd_compaction_period_mins: int = 0
+    etcd_compaction_min_revisions: int = 1000
 
 
 class CalicoDriver:
     """Keeps the datastore matching Neutron (see above). The event handlers may be called from any
     thread of any server and never raise for a datastore failure (retried, then left to the
-    resync); `start()` joins the election, and the master runs the resync and status loops."""
+    resync); `start()` joins the election, and the master runs the resync, status and
+    compaction loops."""
 
     def __init__(self, backend: Backend, neutron: NeutronView,
                  config: DriverConfig | None = None, *,
+                 projects: Projects | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.backend, self.neutron = backend, neutron
         self.config = config or DriverConfig()
+        self.region = names.Region(self.config.region or None)
+        self.projects = projects
         self._sleep = sleep
         self.addresses = PortAddresses(backend) if self.config.ipam else None
-        self.endpoints = EndpointSyncer(backend, self.addresses)
-        self.policies = PolicySyncer(backend)
-        self.subnets = SubnetSyncer(backend)
-        self.elector = Elector(backend, self.config.server_id, ttl=self.config.election_ttl,
+        self.endpoints = EndpointSyncer(backend, self.addresses, self.region)
+        self.policies = PolicySyncer(backend, self.region)
+        self.subnets = SubnetSyncer(backend, self.region)
+        self.compactor = Compactor(backend, self.config.etcd_compaction_period_mins,
+                                   self.config.etcd_compaction_min_revisions)
+        self.elector = Elector(backend, self.config.server_id, key=self.region.election_key,
+                               ttl=self.config.election_ttl,
                                interval=self.config.election_interval,
                                on_change=self._on_election)
-        self.status = StatusWatcher(backend, neutron.set_port_status, neutron.felix_alive)
+        self.status = StatusWatcher(backend, neutron.set_port_status, neutron.felix_alive,
+                                    region=self.region)
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -108,9 +130,12 @@ class CalicoDriver:
                 return
             self._started = True
         self.elector.start()
-        for name, target in (("calico-resync", self._resync_loop),
-                             ("calico-status", lambda: run_status_loop(
-                                 self.status, lambda: self.elector.is_master, self._stop))):
+        loops = [("calico-resync", self._resync_loop),
+                 ("calico-status", lambda: run_status_loop(
+                     self.status, lambda: self.elector.is_master, self._stop))]
+        if self.compactor.enabled:
+            loops.append(("calico-compaction", self._compaction_loop))
+        for name, target in loops:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -130,6 +155,23 @@ class CalicoDriver:
         if master:
             self._kick.set()
 
+    # ---- binding (any server) --------------------------------------------------------------
+
+    def felix_live(self, host: str) -> bool:
+        """Whether a Felix reports for `host` now: its status key (on a lease Felix keeps
+        renewing) exists, under the host's name as given or as a Calico node name."""
+        candidates = [host]
+        try:
+            candidates.append(names.node_name(host))
+        except names.UnmappableName:
+            pass
+        try:
+            return any(self.backend.get(self.region.felix_status_key(h)) is not None
+                       for h in dict.fromkeys(candidates))
+        except DatastoreError as err:
+            log.warning("host %s: cannot tell whether Felix is alive (%s)", host, err)
+            return False
+
     # ---- event handlers (any server) ------------------------------------------------------
 
     def port_changed(self, port: Mapping[str, Any], original: Mapping[str, Any] | None = None
@@ -137,30 +179,81 @@ class CalicoDriver:
         self._safely(f"port {port.get('id')}", lambda: self._port_changed(port, original))
 
     def _port_changed(self, port: Mapping[str, Any], original: Mapping[str, Any] | None) -> None:
-        new_key = None
+        wanted: dict[str, Any] = {}
         if is_bound_endpoint(port):
-            rec = self._endpoint_record(port)
-            if rec is not None:
-                new_key, res = rec
-                self.endpoints.sync_one(new_key, res)
-        if original is not None and is_bound_endpoint(original):
-            old_key = self.endpoints.prefix() + endpoint_name(original)
-            if old_key != new_key:  # migrated, unbound, or no longer a VM port
-                self.endpoints.sync_one(old_key, None)
-                if new_key is None and not names.is_endpoint_port(dict(port)):
-                    self._release(port)
+            try:
+                wanted = self.endpoints.port_records(port, self._port_snapshot(port))
+                if self.endpoints.unmappable_log.forget(str(port.get("id"))):
+                    self._recovered_port(port)
+            except Unmappable as err:
+                self._unmappable_port(port, str(err))
+        for key, res in wanted.items():
+            self.endpoints.sync_one(key, res)
+        keep = set(wanted)
+        if port.get("binding:vif_type") == "unbound" and port.get("binding:host_id"):
+            # Between a host change and the new binding: the destination's endpoint (written
+            # while migrating_to was set) stays; the bind that follows rewrites it.
+            keep |= self._endpoint_keys(port, with_target=False)
+        stale = self._endpoint_keys(original) - keep if original is not None else set()
+        for key in sorted(stale):
+            self.endpoints.sync_one(key, None)
+        if stale and not wanted and not names.is_endpoint_port(dict(port)):
+            self._release(port)
 
-    def _endpoint_record(self, port: Mapping[str, Any]):
-        subnet_ids = [f.get("subnet_id") for f in port.get("fixed_ips") or []]
-        snap = Snapshot(subnets=self.neutron.subnets(i for i in subnet_ids if i),
+    def _endpoint_keys(self, port: Mapping[str, Any] | None, with_target: bool = True
+                       ) -> set[str]:
+        """The keys of the endpoints a port had: on its host and, during a migration, on
+        the destination (names that cannot be mapped had no endpoint)."""
+        if port is None or not names.is_endpoint_port(dict(port)):
+            return set()
+        hosts = [port.get("binding:host_id")]
+        if with_target:
+            hosts.append(migration_target(port))
+        keys = set()
+        for host in hosts:
+            if not host:
+                continue
+            try:
+                keys.add(self.endpoints.prefix() + endpoint_name(at_host(port, host)))
+            except (names.UnmappableName, ValueError):
+                continue
+        return keys
+
+    def _port_snapshot(self, port: Mapping[str, Any]) -> Snapshot:
+        subnet_ids = [f.get("subnet_id") for f in port.get("fixed_ips") or []
+                      if isinstance(f, Mapping)]
+        project_id = port.get("project_id") or port.get("tenant_id")
+        project = self.projects.get(project_id) if self.projects is not None else None
+        return Snapshot(subnets=self.neutron.subnets(i for i in subnet_ids if i),
                         security_groups=self.neutron.security_groups(
-                            port.get("security_groups") or []))
-        return self.endpoints.record(EndpointSyncer.port_record_doc(port, snap))
+                            port.get("security_groups") or []),
+                        projects={project_id: project} if project is not None else {})
+
+    def _unmappable_port(self, port: Mapping[str, Any], reason: str) -> None:
+        """Log (once per reason) and put the port in ERROR: it cannot have an endpoint."""
+        port_id = str(port.get("id"))
+        self.endpoints.unmappable_log.report(port_id, reason)
+        self.status.forget(port_id)
+        if port.get("status") == "ERROR":
+            return
+        try:
+            self.neutron.set_port_status(port_id, "ERROR")
+        except Exception as err:  # noqa: BLE001 - the resync sets it again
+            log.warning("port %s: setting ERROR failed (%s); the resync retries", port_id, err)
+
+    def _recovered_port(self, port: Mapping[str, Any]) -> None:
+        """A port this server had put in ERROR maps again: DOWN until Felix reports on it."""
+        if port.get("status") != "ERROR":
+            return
+        try:
+            self.neutron.set_port_status(str(port.get("id")), "DOWN")
+        except Exception as err:  # noqa: BLE001 - Felix's report will set it anyway
+            log.warning("port %s: setting DOWN failed (%s)", port.get("id"), err)
 
     def port_deleted(self, port: Mapping[str, Any]) -> None:
         def delete() -> None:
-            if is_bound_endpoint(port):
-                self.endpoints.sync_one(self.endpoints.prefix() + endpoint_name(port), None)
+            for key in sorted(self._endpoint_keys(port)):
+                self.endpoints.sync_one(key, None)
             if names.is_endpoint_port(dict(port)):
                 self._release(port)
         self._safely(f"port {port.get('id')}", delete)
@@ -173,13 +266,13 @@ class CalicoDriver:
         def write() -> None:
             snap = Snapshot(subnets={subnet["id"]: subnet})
             want = self.subnets.wanted(snap)
-            key = names.subnet_key(subnet["id"])
+            key = self.subnets.key_for(subnet["id"])
             self.subnets.sync_one(key, want.get(key))
         self._safely(f"subnet {subnet.get('id')}", write)
 
     def subnet_deleted(self, subnet_id: str) -> None:
         self._safely(f"subnet {subnet_id}",
-                     lambda: self.subnets.sync_one(names.subnet_key(subnet_id), None))
+                     lambda: self.subnets.sync_one(self.subnets.key_for(subnet_id), None))
 
     def security_group_changed(self, sg_id: str) -> None:
         def write() -> None:
@@ -214,47 +307,32 @@ class CalicoDriver:
     # ---- resync (master only) -------------------------------------------------------------
 
     def resync(self) -> None:
-        """Compare all of Neutron with the datastore and repair both ways."""
+        """Compare all of Neutron with the datastore and repair both ways; ports that cannot
+        be mapped go to ERROR."""
         snapshot = self.neutron.snapshot()
+        if self.projects is not None:
+            ids = {p.get("project_id") or p.get("tenant_id") for p in snapshot.ports.values()}
+            found = {i: self.projects.get(i) for i in ids if i}
+            snapshot.projects = {i: p for i, p in found.items() if p is not None}
         for syncer in (self.policies, self.subnets, self.endpoints):
             syncer.resync(snapshot)
+        for port_id in sorted(self.endpoints.unmappable):
+            self._unmappable_port(snapshot.ports[port_id], self.endpoints.unmappable[port_id])
+        for port_id in sorted(self.endpoints.recovered):
+            self._recovered_port(snapshot.ports[port_id])
         self.ensure_felix_config()
         self.resyncs += 1
 
     def ensure_felix_config(self) -> None:
-        """FelixConfiguration `default` with endpointReportingEnabled: true (Felix then
-        writes the per-endpoint status that becomes Neutron's port status) and `tap` among
-        the interfacePrefix values (our Felix's default is `cali,tap`, but an operator may
-        have narrowed it; without `tap` a VM's tap gets no proxy ARP and no policy), as
-        networking-calico does. Other fields and prefixes are kept; an unset prefix list
-        becomes `cali,tap`, so containers on the same cluster keep theirs."""
-        client = ResourceClient(self.backend)
-        for _ in range(3):
-            try:
-                current = client.get("FelixConfiguration", "default")
-            except ResourceNotFound:
-                try:
-                    client.create({"apiVersion": "projectcalico.org/v3",
-                                   "kind": "FelixConfiguration",
-                                   "metadata": {"name": "default"},
-                                   "spec": {"endpointReportingEnabled": True,
-                                            "interfacePrefix": f"{FELIX_PREFIX},{TAP_PREFIX}"}})
-                    return
-                except ResourceAlreadyExists:
-                    continue
-            doc = current.to_dict()
-            spec = doc.setdefault("spec", {})
-            prefixes = [p for p in (spec.get("interfacePrefix") or FELIX_PREFIX).split(",") if p]
-            if spec.get("endpointReportingEnabled") and TAP_PREFIX in prefixes:
-                return
-            spec["endpointReportingEnabled"] = True
-            if TAP_PREFIX not in prefixes:
-                spec["interfacePrefix"] = ",".join([*prefixes, TAP_PREFIX])
-            try:
-                client.update(doc)  # CAS on the resourceVersion it was read at
-                return
-            except (ResourceConflict, ResourceNotFound):
-                continue
+        """ClusterInformation and FelixConfiguration `default` (clusterconfig.py)."""
+        ensure_cluster_information(self.backend)
+        ensure_felix_configuration(self.backend)
+
+    def _compaction_loop(self) -> None:
+        while not self._stop.wait(0.5 if not self.elector.is_master else 0):
+            if self.elector.is_master:
+                self.compactor.check()
+                self._stop.wait(COMPACTION_CHECK_INTERVAL)
 
     def _resync_loop(self) -> None:
         next_at = 0.0

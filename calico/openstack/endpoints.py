@@ -3,14 +3,17 @@
 In: a Neutron port dict (as the ML2 plugin returns it: `id`, `device_id`, `device_owner`,
 `binding:host_id`, `mac_address`, `fixed_ips` [{subnet_id, ip_address}], `security_groups`,
 `allowed_address_pairs` [{ip_address, mac_address}], `project_id`, `network_id`,
-`port_security_enabled`, `dns_assignment`) plus what the port dict does not carry: each
-subnet's gateway, the security groups' names and the project's name (when known).
+`port_security_enabled`, `dns_assignment`, `binding:profile`) plus what the port dict does
+not carry: each subnet's gateway, the security groups' names and the project's name and
+parent id (when a Keystone endpoint is configured: see keystone.py).
 Out: the WorkloadEndpoint resource as a dict, ready for `ResourceClient` (validated there).
 
 The endpoint (as networking-calico writes it):
-- namespace `openstack`; spec orchestrator `openstack`, node = binding host, workload = the
-  VM (device id), endpoint = the port id; so the name is `<host>-openstack-<vm>-<port>` with
-  each '-' doubled;
+- namespace `openstack` (or the region's); spec orchestrator `openstack`, node = the binding
+  host as a Calico node name (lower-cased, names.node_name), workload = the VM (device id,
+  lower-cased the same way), endpoint = the port id; so the name is
+  `<host>-openstack-<vm>-<port>` with each '-' doubled. A host, device id or port id that is
+  still not a valid Calico name raises `names.UnmappableName` naming the field and value;
 - ipNetworks: each fixed IP as a /32 or /128; ipv4Gateway / ipv6Gateway from the subnets (the
   last fixed IP of each version wins);
 - interfaceName `tap<first 11 of the port id>`; mac the port's MAC;
@@ -19,8 +22,11 @@ The endpoint (as networking-calico writes it):
   ipNetworks, whose entries must be single addresses;
 - labels: `sg.projectcalico.org/openstack-<sg-id>` (value: the group's name, sanitised) per
   security group — what the `ossg.default.<sg-id>` policies select on — plus
-  `sg-name.projectcalico.org/openstack-<name>` = id, the project id and (if known) name, and
-  `projectcalico.org/orchestrator: openstack`; annotation: the network id (and FQDN).
+  `sg-name.projectcalico.org/openstack-<name>` = id, the project id and (if known) name and
+  parent id, and `projectcalico.org/orchestrator: openstack`; annotation: the network id (and
+  FQDN);
+- live migration: while the port's `binding:profile` has `migrating_to`, the port has a
+  second endpoint, the same but on the destination host (`migration_target`).
 - port_security_enabled false: no security-group labels (Neutron forbids groups on such a
   port anyway) — the endpoint then gets only what non-SG policy gives it.
 """
@@ -30,8 +36,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from calico.api.base import check_dns1123_subdomain
 from calico.api.endpoints import LABEL_ORCHESTRATOR, workload_endpoint_name
 
 from . import names
@@ -39,16 +47,53 @@ from . import names
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Project:
+    """What Keystone says about a project: its name and parent's id."""
+
+    name: str
+    parent_id: str | None = None
+
+
+def _checked(field: str, value: Any, lower: bool) -> str:
+    text = str(value or "").strip()
+    text = text.lower() if lower else text
+    try:
+        return check_dns1123_subdomain(text)
+    except ValueError:
+        how = "even lower-cased " if lower else ""
+        raise names.UnmappableName(
+            f"{field} {value!r} is not a valid Calico name {how}(a lower-case RFC 1123 "
+            "subdomain: alphanumerics, '-' and '.')") from None
+
+
 def endpoint_spec_ids(port: Mapping[str, Any]) -> dict[str, str]:
-    """The four identifiers the endpoint's name is derived from."""
-    return {"orchestrator": names.ORCHESTRATOR, "node": port.get("binding:host_id") or "",
-            "workload": port.get("device_id") or "", "endpoint": port["id"]}
+    """The four identifiers the endpoint's name is derived from. Raises UnmappableName."""
+    return {"orchestrator": names.ORCHESTRATOR,
+            "node": names.node_name(port.get("binding:host_id") or ""),
+            "workload": _checked("device_id", port.get("device_id"), lower=True),
+            "endpoint": _checked("id", port.get("id"), lower=False)}
 
 
 def endpoint_name(port: Mapping[str, Any]) -> str:
-    """`<host>-openstack-<device-id>-<port-id>`. Raises calico.api FieldError when the port
-    has no binding host or device id yet."""
+    """`<host>-openstack-<device-id>-<port-id>`. Raises UnmappableName when the port's host,
+    device id or id cannot be a Calico name (or is missing)."""
     return workload_endpoint_name({**endpoint_spec_ids(port), "interfaceName": "*"})
+
+
+def migration_target(port: Mapping[str, Any]) -> str | None:
+    """The destination host of a live migration in progress (`migrating_to` in the port's
+    binding profile), unless it is the port's own host; None otherwise."""
+    profile = port.get("binding:profile")
+    target = profile.get("migrating_to") if isinstance(profile, Mapping) else None
+    if not target or not isinstance(target, str) or target == port.get("binding:host_id"):
+        return None
+    return target
+
+
+def at_host(port: Mapping[str, Any], host: str) -> dict[str, Any]:
+    """The port as bound to `host` (the destination of a migration)."""
+    return {**port, "binding:host_id": host}
 
 
 def is_bound_endpoint(port: Mapping[str, Any]) -> bool:
@@ -68,7 +113,7 @@ def _prefix(value: str) -> str:
 
 
 def endpoint_labels(port: Mapping[str, Any], sg_names: Mapping[str, str] | None = None,
-                    project_name: str | None = None) -> dict[str, str]:
+                    project: Project | None = None) -> dict[str, str]:
     labels: dict[str, str] = {}
     if port.get("port_security_enabled", True) is not False:
         for sg_id in port.get("security_groups") or []:
@@ -79,17 +124,21 @@ def endpoint_labels(port: Mapping[str, Any], sg_names: Mapping[str, str] | None 
     project_id = port.get("project_id") or port.get("tenant_id")
     if project_id:
         labels[names.PROJECT_ID_LABEL] = names.sanitize_label_value(project_id)
-    if project_name:
-        labels[names.PROJECT_NAME_LABEL] = names.sanitize_label_value(project_name)
+    if project is not None:
+        labels[names.PROJECT_NAME_LABEL] = names.sanitize_label_value(project.name)
+        labels[names.PROJECT_PARENT_ID_LABEL] = names.sanitize_label_value(
+            project.parent_id or "")
     labels[LABEL_ORCHESTRATOR] = names.ORCHESTRATOR
     return labels
 
 
 def endpoint_resource(port: Mapping[str, Any], gateways: Mapping[str, str | None],
                       sg_names: Mapping[str, str] | None = None,
-                      project_name: str | None = None) -> dict[str, Any]:
+                      project: Project | None = None,
+                      namespace: str = names.NAMESPACE) -> dict[str, Any]:
     """The WorkloadEndpoint for a bound VM port. `gateways` maps subnet id -> gateway IP
-    (None: the subnet has no gateway)."""
+    (None: the subnet has no gateway). Raises UnmappableName, or ValueError / KeyError /
+    TypeError for junk (an address that is not one, a fixed IP without an address)."""
     spec: dict[str, Any] = {**endpoint_spec_ids(port),
                             "interfaceName": names.tap_name(port["id"])}
     if port.get("mac_address"):
@@ -113,8 +162,8 @@ def endpoint_resource(port: Mapping[str, Any], gateways: Mapping[str, str | None
     return {
         "apiVersion": "projectcalico.org/v3",
         "kind": "WorkloadEndpoint",
-        "metadata": {"name": endpoint_name(port), "namespace": names.NAMESPACE,
-                     "labels": endpoint_labels(port, sg_names, project_name),
+        "metadata": {"name": endpoint_name(port), "namespace": namespace,
+                     "labels": endpoint_labels(port, sg_names, project),
                      "annotations": annotations},
         "spec": spec,
     }

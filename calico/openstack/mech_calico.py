@@ -6,20 +6,22 @@ Registered under `neutron.ml2.mechanism_drivers` as `calico`. Configure with
     mechanism_drivers = calico
     type_drivers = local,flat
     [calico]
-    datastore_type = local          # or etcdv3 (default: Calico's environment / calicoctl.cfg)
-    datastore_path = /var/lib/calico/calico.db
-    etcd_endpoints = http://10.0.0.1:2379
-    # or networking-calico's etcd_host / etcd_port / etcd_scheme, and etcd_ca_cert_file,
-    # etcd_cert_file, etcd_key_file, etcd_username, etcd_password (see dsconf.py)
-    resync_interval = 60            # seconds between the master's full resyncs
-    election_ttl = 30               # a dead master is replaced within about this long
-    elector_name = <hostname>
+    etcd_host = 10.0.0.1            # networking-calico's options: see config.py
+    etcd_port = 2379
+    openstack_region = region-one
+    etcd_compaction_period_mins = 60
+
+The section is read from the files Neutron was started with (config.py: unknown or invalid
+options are logged by name); `[keystone_authtoken]` gives the Keystone account for project
+name labels (keystone.py; none configured: no such labels).
 
 What it does with each ML2 call (all after Neutron committed; none can fail the call):
 - `bind_port`: a `local` or `flat` segment is bound with vif_type `tap` and
-  `port_filter: True` (Felix polices the tap; Nova names it tap<port-id[:11]>);
-- `update_port_postcommit`: a bound VM port (`compute:*`) is written as its
-  WorkloadEndpoint; a migrated or unbound one is removed from its old host;
+  `port_filter: True` (Felix polices the tap; Nova names it tap<port-id[:11]>), but only
+  when a live Felix reports for the host (else Neutron marks the binding failed);
+- `update_port_postcommit`: a bound VM port (`compute:*`, `kuryr:container*`) is written as
+  its WorkloadEndpoint (also on the `migrating_to` host during a live migration); a
+  migrated or unbound one is removed from its old host;
 - `delete_port_postcommit`: the endpoint goes and its addresses leave Calico IPAM;
 - subnet postcommits: the DHCP agent's subnet records;
 - security-group and rule callbacks (neutron_lib registry, AFTER_CREATE/UPDATE/DELETE):
@@ -39,47 +41,19 @@ from oslo_config import cfg
 
 from calico.datastore.config import DatastoreConfig, connect
 
+from .config import CalicoConfig, calico_config, config_files, keystone_auth, read_sections
 from .driver import CalicoDriver, DriverConfig
-from .dsconf import section_datastore
+from .keystone import KeystoneAuth, Projects
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_SEGMENTS = ("local", "flat")
 VIF_TYPE_TAP = "tap"
 
-OPTS = [
-    cfg.StrOpt("datastore_type", help="local or etcdv3 (unset: Calico's environment "
-               "variables or /etc/calico/calicoctl.cfg)"),
-    cfg.StrOpt("datastore_path", help="the local datastore's SQLite file"),
-    cfg.ListOpt("etcd_endpoints", help="etcd v3 endpoints (http[s]://host:port)"),
-    cfg.StrOpt("etcd_host", help="networking-calico's form: one etcd host (implies etcdv3)"),
-    cfg.PortOpt("etcd_port", default=2379, help="the etcd_host's port"),
-    cfg.StrOpt("etcd_scheme", default="http", choices=["http", "https"],
-               help="the etcd_host's scheme"),
-    cfg.StrOpt("etcd_ca_cert_file", help="CA certificate for etcd's TLS"),
-    cfg.StrOpt("etcd_cert_file", help="client certificate for etcd's TLS"),
-    cfg.StrOpt("etcd_key_file", help="client key for etcd's TLS"),
-    cfg.StrOpt("etcd_username", help="etcd user (with etcd_password)"),
-    cfg.StrOpt("etcd_password", secret=True, help="etcd password"),
-    cfg.FloatOpt("resync_interval", default=60.0, min=0.5,
-                 help="seconds between full resyncs (master only)"),
-    cfg.IntOpt("election_ttl", default=30, min=2, help="seconds a master's lease lasts"),
-    cfg.StrOpt("elector_name", help="this server's name in the election (default: hostname)"),
-    cfg.BoolOpt("ipam", default=True, help="record fixed IPs in Calico IPAM"),
-]
 
-
-def register_opts(conf: Any = cfg.CONF) -> None:
-    try:
-        conf.register_opts(OPTS, "calico")
-    except cfg.DuplicateOptError:
-        pass
-
-
-def datastore_config(conf: Any = cfg.CONF) -> DatastoreConfig:
-    """The [calico] section's datastore (the rule is dsconf.section_datastore's)."""
-    group = conf.calico
-    return section_datastore({opt.name: getattr(group, opt.name) for opt in OPTS})
+def load_config(conf: Any = cfg.CONF) -> tuple[CalicoConfig, KeystoneAuth | None]:
+    sections = read_sections(config_files(conf))
+    return calico_config(sections.get("calico", {})), keystone_auth(sections)
 
 
 class CalicoMechanismDriver(api.MechanismDriver):
@@ -95,12 +69,15 @@ class CalicoMechanismDriver(api.MechanismDriver):
     def initialize(self) -> None:
         from .neutron_view import PluginNeutronView
 
-        register_opts()
-        conf = cfg.CONF.calico
-        backend = connect(datastore_config())
+        conf, auth = load_config()
+        backend = connect(conf.datastore or DatastoreConfig.load())
+        projects = Projects(auth, cache_max=conf.project_name_cache_max) if auth else None
         self.core = CalicoDriver(backend, PluginNeutronView(), DriverConfig(
             resync_interval=conf.resync_interval, election_ttl=conf.election_ttl,
-            server_id=conf.elector_name, ipam=conf.ipam))
+            server_id=conf.elector_name, ipam=conf.ipam, region=conf.region,
+            etcd_compaction_period_mins=conf.etcd_compaction_period_mins,
+            etcd_compaction_min_revisions=conf.etcd_compaction_min_revisions),
+            projects=projects)
         for resource in (resources.SECURITY_GROUP, resources.SECURITY_GROUP_RULE):
             for event in (events.AFTER_CREATE, events.AFTER_UPDATE, events.AFTER_DELETE):
                 registry.subscribe(self._on_security_group, resource, event)
@@ -123,6 +100,11 @@ class CalicoMechanismDriver(api.MechanismDriver):
     # ---- binding -------------------------------------------------------------------------
 
     def bind_port(self, context: Any) -> None:
+        host = context.host or context.current.get("binding:host_id") or ""
+        if not self._core().felix_live(host):
+            log.warning("port %s: not binding to host %r: no live Felix reports for it",
+                        context.current.get("id"), host)
+            return
         for segment in context.segments_to_bind:
             if segment.get(api.NETWORK_TYPE) in SUPPORTED_SEGMENTS:
                 context.set_binding(segment[api.ID], VIF_TYPE_TAP,

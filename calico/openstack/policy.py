@@ -16,7 +16,9 @@ Rule mapping (networking-calico's, checked against Calico's v3 validator):
   become its name (6 -> TCP);
 - ICMP: port_range_min is the ICMP type, port_range_max the code (None / -1: any);
 - other protocols: port_range_min..max -> `destination.ports` [p] or ["lo:hi"] — the port of
-  the VM (ingress) or of the peer it talks to (egress), i.e. the destination either way;
+  the VM (ingress) or of the peer it talks to (egress), i.e. the destination either way; a
+  port range on a protocol without ports (or on "any") has no Calico equivalent: that rule
+  is left out and logged (fail closed), the rest of the group is written;
 - remote_ip_prefix -> `nets` on the far side (source for ingress, destination for egress);
   remote_group_id -> a `selector` `has(sg.projectcalico.org/openstack-<remote>)` there.
 """
@@ -86,6 +88,12 @@ def rule_to_calico(rule: Mapping[str, Any]) -> dict[str, Any]:
     lo, hi = rule.get("port_range_min"), rule.get("port_range_max")
     far: dict[str, Any] = {}
     destination_ports: list[int | str] | None = None
+    if (_is_set(lo) or _is_set(hi)) and (num is None or num not in (1, 58, *_PORT_PROTOCOLS)):
+        # Calico has no ports without a port protocol: ignoring the range would allow more
+        # than the rule says, so the rule is left out (fail closed).
+        raise RuleError(f"rule {rule.get('id')}: protocol {rule.get('protocol')!r} with a "
+                        f"port range {lo}-{hi} (Calico matches ports only for TCP, UDP, "
+                        "SCTP and UDPLite)")
     if num is not None:
         out["protocol"] = _calico_protocol(num, ip_version)
         if num in (1, 58):
@@ -122,7 +130,8 @@ def rule_to_calico(rule: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def policy_resource(sg_id: str, rules: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def policy_resource(sg_id: str, rules: Iterable[Mapping[str, Any]],
+                    namespace: str = names.NAMESPACE) -> dict[str, Any]:
     """The NetworkPolicy for security group `sg_id` and its rules (rules of other groups in
     `rules` are ignored). Rules are ordered by id so a resync writes the same text. A rule
     with no Calico equivalent is logged and left out: a security group only allows, so
@@ -132,14 +141,14 @@ def policy_resource(sg_id: str, rules: Iterable[Mapping[str, Any]]) -> dict[str,
                        key=lambda r: str(r.get("id", ""))):
         try:
             calico_rule = rule_to_calico(rule)
-        except (RuleError, ValueError) as err:  # fail closed: the rule allows nothing
+        except (RuleError, ValueError, TypeError) as err:  # fail closed: allows nothing
             log.error("security group %s: rule %s left out: %s", sg_id, rule.get("id"), err)
             continue
         (ingress if rule.get("direction") == "ingress" else egress).append(calico_rule)
     return {
         "apiVersion": "projectcalico.org/v3",
         "kind": "NetworkPolicy",
-        "metadata": {"name": names.sg_policy_name(sg_id), "namespace": names.NAMESPACE},
+        "metadata": {"name": names.sg_policy_name(sg_id), "namespace": namespace},
         "spec": {"selector": f"has({names.sg_label(sg_id)})", "ingress": ingress,
                  "egress": egress, "types": ["Ingress", "Egress"]},
     }

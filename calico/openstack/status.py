@@ -1,6 +1,7 @@
 """Felix's status reports -> Neutron port status and agent liveness.
 
-In: the datastore keys Felix writes under `/calico/felix/v2/no-region/host/<host>/`:
+In: the datastore keys Felix writes under `/calico/felix/v2/<region>/host/<host>/` (the
+region string Felix derives from its `OpenstackRegion`, names.Region):
 `workload/openstack/<workload>/endpoint/<port-id>` = {"status": "up"|"down"|"error"} per
 endpoint, and `status` (on a lease, rewritten every reporting interval) as its heartbeat.
 Out, through two callables the driver passes in:
@@ -52,20 +53,21 @@ class StatusWatcher:
     superseded. Unlocked: driven by the master's status loop only."""
 
     def __init__(self, backend: Backend, set_port_status: Callable[[str, str], None],
-                 felix_alive: Callable[[str], None] | None = None) -> None:
-        self.backend = backend
+                 felix_alive: Callable[[str], None] | None = None,
+                 region: names.Region = names.NO_REGION) -> None:
+        self.backend, self.region = backend, region
         self._set_port_status = set_port_status
         self._felix_alive = felix_alive
         self._pushed: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # port id -> status whose push failed
 
     def apply(self, key: str, value: str | None) -> None:
-        ep = names.parse_endpoint_status_key(key)
+        ep = self.region.parse_endpoint_status_key(key)
         if ep is not None:
             _host, port_id = ep
             self._push(port_id, neutron_status(value))
             return
-        host = names.parse_felix_status_key(key)
+        host = self.region.parse_felix_status_key(key)
         if host is not None and value is not None and self._felix_alive is not None:
             try:
                 self._felix_alive(host)
@@ -83,6 +85,12 @@ class StatusWatcher:
             log.warning("setting port %s to %s failed (%s); will retry", port_id, status, err)
             self._failed[port_id] = status
 
+    def forget(self, port_id: str) -> None:
+        """Someone else set this port's status (the driver's ERROR for a port it cannot map):
+        the next Felix report for it is pushed even if it says what was pushed before."""
+        self._pushed.pop(port_id, None)
+        self._failed.pop(port_id, None)
+
     def retry_failed(self) -> None:
         """Push again the statuses whose last push failed."""
         for port_id, status in list(self._failed.items()):
@@ -93,10 +101,11 @@ class StatusWatcher:
         """List and apply everything, then apply changes while `active()` and not stopped."""
         self._pushed.clear()
         self._failed.clear()
-        items, revision = self.backend.list(names.FELIX_STATUS_PREFIX)
+        prefix = self.region.felix_status_prefix
+        items, revision = self.backend.list(prefix)
         for kv in items:
             self.apply(kv.key, kv.value)
-        with self.backend.watch(names.FELIX_STATUS_PREFIX, revision + 1) as watcher:
+        with self.backend.watch(prefix, revision + 1) as watcher:
             retry_at = 0.0
             while active() and not stop.is_set():
                 for event in watcher.events(timeout=poll):

@@ -30,6 +30,8 @@ from typing import Any
 
 from calico.datastore.kv import KV, Backend, KeyExists, KeyNotFound, RevisionConflict
 
+from .endpoints import Project
+
 log = logging.getLogger(__name__)
 
 CAS_ATTEMPTS = 3
@@ -44,7 +46,7 @@ class Snapshot:
     ports: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     security_groups: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     subnets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    project_names: Mapping[str, str] = field(default_factory=dict)
+    projects: Mapping[str, Project] = field(default_factory=dict)  # by project id
 
 
 @dataclass

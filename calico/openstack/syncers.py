@@ -4,6 +4,13 @@ Each is a small `ResourceSyncer` (syncer.py) that knows its keys and how Neutron
 maps onto them; the mappings themselves are the pure functions of endpoints.py, policy.py
 and subnets.py. v3 resources share `V3ResourceSyncer`: a record is compared by what Calico
 would store (labels, annotations, spec), and rewritten keeping its uid and creation time.
+Every syncer works in one region (names.Region): its namespace and key prefixes.
+
+A Neutron object that cannot be mapped (a host or id Calico's names refuse, junk fields)
+never stops a resync: it is logged in one line naming the object, field and value (once,
+until the reason changes), left out, and the others are written. The endpoint syncer keeps
+the ports it could not map in `unmappable` (port id -> reason): the driver puts them in
+ERROR, and in `recovered` those that map again (the driver takes them out of ERROR).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from calico.datastore.kv import KV, Backend
 
 from . import names
 from .addresses import PortAddresses
-from .endpoints import endpoint_resource, is_bound_endpoint
+from .endpoints import at_host, endpoint_resource, is_bound_endpoint, migration_target
 from .policy import policy_resource
 from .subnets import subnet_value, wants_record
 from .syncer import ResourceSyncer, Snapshot
@@ -38,20 +45,54 @@ def _comparable(res: Resource) -> dict[str, Any]:
     return data
 
 
+class Unmappable(ValueError):
+    """A Neutron object with no Calico equivalent; the message names it, the field and value."""
+
+
+class UnmappableLog:
+    """Logs each unmappable object once per reason (a resync every minute must not repeat
+    the same error line forever); `forget` when it maps again."""
+
+    def __init__(self) -> None:
+        self._logged: dict[str, str] = {}
+
+    def report(self, what: str, reason: str) -> None:
+        if self._logged.get(what) != reason:
+            self._logged[what] = reason
+            log.error("%s cannot be mapped to Calico (left out): %s", what, reason)
+
+    def forget(self, what: str) -> bool:
+        """The object maps again; returns whether it had been reported unmappable."""
+        if self._logged.pop(what, None) is not None:
+            log.info("%s can be mapped to Calico again", what)
+            return True
+        return False
+
+
 class V3ResourceSyncer(ResourceSyncer):
     """Records are validated v3 resources (`wanted` values are `Resource`s)."""
 
     resource_kind = ""
 
-    def prefix(self) -> str:
-        return kind_prefix(self.resource_kind, names.NAMESPACE)
+    def __init__(self, backend: Backend, region: names.Region = names.NO_REGION) -> None:
+        super().__init__(backend)
+        self.region = region
+        self.unmappable_log = UnmappableLog()
 
-    def build(self, doc: dict[str, Any]) -> Resource | None:
+    @property
+    def namespace(self) -> str:
+        return self.region.namespace
+
+    def prefix(self) -> str:
+        return kind_prefix(self.resource_kind, self.namespace)
+
+    def build(self, doc: dict[str, Any]) -> Resource:
+        """The validated resource; raises Unmappable naming it and what Calico refused."""
         try:
             return validate(doc)
         except ValidationError as err:
-            log.error("cannot represent %s in Calico: %s", doc["metadata"]["name"], err)
-            return None
+            raise Unmappable(f"{self.resource_kind} {doc['metadata']['name']}: {err}"
+                             ) from None
 
     def render(self, wanted: Resource, existing: KV | None) -> str:
         uid, created = None, None
@@ -74,9 +115,9 @@ class V3ResourceSyncer(ResourceSyncer):
             return False
         return _comparable(current) == _comparable(wanted)
 
-    def record(self, doc: dict[str, Any]) -> tuple[str, Resource] | None:
+    def record(self, doc: dict[str, Any]) -> tuple[str, Resource]:
         res = self.build(doc)
-        return None if res is None else (res.key(), res)
+        return res.key(), res
 
 
 class EndpointSyncer(V3ResourceSyncer):
@@ -86,27 +127,55 @@ class EndpointSyncer(V3ResourceSyncer):
     kind = "WorkloadEndpoint"
     resource_kind = "WorkloadEndpoint"
 
-    def __init__(self, backend: Backend, addresses: PortAddresses | None = None) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: Backend, addresses: PortAddresses | None = None,
+                 region: names.Region = names.NO_REGION) -> None:
+        super().__init__(backend, region)
         self.addresses = addresses
         self._live_ports: set[str] | None = None
+        self.unmappable: dict[str, str] = {}
+        self.recovered: set[str] = set()  # ports unmappable before, mappable in this resync
 
-    @staticmethod
-    def port_record_doc(port: Mapping[str, Any], snapshot: Snapshot) -> dict[str, Any]:
+    def port_record_doc(self, port: Mapping[str, Any], snapshot: Snapshot) -> dict[str, Any]:
         gateways = {sid: s.get("gateway_ip") for sid, s in snapshot.subnets.items()}
         sg_names = {gid: g.get("name") or "" for gid, g in snapshot.security_groups.items()}
         project = port.get("project_id") or port.get("tenant_id") or ""
-        return endpoint_resource(port, gateways, sg_names, snapshot.project_names.get(project))
+        return endpoint_resource(port, gateways, sg_names, snapshot.projects.get(project),
+                                 self.namespace)
+
+    def port_records(self, port: Mapping[str, Any], snapshot: Snapshot
+                     ) -> dict[str, Resource]:
+        """The endpoints of a bound port: on its host and, while a live migration is in
+        progress, on the destination too. Raises Unmappable naming the port and the value."""
+        ports = [port]
+        target = migration_target(port)
+        if target is not None:
+            ports.append(at_host(port, target))
+        out = {}
+        try:
+            for p in ports:
+                key, res = self.record(self.port_record_doc(p, snapshot))
+                out[key] = res
+        except Unmappable as err:
+            raise Unmappable(f"port {port.get('id')}: {err}") from None
+        except Exception as err:  # noqa: BLE001 - junk in Neutron: name it, carry on
+            raise Unmappable(f"port {port.get('id')}: {type(err).__name__}: {err}") from None
+        return out
 
     def wanted(self, snapshot: Snapshot) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
         self._live_ports = set(snapshot.ports)
-        for port in snapshot.ports.values():
-            if not is_bound_endpoint(port):
-                continue
-            rec = self.record(self.port_record_doc(port, snapshot))
-            if rec is not None:
-                out[rec[0]] = rec[1]
+        unmappable, self.recovered = {}, set()
+        for port_id, port in snapshot.ports.items():
+            try:
+                if not is_bound_endpoint(port):
+                    continue
+                out.update(self.port_records(port, snapshot))
+                if self.unmappable_log.forget(str(port_id)):
+                    self.recovered.add(str(port_id))
+            except Exception as err:  # noqa: BLE001 - one bad port never stops the resync
+                unmappable[str(port_id)] = str(err)
+                self.unmappable_log.report(str(port_id), str(err))
+        self.unmappable = unmappable
         return out
 
     def resync(self, snapshot: Snapshot):
@@ -162,9 +231,14 @@ class PolicySyncer(V3ResourceSyncer):
     def wanted(self, snapshot: Snapshot) -> dict[str, Any]:
         out = {}
         for sg_id, sg in snapshot.security_groups.items():
-            rec = self.record(policy_resource(sg_id, sg.get("security_group_rules") or []))
-            if rec is not None:
-                out[rec[0]] = rec[1]
+            try:
+                key, res = self.record(policy_resource(
+                    sg_id, sg.get("security_group_rules") or [], self.namespace))
+            except Exception as err:  # noqa: BLE001 - one bad group never stops the resync
+                self.unmappable_log.report(f"security group {sg_id}", str(err))
+                continue
+            self.unmappable_log.forget(f"security group {sg_id}")
+            out[key] = res
         return out
 
     def key_for(self, sg_id: str) -> str:
@@ -172,16 +246,32 @@ class PolicySyncer(V3ResourceSyncer):
 
 
 class SubnetSyncer(ResourceSyncer):
-    """DHCP-enabled subnets -> `/calico/dhcp/v2/no-region/subnet/<id>` (JSON text)."""
+    """DHCP-enabled subnets -> `/calico/dhcp/v2/<region>/subnet/<id>` (JSON text)."""
 
     kind = "Subnet"
 
+    def __init__(self, backend: Backend, region: names.Region = names.NO_REGION) -> None:
+        super().__init__(backend)
+        self.region = region
+        self.unmappable_log = UnmappableLog()
+
     def prefix(self) -> str:
-        return names.SUBNET_PREFIX
+        return self.region.subnet_prefix
+
+    def key_for(self, subnet_id: str) -> str:
+        return self.region.subnet_key(subnet_id)
 
     def wanted(self, snapshot: Snapshot) -> dict[str, Any]:
-        return {names.subnet_key(sid): subnet_value(s) for sid, s in snapshot.subnets.items()
-                if wants_record(s)}
+        out = {}
+        for sid, subnet in snapshot.subnets.items():
+            try:
+                if wants_record(subnet):
+                    out[self.key_for(sid)] = subnet_value(subnet)
+                self.unmappable_log.forget(f"subnet {sid}")
+            except Exception as err:  # noqa: BLE001 - one bad subnet never stops the resync
+                self.unmappable_log.report(f"subnet {sid}",
+                                           f"{type(err).__name__}: {err}")
+        return out
 
     def render(self, wanted: str, existing: KV | None) -> str:
         return wanted

@@ -8,6 +8,6 @@
 """
 
 from calico.selector.errors import SelectorError
-from calico.selector.selector import Selector, normalise, parse
+from calico.selector.selector import Selector, check, normalise, parse
 
-__all__ = ["Selector", "SelectorError", "normalise", "parse"]
+__all__ = ["Selector", "SelectorError", "check", "normalise", "parse"]

@@ -16,7 +16,9 @@ label as ``""``, which is only wrong for an empty operand, and that case compile
 ``repr``, so no selector text can inject code. A tree too deep for Python's compiler falls
 back to the (slower) tree-walking evaluator.
 
-``parse`` is cached: Felix and the API parse the same few selectors over and over.
+``parse`` is cached: Felix and the API parse the same few selectors over and over. ``check``
+validates a selector without compiling it (the API checks thousands of selectors that only
+Felix evaluates), and shares its cache of parsed trees with ``parse``.
 """
 
 from __future__ import annotations
@@ -88,12 +90,22 @@ _KEYED = (ast.Has, ast.LabelValue, ast.LabelSet)
 
 
 @functools.lru_cache(maxsize=16384)
+def _tree(text: str) -> ast.Node:
+    return parse_node(text)
+
+
+@functools.lru_cache(maxsize=16384)
 def parse(text: str) -> Selector:
     """Parse selector ``text``; raise :class:`SelectorError` (a ValueError) if it is invalid.
 
     Cached: the same text returns the same (immutable) Selector.
     """
-    return Selector(parse_node(text))
+    return Selector(_tree(text))
+
+
+def check(text: str) -> None:
+    """Raise :class:`SelectorError` if ``text`` is not a valid selector; compiles nothing."""
+    _tree(text)
 
 
 def normalise(text: str) -> str:

@@ -93,3 +93,23 @@ def test_status_reports_and_health(felix):
     felix.host.ip("link", "set", "cali1", "down")
     wait_for(lambda: json.loads(backend.get(key).value) == {"status": "down"}, 10,
              "endpoint down")
+
+
+def test_tiers_apply_in_their_order_not_by_name(felix):
+    """Tier "z-allow" (order 100) allows ICMP to db before tier "a-deny" (order 200) denies
+    it, as in Calico; re-ordering the tiers turns the deny on."""
+    wl1, _ = felix.add_workload(1), felix.add_workload(2, labels={"app": "db"})
+    felix.wait_programmed(1)
+    felix.wait_programmed(2)
+    felix.client.create(resource("Tier", "a-deny", {"order": 200}))
+    felix.client.create(resource("Tier", "z-allow", {"order": 100}))
+    felix.client.create(resource("GlobalNetworkPolicy", "deny-db", {
+        "tier": "a-deny", "selector": "app == 'db'", "types": ["Ingress"],
+        "ingress": [{"action": "Deny"}]}))
+    felix.client.create(resource("GlobalNetworkPolicy", "allow-db", {
+        "tier": "z-allow", "selector": "app == 'db'", "types": ["Ingress"],
+        "ingress": [{"action": "Allow", "protocol": "ICMP"}]}))
+    wait_for(lambda: ping(wl1, wl_ip(2)), 10, "z-allow (order 100) decides first")
+    assert not ping(wl1, wl_ip(2, 6))  # no ICMPv6 allow: a-deny denies it
+    felix.client.apply(resource("Tier", "z-allow", {"order": 300}))
+    wait_for(lambda: not ping(wl1, wl_ip(2)), 10, "a-deny (order 200) decides first now")

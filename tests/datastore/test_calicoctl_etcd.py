@@ -9,9 +9,12 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from calico import api
-from calico.datastore import ipamkinds
+from calico.datastore import DatastoreConfig, connect, ipamkinds
+from calico.datastore.client import ResourceClient
+from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
 from tests.fixtures.etcd import EtcdServer
 
@@ -42,8 +45,10 @@ def etcd_keys(etcd, prefix):
 
 
 def test_apply_writes_exactly_calicos_keys(etcd):
-    paths = sorted(glob.glob(os.path.join(FIXTURES, "*", "*.yaml")))
-    expected = set()
+    paths = sorted(p for p in glob.glob(os.path.join(FIXTURES, "*", "*.yaml"))
+                   if not p.endswith("clusterinformation.yaml"))  # refused: Calico manages it
+    # The first write creates ClusterInformation "default", as Calico's initialisation does.
+    expected = {"/calico/resources/v3/projectcalico.org/clusterinformations/default"}
     for path in paths:
         res = calicoctl(etcd, "apply", "-f", path)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -74,3 +79,369 @@ def test_etcd_down_is_a_clear_error_within_seconds(etcd):
     assert "datastore unreachable" in res.stderr.lower(), res.stderr
     assert "Traceback" not in res.stderr
     assert took < 10, f"calicoctl took {took:.1f}s to give up"
+
+
+# ---- Calico's behaviour that scripts depend on (issue #21), on both stores ------------------
+#
+# `ctl` runs calicoctl as a subprocess against a fresh local store, or against a real etcd
+# (one per module, emptied of /calico/ before each test).
+
+GNP = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: allow-dns
+spec:
+  selector: all()
+  egress:
+  - action: Allow
+    protocol: UDP
+    destination:
+      ports: [53]
+"""
+
+
+@pytest.fixture(scope="module")
+def module_etcd():
+    require_programs("etcd", "etcdctl")
+    server = EtcdServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "etcdv3"])
+def ctl(request, tmp_path):
+    if request.param == "local":
+        env = {**os.environ, "CALICO_DATASTORE_PATH": str(tmp_path / "calico.db")}
+        env.pop("DATASTORE_TYPE", None)
+    else:
+        server = request.getfixturevalue("module_etcd")
+        subprocess.run(["etcdctl", "--endpoints", server.endpoint, "del", "--prefix", "/calico/"],
+                       check=True, capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
+        env = {**os.environ, "DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": server.endpoint}
+    config = (DatastoreConfig(type="local", path=env["CALICO_DATASTORE_PATH"])
+              if request.param == "local" else
+              DatastoreConfig(type="etcdv3", etcd_endpoints=(env["ETCD_ENDPOINTS"],)))
+
+    def run(*args, input=None, env_extra=None):
+        args = list(args)
+        command = next(i for i, a in enumerate(args) if not a.startswith("-"))
+        if "-c" not in args and args[command] not in ("ipam", "node"):
+            args[command + 1:command + 1] = ["-c", str(tmp_path / "none.cfg")]
+        argv = [*CALICOCTL, *args]
+        return subprocess.run(argv, input=input, capture_output=True, text=True,
+                              env={**env, **(env_extra or {})}, timeout=60)
+    run.store = request.param
+    run.config = config
+    return run
+
+
+def ok(res):
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    return res
+
+
+def test_delete_with_a_stale_resource_version_is_an_update_conflict(ctl, tmp_path):
+    ok(ctl("apply", "-f", "-", input=GNP))
+    old = tmp_path / "old.yaml"
+    old.write_text(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
+    ok(ctl("label", "gnp", "allow-dns", "team=a"))
+    res = ctl("delete", "-f", str(old))
+    assert res.returncode == 1
+    assert "update conflict" in res.stderr and "Traceback" not in res.stderr
+    current = tmp_path / "current.yaml"
+    current.write_text(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)  # still there
+    ok(ctl("delete", "-f", str(current)))
+    assert "allow-dns" not in ok(ctl("get", "gnp")).stdout
+
+
+def test_reapplying_a_document_that_changes_nothing_keeps_its_version(ctl):
+    """Our deliberate difference: a write that changes nothing writes nothing, so the
+    revision does not move and the same document (with its resourceVersion) applies again;
+    a changed document carrying that version applies once, and a second time conflicts."""
+    ok(ctl("apply", "-f", "-", input=GNP))
+    doc = ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout
+    ok(ctl("apply", "-f", "-", input=doc))
+    ok(ctl("apply", "-f", "-", input=doc))
+    changed = yaml.safe_load(doc)
+    changed["spec"]["order"] = 5
+    ok(ctl("apply", "-f", "-", input=yaml.safe_dump(changed)))
+    res = ctl("apply", "-f", "-", input=yaml.safe_dump(changed))
+    assert res.returncode == 1 and "update conflict" in res.stderr
+
+
+def test_documents_decode_as_calicos_go_decoder_reads_them(ctl):
+    doc = GNP.replace("metadata:\n  name: allow-dns\n",
+                      "metadata:\n  name: allow-dns\n  labels: {version: 1}\n"
+                      "  annotations: {rev: 2}\n  selfLink: /x\n  generation: 3\n"
+                      "  finalizers: [a]\n").replace("spec:\n", "spec:\n  Order: 10000\n")
+    ok(ctl("apply", "-f", "-", input=doc))
+    got = yaml.safe_load(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
+    assert got["spec"]["order"] == 10000
+    assert got["metadata"]["labels"]["version"] == "1"
+    assert got["metadata"]["annotations"] == {"rev": "2"}
+    assert not {"selfLink", "generation", "finalizers"} & got["metadata"].keys()
+
+
+def test_cluster_information_and_the_default_profile_exist_as_calicos_do(ctl):
+    profile = yaml.safe_load(ok(ctl("get", "profile", "projectcalico-default-allow",
+                                    "-o", "yaml")).stdout)
+    assert profile["spec"] == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+    assert "projectcalico-default-allow" in ok(ctl("get", "profiles")).stdout
+    res = ctl("delete", "profile", "projectcalico-default-allow")
+    assert res.returncode == 1 and "is not supported on" in res.stderr
+    assert "clusterinformations" not in ok(ctl("get", "clusterinfo", "-o", "yaml")).stdout
+    ok(ctl("apply", "-f", "-", input=GNP))  # the first write of anything
+    info = yaml.safe_load(ok(ctl("get", "clusterinformation", "default", "-o", "yaml")).stdout)
+    assert len(info["spec"]["clusterGUID"]) == 32 and int(info["spec"]["clusterGUID"], 16) >= 0
+    assert info["spec"]["calicoVersion"] == CALICO_VERSION
+    assert info["spec"]["datastoreReady"] is True
+    with open(os.path.join(FIXTURES, "infra", "clusterinformation.yaml")) as f:
+        manifest = f.read()
+    for action, operation in (("create", "create or apply"), ("apply", "create or apply"),
+                              ("replace", "apply or replace")):
+        res = ctl(action, "-f", "-", input=manifest)
+        assert res.returncode == 1, res.stdout
+        assert f"operation {operation} is not supported on ClusterInformation" in res.stderr
+    res = ctl("delete", "clusterinformation", "default")
+    assert res.returncode == 1
+    assert "operation delete is not supported on ClusterInformation" in res.stderr
+    again = yaml.safe_load(ok(ctl("get", "clusterinfo", "default", "-o", "yaml")).stdout)
+    assert again == info
+
+
+def test_kubernetes_network_policy_names_are_refused(ctl):
+    doc = GNP.replace("GlobalNetworkPolicy", "NetworkPolicy").replace(
+        "name: allow-dns", "name: knp.default.allow-dns")
+    res = ctl("apply", "-f", "-", input=doc)
+    assert res.returncode == 1
+    assert ("operation create or apply is not supported on NetworkPolicy(default/knp.default."
+            "allow-dns): kubernetes network policies must be managed through the kubernetes "
+            "API") in res.stderr
+    assert "knp.default" not in ok(ctl("get", "networkpolicies")).stdout
+
+
+def test_a_client_of_another_release_refuses_unless_allowed(ctl):
+    ok(ctl("apply", "-f", "-", input=GNP))
+    backend = connect(ctl.config)
+    try:
+        client = ResourceClient(backend)
+        key = client.get("ClusterInformation", "default").key()
+        stored = json.loads(backend.get(key).value)
+        stored["spec"]["calicoVersion"] = "v3.27.2"
+        backend.put(key, json.dumps(stored))
+    finally:
+        backend.close()
+    res = ctl("apply", "-f", "-", input=GNP.replace("allow-dns", "other"))
+    assert res.returncode == 1
+    assert (f"Version mismatch.\nClient Version:   {CALICO_VERSION}\nCluster Version:  3.27.2\n"
+            "Use --allow-version-mismatch to override.") in res.stderr
+    assert "other" not in ok(ctl("get", "gnp", "--allow-version-mismatch")).stdout
+    ok(ctl("--allow-version-mismatch", "apply", "-f", "-", input=GNP.replace("allow-dns", "a")))
+    ok(ctl("apply", "-f", "-", "--allow-version-mismatch", input=GNP.replace("allow-dns", "b")))
+    assert "Cluster Version:   v3.27.2" in ok(ctl("version")).stdout
+
+
+def test_tiers_are_ordered_and_guarded_as_calicos_are(ctl):
+    tiers = "".join(f"""---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata:
+  name: {name}
+spec:
+{order}""" for name, order in (("zeta", "  order: 100\n"), ("alpha", "  order: 2000000\n"),
+                               ("mid", "  order: 100\n"), ("unordered", "  {}\n")))
+    ok(ctl("apply", "-f", "-", input=tiers))
+    table = ok(ctl("get", "tiers")).stdout.splitlines()
+    assert table[0].split() == ["NAME", "ORDER"]
+    assert [line.split() for line in table[1:]] == [
+        ["mid", "100"], ["zeta", "100"], ["alpha", "2e+06"], ["unordered", "<nil>"]]
+    ok(ctl("apply", "-f", "-", input=GNP.replace("spec:\n", "spec:\n  tier: mid\n")))
+    got = yaml.safe_load(ok(ctl("get", "gnp", "allow-dns", "-o", "yaml")).stdout)
+    assert got["metadata"]["labels"]["projectcalico.org/tier"] == "mid"
+    res = ctl("delete", "tier", "mid")
+    assert res.returncode == 1
+    assert "operation delete is not supported on mid: Cannot delete a non-empty tier" in (
+        res.stderr)
+    res = ctl("delete", "tier", "default")
+    assert res.returncode == 1 and "Cannot delete default tier" in res.stderr
+    ok(ctl("delete", "gnp", "allow-dns"))
+    ok(ctl("delete", "tier", "mid"))
+
+
+def test_staged_kubernetes_policies_and_kind_aliases(ctl):
+    sknp = """apiVersion: projectcalico.org/v3
+kind: StagedKubernetesNetworkPolicy
+metadata:
+  name: preview
+  namespace: prod
+spec:
+  stagedAction: Set
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+"""
+    ok(ctl("apply", "-f", "-", input=sknp))
+    assert "preview" in ok(ctl("get", "sknp", "-n", "prod")).stdout
+    for alias in ("kubecontrollersconfig", "reservation", "reservations"):
+        ok(ctl("get", alias))
+
+
+def test_validation_agrees_with_calicos_validator_and_client(ctl):
+    wep = """apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata:
+  name: node1-k8s-pod1-eth0
+  namespace: prod
+  annotations: {Example.COM/Owner: team-a}
+spec:
+  node: node1
+  orchestrator: k8s
+  pod: pod1
+  endpoint: eth0
+  interfaceName: cali0123456789
+  ipNetworks: [10.65.0.5/32]
+"""
+    ok(ctl("apply", "-f", "-", input=wep))
+    got = yaml.safe_load(ok(ctl("get", "wep", "node1-k8s-pod1-eth0", "-n", "prod", "-o",
+                                "yaml")).stdout)
+    assert got["metadata"]["annotations"] == {"Example.COM/Owner": "team-a"}
+    # Valid to the validator, refused by the client when it writes (as Calico's client does).
+    res = ctl("apply", "-f", "-", input=wep.replace("  node: node1\n", ""))
+    assert res.returncode == 1 and "spec.node: must be set" in res.stderr, res.stderr
+    res = ctl("apply", "-f", "-", input=wep.replace("pod: pod1", "pod: pod2"))
+    assert res.returncode == 1 and "does not match the identifiers in spec" in res.stderr
+
+
+BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+    for prev, name in zip([None, *"abcdefgh"], "abcdefghi", strict=True))
+
+
+def test_bad_input_is_one_clear_error_naming_it(ctl, tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    res = ctl("apply", "-f", str(bomb))
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        f"Failed to execute command: {bomb}: refused: its aliases expand {len(BOMB)} bytes of "
+        "YAML to more than 100000 values (excessive aliasing)"]
+    binary = tmp_path / "calicoctl.bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00\x00")
+    res = ctl("apply", "-f", str(binary))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"Failed to execute command: {binary}: not a YAML or JSON "
+                                 "manifest: byte 0xff at offset 8 is not UTF-8 text")
+    res = ctl("apply", "-f", "-", input=GNP.replace("spec:\n", "spec:\n  order: 1\n  order: 2\n"))
+    assert res.returncode == 1 and 'key "order" already set in map' in res.stderr
+    assert "allow-dns" not in ok(ctl("get", "gnp")).stdout
+    res = ctl("apply", "-f", "-", input=None)
+    assert res.returncode == 1 and "No resources specified" in res.stderr + res.stdout
+
+
+def test_a_missing_tls_file_is_named(ctl, tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    res = ctl("get", "ippools", env_extra={"DATASTORE_TYPE": "etcdv3",
+                                           "ETCD_ENDPOINTS": "https://127.0.0.1:2379",
+                                           "ETCD_CA_CERT_FILE": str(missing)})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == (f"Failed to execute command: etcdCACertFile "
+                                  f"(ETCD_CA_CERT_FILE): {missing}: no such file")
+
+
+def _etcd_revision(etcd):
+    out = subprocess.run(["etcdctl", "--endpoints", etcd.endpoint, "get", "/", "-w", "json"],
+                         capture_output=True, text=True, check=True,
+                         env={**os.environ, "ETCDCTL_API": "3"}).stdout
+    return json.loads(out)["header"]["revision"]
+
+
+POOLS = """\
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool-a}
+spec: {cidr: 10.10.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool-b}
+spec: {cidr: 10.11.0.0/16}
+"""
+
+
+def test_get_list_carries_etcds_revision(etcd, tmp_path):
+    """`get -o yaml|json` of a kind prints a <Kind>List whose resourceVersion is the store's
+    revision (empty lists too), each item with its own mod revision, as Calico's does."""
+    empty = calicoctl(etcd, "get", "globalnetworkpolicy", "-o", "json")
+    assert empty.returncode == 0, empty.stderr
+    doc = json.loads(empty.stdout)
+    assert list(doc) == ["kind", "apiVersion", "metadata", "items"]
+    assert doc["kind"] == "GlobalNetworkPolicyList" and doc["items"] == []
+    assert doc["metadata"]["resourceVersion"] == str(_etcd_revision(etcd))
+    manifest = tmp_path / "pools.yaml"
+    manifest.write_text(POOLS)
+    assert calicoctl(etcd, "apply", "-f", str(manifest)).returncode == 0
+    listed = calicoctl(etcd, "get", "ippool", "-o", "yaml")
+    assert listed.returncode == 0, listed.stderr
+    rev = _etcd_revision(etcd)
+    assert listed.stdout.endswith(f'kind: IPPoolList\nmetadata:\n  resourceVersion: "{rev}"\n')
+    items = api.parse_documents(listed.stdout)
+    assert [i["metadata"]["name"] for i in items] == ["pool-a", "pool-b"]
+    assert all(0 < int(i["metadata"]["resourceVersion"]) <= rev for i in items)
+    table = calicoctl(etcd, "get", "ippool", "pool-b")
+    assert table.stdout == ("NAME     CIDR           SELECTOR   \n"
+                            "pool-b   10.11.0.0/16   all()      \n\n")
+
+
+def test_calicos_error_phrases_on_etcd(etcd, tmp_path):
+    """A stale resourceVersion is an `update conflict`, a missing resource `resource does
+    not exist`, an existing one `resource already exists`, with Calico's summary lines."""
+    manifest = tmp_path / "pools.yaml"
+    manifest.write_text(POOLS)
+    assert calicoctl(etcd, "create", "-f", str(manifest)).returncode == 0
+    again = calicoctl(etcd, "create", "-f", str(manifest))
+    assert again.returncode == 1
+    assert "resource already exists: IPPool(pool-a)" in again.stderr
+    assert "failed to create any 'IPPool' resources: [" in again.stderr
+    listed = calicoctl(etcd, "get", "ippool", "pool-a", "-o", "json")
+    stale = tmp_path / "stale.json"
+    stale.write_text(listed.stdout)
+    assert calicoctl(etcd, "label", "ippool", "pool-a", "x=y").returncode == 0
+    res = calicoctl(etcd, "replace", "-f", str(stale))
+    assert res.returncode == 1 and "update conflict: IPPool(pool-a)" in res.stderr
+    res = calicoctl(etcd, "delete", "ippool", "nope")
+    assert res.returncode == 1 and "resource does not exist: IPPool(nope)" in res.stderr
+
+
+def test_ipam_split_on_etcd_is_one_transaction(etcd, tmp_path):
+    """`ipam split` on etcd: the pool is replaced by its children at one revision."""
+    from calico.datastore import connect
+    from calico.datastore.client import ResourceClient
+    from calico.datastore.config import DatastoreConfig
+
+    manifest = tmp_path / "pools.yaml"
+    manifest.write_text(POOLS)
+    assert calicoctl(etcd, "apply", "-f", str(manifest)).returncode == 0
+    backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "etcdv3",
+                                                "ETCD_ENDPOINTS": etcd.endpoint}))
+    try:
+        client = ResourceClient(backend)
+        client.apply({"apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
+                      "metadata": {"name": "default"}, "spec": {"datastoreReady": False}})
+        res = subprocess.run([*CALICOCTL, "ipam", "split", "-c", "/nonexistent", "2", "--name",
+                              "pool-b"], capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "DATASTORE_TYPE": "etcdv3",
+                                  "ETCD_ENDPOINTS": etcd.endpoint})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith("IP Pool pool-b was successfully split into 2 smaller "
+                                     "pools.Created split-pool-b-0 with CIDR 10.11.0.0/17.\n")
+        pools = {p.name: p for p in client.list("IPPool").items}
+        assert set(pools) == {"pool-a", "split-pool-b-0", "split-pool-b-1"}
+        assert pools["split-pool-b-0"].metadata.resourceVersion == \
+            pools["split-pool-b-1"].metadata.resourceVersion
+        keys = etcd_keys(etcd, "/calico/resources/v3/projectcalico.org/ippools/")
+        assert keys[-1] == "/calico/resources/v3/projectcalico.org/ippools/split-pool-b-1"
+    finally:
+        backend.close()

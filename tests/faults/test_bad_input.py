@@ -30,8 +30,11 @@ from hypothesis import strategies as st
 
 from calico import api
 from calico.bgp.daemon import BGPDaemon, SecretStore
+from calico.ctl.guards import check_write
 from calico.datastore import DatastoreConfig, connect
+from calico.datastore.builtins import CLUSTER_INFO_KEY, DEFAULT_ALLOW_PROFILE
 from calico.datastore.client import ResourceClient, decode, encode, kind_prefix, storage_key
+from calico.datastore.errors import OperationNotSupported
 from calico.datastore.kv import Backend, Delete
 from calico.datastore.local import LocalBackend
 from calico.datastore.syncer import Syncer, SyncStatus
@@ -138,13 +141,15 @@ class Store:
         self.backend = LocalBackend(path)
 
     def items(self) -> dict[str, Any]:
+        """What calicoctl wrote, less the ClusterInformation every first write creates."""
         kvs, _ = self.backend.list("/calico/")
-        return {kv.key: kv for kv in kvs}
+        return {kv.key: kv for kv in kvs if kv.key != CLUSTER_INFO_KEY}
 
     def clear(self) -> None:
-        keys = list(self.items())
-        if keys:
-            self.backend.txn([], [Delete(k) for k in keys])
+        kvs, _ = self.backend.list("/calico/")
+        if kvs:
+            self.backend.txn([], [Delete(kv.key) for kv in kvs])
+
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +162,18 @@ def store():
 
 # calico/datastore/ipamkinds.py requires a BlockAffinity's name to be "<node>-<cidr>";
 # calico.api.validate does not check it, so validate accepts what the store then refuses.
-STORE_RULES = {"BlockAffinity"}
+# A WorkloadEndpoint's name is checked against its spec by the client when it writes, not by
+# validate: as in Calico (its validator accepts an endpoint without node; its client does not).
+STORE_RULES = {"BlockAffinity", "WorkloadEndpoint"}
+
+
+def refused_by_calicoctl(res: Any) -> bool:
+    """calicoctl/guards.py's rules, and the built-in profile changed (calico/datastore)."""
+    try:
+        check_write("apply", res.KIND, res.name, res.namespace)
+    except OperationNotSupported:
+        return True
+    return res.KIND == "Profile" and res.name == DEFAULT_ALLOW_PROFILE
 
 
 def check_apply(mutant: Mutant, text: str, exit_code: int, stdout: str, stderr: str,
@@ -180,6 +196,12 @@ def check_apply(mutant: Mutant, text: str, exit_code: int, stdout: str, stderr: 
         assert len(str(err).splitlines()) == 1 and first.startswith(opening) \
             and str(err) in first, f"{mutant.describe()}: expected {err}, got {stderr!r}"
         assert stored == {}, f"{mutant.describe()}: rejected but wrote {list(stored)}"
+        return
+    if refused_by_calicoctl(expected):
+        # Calico's calicoctl refuses these before writing ("... is not supported on ...").
+        add_figure("calicoctl: valid, refused as Calico's calicoctl refuses it", 1)
+        assert exit_code == 1 and "is not supported on" in stderr, stderr
+        assert stored == {}, f"{mutant.describe()}: refused but wrote {list(stored)}"
         return
     if exit_code == 1 and expected.KIND in STORE_RULES:
         # A rule the datastore enforces but validate does not (reported as a bug): it must

@@ -6,12 +6,14 @@ the local datastore in a temp dir, resyncing every 2 s with a 3 s election lease
 and takeover are quick to observe. `store` reads that datastore from the test process.
 """
 
+import json
 import subprocess
 import time
 
 import pytest
 
 from calico.datastore.local import LocalBackend
+from calico.openstack import names
 from tests.openstack.harness import HERE, NeutronAPI, NeutronServer, build_venv
 
 
@@ -45,9 +47,19 @@ def store(datastore_path, neutron):
     backend.close()
 
 
-def run_sdk_scenario(venv, url: str) -> dict:
-    import json
+def live_felix(store, *hosts: str, region: names.Region = names.NO_REGION,
+               ttl: int = 3600) -> int:
+    """What a Felix on each host writes: its status key on a lease (the driver binds ports
+    only to hosts with a live Felix). Returns the lease; revoke it for "Felix died"."""
+    lease = store.grant_lease(ttl)
+    for host in hosts:
+        store.put(region.felix_status_key(host), json.dumps({"time": "now", "uptime": 1.0,
+                                                             "first_update": True}),
+                  lease=lease)
+    return lease
 
+
+def run_sdk_scenario(venv, url: str) -> dict:
     out = subprocess.run([str(venv / "bin" / "python"), str(HERE / "sdk_scenario.py"), url],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=120)
     return json.loads(out.stdout.strip().splitlines()[-1])

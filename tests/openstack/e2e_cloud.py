@@ -2,9 +2,11 @@
 Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
 
     cleanup_stale()            # leftovers of runs killed before their teardown
-    cloud = Cloud(neutron_venv, workdir)
-    cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD), Neutron, DHCP agents
+    cloud = Cloud(neutron_venv, workdir)   # neutron_extra=: more ml2_conf.ini sections
+    cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD, each reporting), Neutron,
+                               # DHCP agents
     ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
+                               # (script="cloud_sdk.py" for its commands)
     vm = cloud.plug(name, host, port)   # port: {"id", "mac"}; what Nova + libvirt do
     vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
@@ -26,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from calico.datastore.client import ResourceClient
+from calico.datastore.errors import ResourceNotFound
 from calico.lab.lab import Lab
 from calico.openstack import names
 from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
@@ -119,8 +123,11 @@ class VM:
 
 
 class Cloud:
-    def __init__(self, neutron_venv: Path, workdir: Path) -> None:
+    def __init__(self, neutron_venv: Path, workdir: Path, neutron_extra: str = "",
+                 region: str | None = None) -> None:
         self.venv, self.dir = neutron_venv, workdir
+        self.neutron_extra = neutron_extra  # further ml2_conf.ini sections
+        self.region = names.Region(region)  # openstack_region / OpenstackRegion everywhere
         self.lab = Lab(f"e{os.getpid()}os"[:12])
         self.nets = NetnsSet()
         self.neutron: NeutronServer | None = None
@@ -138,8 +145,17 @@ class Cloud:
         self.lab.up(hosts=hosts, datastore="local")
         times["lab up (BGP Established)"] = time.monotonic() - t0
         t0 = time.monotonic()
-        self.neutron = NeutronServer(self.venv, self.dir / "neutron",
-                                     self.lab.state["datastore"]["path"])
+        if self.region.name:
+            self._set_felix_region()
+        self.wait_felix_reports()  # the driver binds ports only where a Felix reports
+        times["every Felix reporting"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        path = self.lab.state["datastore"]["path"]
+        calico = {"datastore_type": "local", "datastore_path": path}
+        if self.region.name:
+            calico["openstack_region"] = self.region.name
+        self.neutron = NeutronServer(self.venv, self.dir / "neutron", path, calico=calico,
+                                     extra=self.neutron_extra)
         self.neutron.start()
         times["Neutron up"] = time.monotonic() - t0
         env = {**os.environ, **self.lab.datastore_env(inside=True)}
@@ -148,11 +164,40 @@ class Cloud:
             os.makedirs(state, mode=0o755)
             self.agents[h["name"]] = Netns(h["netns"]).popen(
                 os.path.join(os.path.dirname(sys.executable), "calico-dhcp-agent"),
-                "--host", h["name"],
+                "--host", h["name"], *(["--region", self.region.name] if self.region.name
+                                        else []),
                 "--state-dir", state, env=env, stdout=subprocess.DEVNULL,
                 stderr=open(self.dir / f"dhcp-agent-{h['name']}.log", "w"),
                 start_new_session=True)
         return times
+
+    def _set_felix_region(self) -> None:
+        """FelixConfiguration default `openstackRegion` (each Felix restarts to take it)."""
+        backend = self.lab.backend()
+        try:
+            client = ResourceClient(backend)
+            try:
+                doc = client.get("FelixConfiguration", "default").to_dict()
+            except ResourceNotFound:
+                doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration",
+                       "metadata": {"name": "default"}, "spec": {}}
+            doc.setdefault("spec", {})["openstackRegion"] = self.region.name
+            client.apply(doc)
+        finally:
+            backend.close()
+
+    def wait_felix_reports(self, timeout: float = 60.0) -> None:
+        backend = self.lab.backend()
+        try:
+            deadline = time.monotonic() + timeout
+            for h in self.lab.state["hosts"]:
+                while backend.get(self.region.felix_status_key(h["name"])) is None:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"Felix on {h['name']} never reported status\n"
+                                             + self.diagnostics())
+                    time.sleep(0.2)
+        finally:
+            backend.close()
 
     def down(self) -> None:
         """Every step runs even if an earlier one fails; the first error is raised at the end."""
@@ -186,13 +231,13 @@ class Cloud:
 
     # ---- OpenStack ---------------------------------------------------------------------
 
-    def sdk(self, *args: str) -> dict:
+    def sdk(self, *args: str, script: str = "e2e_sdk.py") -> dict:
         assert self.neutron is not None
         proc = subprocess.run([str(self.venv / "bin" / "python"), "-W", "ignore",
-                               str(HERE / "e2e_sdk.py"), self.neutron.url, *args],
+                               str(HERE / script), self.neutron.url, *args],
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
-            raise AssertionError(f"e2e_sdk.py {' '.join(args[:1])} failed: "
+            raise AssertionError(f"{script} {' '.join(args[:1])} failed: "
                                  f"{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 

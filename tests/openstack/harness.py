@@ -2,7 +2,8 @@
 
 `NeutronServer(venv, state_dir, datastore_path, ...)` writes neutron.conf / ml2_conf.ini
 (recipe: shared/recipes/neutron.md; noauth, SQLite, ML2 with type drivers local,flat and our
-mechanism driver `calico` on the local datastore) and starts tests/openstack/
+mechanism driver `calico` on the local datastore, or with the `[calico]` options given in
+`calico=` and further sections in `extra=`) and starts tests/openstack/
 neutron_launcher.py with the venv's Python on 127.0.0.1 and a free port. `stop()` terminates
 it; `kill()` is SIGKILL (a crashed server: its election lease is not released).
 
@@ -42,7 +43,8 @@ def build_venv() -> Path:
 class NeutronServer:
     def __init__(self, venv: Path, state_dir: Path, datastore_path: str, *,
                  resync_interval: float = 2.0, election_ttl: int = 3, name: str = "neutron-a",
-                 db_dir: Path | None = None) -> None:
+                 db_dir: Path | None = None, calico: dict[str, str] | None = None,
+                 extra: str = "") -> None:
         self.venv, self.dir = venv, state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -52,6 +54,10 @@ class NeutronServer:
         paste = venv / "etc" / "neutron" / "api-paste.ini"
         (self.dir / "api-paste.ini").write_text(paste.read_text())
         db = (db_dir or self.dir) / "neutron.db"
+        self.db = db
+        if calico is None:
+            calico = {"datastore_type": "local", "datastore_path": datastore_path}
+        calico_lines = "\n".join(f"{k} = {v}" for k, v in calico.items())
         (self.dir / "neutron.conf").write_text(f"""[DEFAULT]
 bind_host = 127.0.0.1
 bind_port = {self.port}
@@ -87,12 +93,11 @@ flat_networks = *
 enable_security_group = true
 firewall_driver = noop
 [calico]
-datastore_type = local
-datastore_path = {datastore_path}
+{calico_lines}
 resync_interval = {resync_interval}
 election_ttl = {election_ttl}
 elector_name = {name}
-""")
+{extra}""")
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> NeutronServer:

@@ -7,14 +7,15 @@ import pytest
 from calico.datastore.client import ResourceClient
 from calico.datastore.errors import ResourceNotFound
 from calico.openstack import names
-from tests.openstack.conftest import run_sdk_scenario, wait_for
+from tests.openstack.conftest import live_felix, run_sdk_scenario, wait_for
 
 WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 NP = "/calico/resources/v3/projectcalico.org/networkpolicies/openstack/"
 
 
 @pytest.fixture(scope="module")
-def topo(neutron_venv, neutron):
+def topo(neutron_venv, neutron, store):
+    live_felix(store, "host-a", "host-b")
     return run_sdk_scenario(neutron_venv, neutron.url)
 
 

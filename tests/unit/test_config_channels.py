@@ -1,7 +1,7 @@
 """One precedence rule per configuration channel, checked end to end where it is decided:
 calicoctl (-c FILE > /etc/calico/calicoctl.cfg > environment) and the CNI network config
 (its fields > the environment). Felix's rule is tests/unit/felix/test_config_datastore.py,
-the ML2 section's tests/unit/openstack/test_dsconf.py, calico-node's environment
+the ML2 section's tests/unit/openstack/test_section_datastore.py, calico-node's environment
 tests/unit/node/test_startup.py."""
 
 import json

@@ -1,6 +1,7 @@
 """The packages of `calico` depend one way: each imports only packages in lower layers.
 
-    selector  logsetup                  the selector language; the daemons' log channels
+    selector  logsetup  version         the selector language; the daemons' log channels; the
+                                        Calico release we follow
     api                                 v3 models (their selectors are parsed by `selector`)
     datastore                           KV backends, typed client, syncer; owns IPAM's key layout
     ipam                                pools, blocks, handles over the datastore
@@ -33,7 +34,7 @@ import calico
 ROOT = pathlib.Path(calico.__file__).parent
 
 LAYERS: list[set[str]] = [
-    {"selector", "logsetup"},
+    {"selector", "logsetup", "version"},
     {"api"},
     {"datastore"},
     {"ipam"},
@@ -45,14 +46,15 @@ LAYERS: list[set[str]] = [
 DEPENDS: dict[str, set[str]] = {
     "selector": set(),
     "logsetup": set(),
+    "version": set(),
     "api": {"selector"},
-    "datastore": {"api"},
+    "datastore": {"api", "version"},
     "ipam": {"api", "datastore", "selector"},
     "felix": {"api", "datastore", "logsetup", "selector"},
     "bgp": {"datastore", "ipam", "selector"},
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
-    "ctl": {"api", "bgp", "datastore", "ipam"},
+    "ctl": {"api", "bgp", "datastore", "ipam", "version"},
     "node": {"cni", "datastore", "logsetup"},
     "lab": {"bgp", "datastore"},
     "demo": {"api", "datastore", "lab"},
@@ -62,15 +64,16 @@ DEPENDS: dict[str, set[str]] = {
 LOADS: dict[str, set[str]] = {
     "selector": set(),
     "logsetup": set(),
+    "version": set(),
     "api": {"selector"},
-    "datastore": {"api", "selector"},
+    "datastore": {"api", "selector", "version"},
     "ipam": {"datastore"},
-    "felix": {"api", "datastore", "logsetup", "selector"},
-    "bgp": {"api", "datastore", "ipam", "selector"},
-    "cni": {"api", "datastore", "selector"},
-    "openstack": {"api", "datastore", "selector"},
-    "ctl": {"api", "bgp", "datastore", "ipam", "selector"},
-    "node": {"api", "cni", "datastore", "logsetup", "selector"},
+    "felix": {"api", "datastore", "logsetup", "selector", "version"},
+    "bgp": {"api", "datastore", "ipam", "selector", "version"},
+    "cni": {"api", "datastore", "selector", "version"},
+    "openstack": {"api", "datastore", "selector", "version"},
+    "ctl": {"api", "bgp", "datastore", "ipam", "selector", "version"},
+    "node": {"api", "cni", "datastore", "logsetup", "selector", "version"},
     "lab": {"bgp"},
     "demo": {"api", "selector"},
     "demo_fabric": set(),

@@ -14,6 +14,7 @@ much reduced):
                               └─► PolicyCalculator (label index over local   ───┘        │
     policies, profiles (rules) ──►  endpoints; active policies/profiles;                 ▼
                                     rules → IPSetRefs; per-endpoint tiers)          flush()
+    tiers (order) ──────────────► PolicyCalculator (the order of each endpoint's tiers)
     nodes, IP pools, FelixConfiguration, sync status ─────────────────────────► (pass-through)
 
 An endpoint is local when its `spec.node` is our hostname. Every endpoint and network set
@@ -45,7 +46,7 @@ from calico.api.endpoints import (
 from calico.api.felixconfig import FelixConfiguration
 from calico.api.ippool import IPPool
 from calico.api.networkset import GlobalNetworkSet, NetworkSet
-from calico.api.policy import GlobalNetworkPolicy, NetworkPolicy
+from calico.api.policy import GlobalNetworkPolicy, NetworkPolicy, Tier
 from calico.api.profile import Profile
 from calico.felix import messages as m
 
@@ -90,6 +91,7 @@ class CalcGraph:
             "ippools": self._on_pool,
             "nodes": self._on_node,
             "felixconfigurations": self._on_felix_config,
+            "tiers": self._on_tier,
         }
 
     # ---- the API ---------------------------------------------------------------------------
@@ -198,6 +200,9 @@ class CalcGraph:
                                  normalise_nets(value.spec.nets))
 
     # ---- profiles and policies -------------------------------------------------------------
+
+    def _on_tier(self, key: str, namespace: str, name: str, value: Tier | None) -> None:
+        self._policies.update_tier(name, None if value is None else value.spec)
 
     def _on_profile(self, key: str, namespace: str, name: str, value: Profile | None) -> None:
         spec = None if value is None else value.spec

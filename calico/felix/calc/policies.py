@@ -11,8 +11,10 @@ A profile that a local endpoint lists but that does not exist is sent with no ru
 endpoint then drops what no policy allows, as with Calico).
 
 Ordering (Calico's policy sorter): `order` ascending, unset last, then name; policies are
-grouped into tiers by `spec.tier` ("default" when unset; tiers sorted by name, "default"
-last, as we have no Tier resources to order them). For a host endpoint, doNotTrack policies
+grouped into tiers by `spec.tier` ("default" when unset), and tiers are ordered as Calico's
+Felix orders them: by the Tier's `order` ascending, unset last, then by name. A tier with no
+Tier resource has Calico's fixed order when it is one of the tiers Calico creates (default
+1,000,000, kube-admin 1,000, kube-baseline 10,000,000), else none (last). For a host endpoint, doNotTrack policies
 go to the untracked tiers, preDNAT ones to the pre-DNAT tiers, the others to the normal tiers
 and, with applyOnForward, to the forward tiers too; workload endpoints get the normal tiers.
 """
@@ -21,7 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from calico.api.policy import GlobalNetworkPolicySpec, NetworkPolicySpec, default_policy_types
+from calico.api.policy import (
+    RESERVED_TIER_ORDERS,
+    GlobalNetworkPolicySpec,
+    NetworkPolicySpec,
+    TierSpec,
+    default_policy_types,
+)
 from calico.api.profile import ProfileSpec
 from calico.felix import messages as m
 from calico.felix.heap import compact
@@ -79,6 +87,7 @@ class PolicyCalculator:
         self._ep_policies: dict[EndpointID, set[m.PolicyID]] = {}
         self._sets: dict[Hashable, dict[str, IPSetSpec]] = {}  # active owner -> its IP sets
         self._profiles: dict[str, ProfileSpec] = {}
+        self._tier_orders: dict[str, float | None] = {}  # Tier resources: name -> spec.order
         self._profile_refs: dict[str, int] = {}
         self._ep_profiles: dict[EndpointID, tuple[str, ...]] = {}
 
@@ -130,6 +139,24 @@ class PolicyCalculator:
             apply_on_forward=pol.apply_on_forward))
 
     # ---- profiles --------------------------------------------------------------------------
+
+    def update_tier(self, name: str, spec: TierSpec | None) -> None:
+        """A Tier added, changed (spec) or deleted (None): its order places its policies."""
+        order = None if spec is None else spec.order
+        if spec is None:
+            self._tier_orders.pop(name, None)
+        else:
+            self._tier_orders[name] = float(order) if order is not None else None
+        for ep, policies in self._ep_policies.items():
+            if any(p.tier == name for p in policies):
+                self._on_dirty(ep)
+
+    def _tier_key(self, name: str) -> tuple:
+        if name in self._tier_orders:
+            order = self._tier_orders[name]
+        else:
+            order = RESERVED_TIER_ORDERS.get(name)
+        return (order is None, order or 0.0, name)
 
     def update_profile(self, name: str, spec: ProfileSpec | None) -> None:
         if spec is None:
@@ -204,18 +231,19 @@ class PolicyCalculator:
                 kinds["normal"].append(pol)
                 if host and pol.apply_on_forward:
                     kinds["forward"].append(pol)
-        return {kind: _tier_infos(pols) for kind, pols in kinds.items()}
+        return {kind: _tier_infos(pols, self._tier_key) for kind, pols in kinds.items()}
 
 
 def _sort_key(pol: Policy) -> tuple:
     return pol.sort_key
 
 
-def _tier_infos(policies: list[Policy]) -> tuple[m.TierInfo, ...]:
+def _tier_infos(policies: list[Policy], tier_key: Callable[[str], tuple]
+                ) -> tuple[m.TierInfo, ...]:
     by_tier: dict[str, list[Policy]] = {}
     for pol in policies:
         by_tier.setdefault(pol.id.tier, []).append(pol)
-    names = sorted(by_tier, key=lambda t: (t == "default", t))
+    names = sorted(by_tier, key=tier_key)
     out = []
     for name in names:
         pols = by_tier[name]

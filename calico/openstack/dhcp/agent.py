@@ -1,13 +1,14 @@
 """`calico-dhcp-agent`: DHCP for the OpenStack VMs of one compute host, from the datastore.
 
-    calico-dhcp-agent [--host NAME] [--state-dir /var/lib/calico/dhcp] [-v]
+    calico-dhcp-agent [--host NAME] [--region R] [--state-dir /var/lib/calico/dhcp] [-v]
 
 (`--host` defaults to $NODENAME, so the unit `calico-node install --openstack` writes reads the
 same name as calico-node from /etc/calico/calico.env.)
 
 Runs as root on each compute host (next to calico-node). It never talks to Neutron: a
-datastore syncer (calico.datastore.syncer) follows the `openstack` WorkloadEndpoints and
-the subnet records the Neutron driver writes; after the first snapshot, and after every
+datastore syncer (calico.datastore.syncer) follows the region's OpenStack WorkloadEndpoints
+(namespace `openstack`, or `openstack-region-<R>` with `--region R` / $OPENSTACK_REGION, the
+Neutron driver's `openstack_region`) and the subnet records the driver writes; after the first snapshot, and after every
 batch of changes (coalesced for `--settle` seconds), model.desired() computes what each
 network's dnsmasq should serve on this host and DnsmasqManager applies it. The datastore is
 chosen as calicoctl chooses it (DATASTORE_TYPE, ETCD_ENDPOINTS, CALICO_DATASTORE_PATH or
@@ -48,9 +49,10 @@ class DHCPAgent:
     host. `run(stop)` blocks until `stop` is set; a failed apply is logged and redone at the next
     change."""
 
-    def __init__(self, backend, host: str, manager: DnsmasqManager, settle: float = 0.2
-                 ) -> None:
+    def __init__(self, backend, host: str, manager: DnsmasqManager, settle: float = 0.2,
+                 region: names.Region = names.NO_REGION) -> None:
         self.backend, self.host, self.manager, self.settle = backend, host, manager, settle
+        self.region = region
         self.endpoints: dict[str, dict] = {}
         self.subnets: dict[str, dict] = {}
         self._in_sync = threading.Event()
@@ -58,8 +60,8 @@ class DHCPAgent:
         self._lock = threading.Lock()
         self.applied = 0
         self.syncer = Syncer(backend, [
-            SyncSource(kind_prefix("WorkloadEndpoint", names.NAMESPACE), _json),
-            SyncSource(names.SUBNET_PREFIX, _json)], self)
+            SyncSource(kind_prefix("WorkloadEndpoint", region.namespace), _json),
+            SyncSource(region.subnet_prefix, _json)], self)
 
     # ---- syncer callbacks (syncer thread) ----
 
@@ -71,7 +73,7 @@ class DHCPAgent:
     def on_updates(self, updates: list[SyncUpdate]) -> None:
         with self._lock:
             for u in updates:
-                target = (self.subnets if u.key.startswith(names.SUBNET_PREFIX)
+                target = (self.subnets if u.key.startswith(self.region.subnet_prefix)
                           else self.endpoints)
                 name = u.key.rsplit("/", 1)[-1]
                 if u.value is None:
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("NODENAME") or socket.gethostname(),
                         help="this compute host's name, as Neutron's binding:host_id "
                         "(default: $NODENAME, as calico-node's, else the host name)")
+    parser.add_argument("--region", default=os.environ.get("OPENSTACK_REGION") or None,
+                        help="the Neutron driver's openstack_region (default: none)")
     parser.add_argument("--state-dir", default="/var/lib/calico/dhcp")
     parser.add_argument("--settle", type=float, default=0.2)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -118,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        region = names.Region(args.region)
         backend = connect(DatastoreConfig.load())
-    except (ConfigError, DatastoreError) as err:
+    except (ConfigError, DatastoreError, names.UnmappableName) as err:
         print(f"calico-dhcp-agent: {err}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    agent = DHCPAgent(backend, args.host, DnsmasqManager(args.state_dir), args.settle)
+    agent = DHCPAgent(backend, args.host, DnsmasqManager(args.state_dir), args.settle, region)
     log.info("calico-dhcp-agent for host %s", args.host)
     agent.run(stop)
     return 0

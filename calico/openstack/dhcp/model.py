@@ -2,7 +2,7 @@
 
 In: this host's OpenStack WorkloadEndpoints (spec: node, interfaceName, mac, ipNetworks;
 annotation `openstack.projectcalico.org/network-id`) and the subnet records the driver
-writes at `/calico/dhcp/v2/no-region/subnet/<id>`. Out: one `NetworkDHCP` per Neutron
+writes at `/calico/dhcp/v2/<region>/subnet/<id>`. Out: one `NetworkDHCP` per Neutron
 network that has a local endpoint, which dnsmasq.py turns into files and a command line.
 
 The routed design, as networking-calico's DHCP agent does it: each network gets a dummy
@@ -94,7 +94,8 @@ def desired(host: str, endpoints: Iterable[Mapping[str, Any]],
     used: dict[str, set[str]] = {}
     for ep in endpoints:
         spec = ep.get("spec") or {}
-        if spec.get("node") != host or spec.get("orchestrator") != names.ORCHESTRATOR:
+        node_ok = spec.get("node") in (host, host.lower())  # the driver lower-cases hosts
+        if not node_ok or spec.get("orchestrator") != names.ORCHESTRATOR:
             continue
         net = (ep.get("metadata", {}).get("annotations") or {}).get(
             names.NETWORK_ID_ANNOTATION)

@@ -78,3 +78,12 @@ items:
 def test_syntax_error_is_one_line():
     with pytest.raises(api.ManifestError, match="invalid YAML/JSON at line 2"):
         api.parse_documents("a: b\n  c: : d\n")
+
+
+def test_annotation_keys_are_checked_lower_cased_as_kubernetes_does():
+    doc = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkSet",
+           "metadata": {"name": "s", "annotations": {"Example.COM/Owner": "x", "Rev": "1"}}}
+    assert api.validate(doc).metadata.annotations["Example.COM/Owner"] == "x"
+    doc["metadata"]["labels"] = {"Example.COM/Owner": "x"}
+    with pytest.raises(api.ValidationError, match="label key"):
+        api.validate(doc)

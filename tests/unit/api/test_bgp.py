@@ -100,7 +100,7 @@ def test_peer_is_stored_with_integer_as_and_canonical_durations():
      "is required"),
     ({"password": "hunter2"}, "spec.password", "is not an object"),
     ({"reversePeering": "Both"}, "spec.reversePeering", "is not one of"),
-    ({"peerIp": "10.0.0.1"}, "spec.peerIp", "is not a known field"),
+    ({"peerAddress": "10.0.0.1"}, "spec.peerAddress", "is not a known field"),
 ])
 def test_invalid_peers(spec, path, reason):
     with pytest.raises(api.ValidationError) as err:

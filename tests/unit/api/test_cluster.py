@@ -79,7 +79,7 @@ def test_kube_controllers_durations_are_canonical():
 
 @pytest.mark.parametrize("kind, spec, path, reason", [
     ("ClusterInformation", {"datastoreReady": "yes"}, "spec.datastoreReady", "is not a boolean"),
-    ("ClusterInformation", {"clusterGuid": "x"}, "spec.clusterGuid", "is not a known field"),
+    ("ClusterInformation", {"clusterUUID": "x"}, "spec.clusterUUID", "is not a known field"),
     ("KubeControllersConfiguration", {"logSeverityScreen": "Loud"}, "spec.logSeverityScreen",
      "is not one of"),
     ("KubeControllersConfiguration", {"healthChecks": "On"}, "spec.healthChecks", "is not one of"),
@@ -129,6 +129,7 @@ def test_invalid_block_affinities(spec, path, reason):
 
 def test_fixture_manifests_load_and_round_trip():
     resources = api.load((INFRA / "cluster.yaml").read_text())
+    resources.insert(1, *api.load((INFRA / "clusterinformation.yaml").read_text()))
     assert [r.kind for r in resources] == ["Node", "ClusterInformation",
                                            "KubeControllersConfiguration", "IPAMConfiguration",
                                            "BlockAffinity"]

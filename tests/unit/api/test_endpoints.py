@@ -4,7 +4,7 @@ import pytest
 
 from calico import api
 from calico.api.base import FieldError
-from calico.api.endpoints import workload_endpoint_name
+from calico.api.endpoints import check_workload_endpoint_name, workload_endpoint_name
 
 
 def _doc(kind, spec, name, **meta):
@@ -74,12 +74,27 @@ def test_user_labels_are_kept_and_calicos_win():
     assert labels["app"] == "web" and labels["projectcalico.org/namespace"] == "prod"
 
 
-INVALID_WEPS = [
+NAME_CHECKS = [
     (_wep(name="node-1-k8s-web-0-eth0"), "metadata.name",
      'does not match the identifiers in spec (expected "node--1-k8s-web--0-eth0")'),
     (_wep(pod=None), "spec.pod", "must be set: a WorkloadEndpoint's name is "
                                  "<node>-<orchestrator>-<pod>-<endpoint>"),
     (_wep(node=None), "spec.node", "must be set"),
+]
+
+
+@pytest.mark.parametrize("doc, path, reason", NAME_CHECKS)
+def test_names_are_the_clients_check_not_the_validators(doc, path, reason):
+    """Calico's validator accepts these (its tests say a WorkloadEndpoint without node is
+    valid); its client refuses to write them, and so does ours."""
+    res = api.validate(doc)
+    with pytest.raises(api.ValidationError) as err:
+        check_workload_endpoint_name(res)
+    assert (err.value.kind, err.value.path) == ("WorkloadEndpoint", path), str(err.value)
+    assert reason in err.value.reason
+
+
+INVALID_WEPS = [
     (_wep(pod="-web", name="node--1-k8s---web-eth0"), "spec.pod", "is not a valid name"),
     (_wep(interfaceName=None), "spec.interfaceName", "is required"),
     (_wep(interfaceName="a-very-long-interface"), "spec.interfaceName",

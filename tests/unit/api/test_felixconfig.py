@@ -181,7 +181,7 @@ def test_per_node_configuration():
      "known timer"),
     ({"wireguardListeningPort": 0}, "spec.wireguardListeningPort", "out of range"),
     ({"goGCThreshold": -2}, "spec.goGCThreshold", "out of range"),
-    ({"ipv6support": True}, "spec.ipv6support", "is not a known field"),
+    ({"ipv6supported": True}, "spec.ipv6supported", "is not a known field"),
 ])
 def test_invalid_felix_configurations(spec, path, reason):
     with pytest.raises(api.ValidationError) as err:

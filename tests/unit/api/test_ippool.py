@@ -73,7 +73,7 @@ def test_small_pool_is_allowed_when_disabled():
     ({"cidr": "10.0.0.0/16", "ipip": {"enabled": True}}, "spec.ipip", "API v1 field"),
     ({"cidr": "10.0.0.0/16", "nat-outgoing": True}, "spec.nat-outgoing", "API v1 field"),
     ({"cidr": "10.0.0.0/16", "natOutgoing": "yes"}, "spec.natOutgoing", "is not a boolean"),
-    ({"cidr": "10.0.0.0/16", "ipipmode": "Always"}, "spec.ipipmode", "is not a known field"),
+    ({"cidr": "10.0.0.0/16", "ipipMod": "Always"}, "spec.ipipMod", "is not a known field"),
 ])
 def test_invalid_pools(spec, path, reason):
     with pytest.raises(api.ValidationError) as err:

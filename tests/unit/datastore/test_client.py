@@ -91,7 +91,7 @@ def test_update_keeps_uid_and_creation_time_and_checks_version(client):
     with pytest.raises(ResourceConflict) as err:
         client.update(stale)
     assert str(err.value) == (
-        f'resource NetworkPolicy "ns/x" was modified: resourceVersion '
+        f'update conflict: resource NetworkPolicy "ns/x" was modified: resourceVersion '
         f'{first.metadata.resourceVersion} is stale (current {second.metadata.resourceVersion})')
     assert isinstance(err.value, RevisionConflict)
 

@@ -23,7 +23,8 @@ def test_ipam_configuration_is_what_ipam_reads(client):
     client.apply(doc("IPAMConfiguration", "default",
                      {"strictAffinity": True, "maxBlocksPerHost": 3}))
     assert client.backend.get(ipam_model.CONFIG_KEY) is not None
-    assert client.backend.list("/calico/resources/v3/")[0] == []
+    stored = [kv.key for kv in client.backend.list("/calico/resources/v3/")[0]]
+    assert stored == ["/calico/resources/v3/projectcalico.org/clusterinformations/default"]
     cfg = IPAM(client.backend, "h1").get_config()
     assert (cfg.strict_affinity, cfg.max_blocks_per_host, cfg.auto_allocate_blocks) == (
         True, 3, True)

@@ -136,7 +136,7 @@ def test_datastore_values_of_every_shape_round_trip():
     assert cfg.externalNodesList == ["10.0.0.0/8", "192.168.0.0/16"]
     assert cfg.routeTableRanges == [{"min": 1, "max": 250}]
     assert cfg.ipv6Support is False and cfg.deviceRouteProtocol == 80
-    assert cfg.region == "openstack-region-r1"
+    assert cfg.region == "region-r1"
 
 
 def test_changed_and_live_classification():

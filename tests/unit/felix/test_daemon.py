@@ -240,3 +240,33 @@ def test_status_and_endpoint_reports(backend):
         felix.wait(lambda: backend.get(down) is None)
     finally:
         felix.stop()
+
+
+def test_metrics_follow_the_sync_and_the_calc_graph(backend):
+    """felix_resync_state goes to 3 (in sync); updates processed are counted by new/update/
+    delete; the cluster and local gauges follow the datastore."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = ResourceClient(backend)
+    client.create(ALLOW)
+    client.create(wep(1))
+    client.create(resource("Tier", "security", {"order": 100}))
+    felix = Running(backend)
+    try:
+        felix.wait(felix.programmed)
+        metrics = felix.felix.metrics
+        assert metrics.resync_state._value.get() == 3
+        assert metrics.cluster_tiers._value.get() == 1
+        assert metrics.counters.value("felix_calc_graph_updates_processed", type="new") >= 2
+        client.update(wep(1) | {"metadata": {**wep(1)["metadata"], "labels": {"a": "b"}}})
+        felix.wait(lambda: metrics.counters.value("felix_calc_graph_updates_processed",
+                                                  type="update") >= 1)
+        client.delete("WorkloadEndpoint", f"{HOST}-k8s-p1-eth0", "default")
+        felix.wait(lambda: metrics.counters.value("felix_calc_graph_updates_processed",
+                                                  type="delete") >= 1)
+        felix.wait(lambda: metrics.local_endpoints._value.get() == 0)
+        assert metrics.counters.value("felix_calc_graph_output_events") > 0
+        families = {f.name: f for f in text_string_to_metric_families(metrics.text())}
+        assert families["felix_resync_state"].samples[0].value == 3
+    finally:
+        felix.stop()

@@ -50,8 +50,8 @@ def reporter(backend, clock, **kw) -> StatusReporter:
 
 def test_status_keys_are_calicos():
     assert status_key("no-region", "h") == "/calico/felix/v2/no-region/host/h/status"
-    assert last_status_key("openstack-region-r1", "h") == \
-        "/calico/felix/v2/openstack-region-r1/host/h/last_reported_status"
+    assert last_status_key("region-r1", "h") == \
+        "/calico/felix/v2/region-r1/host/h/last_reported_status"
     key = EndpointKey("openstack", "admin/vm-1", "port-1")
     assert key.path("no-region", "h") == \
         "/calico/felix/v2/no-region/host/h/workload/openstack/admin%2fvm-1/endpoint/port-1"
@@ -176,18 +176,50 @@ def test_health_http_endpoints():
         server.stop()
 
 
-def test_metrics_use_felix_names():
+def test_metrics_use_felix_names_and_parse_back_with_their_types():
+    """Every family and sample reads back through prometheus_client's own text parser with
+    the type and value set (a counter exposed as a bare sample would parse as an empty
+    counter plus an untyped sample)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     metrics = Metrics()
     metrics.apply_time.observe(0.5)
     metrics.counters.inc("felix_resyncs_started")
     metrics.counters.inc("felix_int_dataplane_messages", type="InSync")
+    metrics.counters.inc("felix_calc_graph_updates_processed", 3, type="new")
+    metrics.counters.inc("felix_calc_graph_output_events", 7)
     metrics.cluster_endpoints.set(3)
-    text = metrics.text()
-    for line in ("felix_int_dataplane_apply_time_seconds_count 1.0",
-                 "felix_resyncs_started 1.0",
-                 'felix_int_dataplane_messages{type="InSync"} 1.0',
-                 "felix_cluster_num_workload_endpoints 3.0",
-                 "felix_calc_graph_update_time_seconds_count 0.0",
-                 "felix_cluster_num_policies 0.0", "felix_active_local_endpoints 0.0"):
-        assert line in text.splitlines(), line
+    metrics.resync_state.set(3)
+    metrics.local_selectors.set(4)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.text())}
+
+    def sample(family, name, **labels):
+        found = [s for s in families[family].samples if s.name == name and s.labels == labels]
+        assert len(found) == 1, (family, name, labels, families[family].samples)
+        return found[0].value
+
+    assert {f.type for f in families.values()} <= {"counter", "gauge", "summary"}
+    assert not [f.name for f in families.values() if f.type == "unknown"]
+    labelled_unused = {"felix_nft_refreshes"}  # a labelled family before its first use
+    for family in families.values():
+        assert family.samples or family.name in labelled_unused, family.name
+        assert all(s.name.startswith(family.name) for s in family.samples), family.name
+    assert families["felix_resyncs_started"].type == "counter"
+    assert sample("felix_resyncs_started", "felix_resyncs_started_total") == 1
+    assert sample("felix_int_dataplane_messages", "felix_int_dataplane_messages_total",
+                  type="InSync") == 1
+    assert sample("felix_calc_graph_updates_processed",
+                  "felix_calc_graph_updates_processed_total", type="new") == 3
+    assert sample("felix_calc_graph_output_events", "felix_calc_graph_output_events_total") == 7
+    assert families["felix_int_dataplane_apply_time_seconds"].type == "summary"
+    assert sample("felix_int_dataplane_apply_time_seconds",
+                  "felix_int_dataplane_apply_time_seconds_count") == 1
+    assert sample("felix_int_dataplane_apply_time_seconds",
+                  "felix_int_dataplane_apply_time_seconds_sum") == 0.5
+    for name, value in (("felix_cluster_num_workload_endpoints", 3), ("felix_resync_state", 3),
+                        ("felix_active_local_selectors", 4), ("felix_cluster_num_policies", 0),
+                        ("felix_cluster_num_tiers", 0), ("felix_ipsets_total", 0),
+                        ("felix_label_index_num_endpoints", 0)):
+        assert families[name].type == "gauge" and sample(name, name) == value, name
+    assert sample("process_open_fds", "process_open_fds") > 0
     assert Metrics().registry is not metrics.registry  # no shared global state

@@ -90,3 +90,22 @@ def test_manager_restarts_only_when_the_command_line_changes(tmp_path):
     m.apply({})
     assert procs[1].terminated
     assert ["ip", "link", "del", "ns-6ccfacab-11"] in cmds
+
+
+def test_agent_follows_its_region_and_upper_case_host(tmp_path):
+    from calico.datastore.local import LocalBackend
+    from calico.openstack import names
+    from calico.openstack.dhcp.agent import DHCPAgent
+
+    backend = LocalBackend(str(tmp_path / "calico.db"))
+    try:
+        agent = DHCPAgent(backend, "Host-A", DnsmasqManager(str(tmp_path)),
+                          region=names.Region("r1"))
+        prefixes = [s.prefix for s in agent.syncer.sources]
+        assert prefixes == [
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack-region-r1/",
+            "/calico/dhcp/v2/region-r1/subnet/"]
+    finally:
+        backend.close()
+    # The driver lower-cases host names: host Host-A serves node host-a's endpoints.
+    assert set(desired("Host-A", [ep("p1")], SUBNETS)) == {NET}

@@ -6,7 +6,7 @@ import pytest
 
 from calico.api import validate
 from calico.openstack import names
-from calico.openstack.endpoints import endpoint_name, endpoint_resource, is_bound_endpoint
+from calico.openstack.endpoints import Project, endpoint_name, endpoint_resource, is_bound_endpoint
 from calico.openstack.policy import RuleError, policy_resource, protocol_number, rule_to_calico
 from calico.openstack.subnets import subnet_record, subnet_value, wants_record
 
@@ -32,7 +32,8 @@ GATEWAYS = {"s4": "10.65.0.1", "s6": "fd00:65::1"}
 
 
 def test_endpoint_resource_validates_and_has_calicos_fields():
-    doc = endpoint_resource(port(), GATEWAYS, {"sg-a": "web servers!", "sg-b": ""}, "demo")
+    doc = endpoint_resource(port(), GATEWAYS, {"sg-a": "web servers!", "sg-b": ""},
+                              Project("demo", "parent-1"))
     res = validate(doc)
     assert res.name == "compute--1-openstack-" + VM.replace("-", "--") + "-" + \
         PORT_ID.replace("-", "--")
@@ -50,6 +51,7 @@ def test_endpoint_resource_validates_and_has_calicos_fields():
     assert labels["sg-name.projectcalico.org/openstack-web_servers"] == "sg-a"
     assert labels["projectcalico.org/openstack-project-id"] == "proj-1"
     assert labels["projectcalico.org/openstack-project-name"] == "demo"
+    assert labels["projectcalico.org/openstack-project-parent-id"] == "parent-1"
     assert labels["projectcalico.org/orchestrator"] == "openstack"
     assert labels["projectcalico.org/namespace"] == "openstack"
     assert res.metadata.annotations == {"openstack.projectcalico.org/network-id": "net-1"}

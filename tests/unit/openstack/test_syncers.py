@@ -90,7 +90,7 @@ def test_endpoint_repairs_junk_stale_and_keeps_uid(backend):
 
 
 def _rec(syncer, p):
-    key, res = syncer.record(EndpointSyncer.port_record_doc(p, snapshot()))
+    key, res = syncer.record(syncer.port_record_doc(p, snapshot()))
     return key, res
 
 

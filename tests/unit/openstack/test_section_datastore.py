@@ -1,18 +1,13 @@
-"""The ML2 [calico] section's datastore options (dsconf.section_datastore)."""
+"""The ML2 [calico] section's datastore options, as config.calico_config reads them."""
 
 import pytest
 
 from calico.datastore import ConfigError
-from calico.openstack.dsconf import section_datastore
-
-DEFAULTS = {"datastore_type": None, "datastore_path": None, "etcd_endpoints": None,
-            "etcd_host": None, "etcd_port": 2379, "etcd_scheme": "http",
-            "etcd_ca_cert_file": None, "etcd_cert_file": None, "etcd_key_file": None,
-            "etcd_username": None, "etcd_password": None}
+from calico.openstack.config import calico_config
 
 
 def _ds(**values):
-    return section_datastore({**DEFAULTS, **values})
+    return calico_config({k: str(v) for k, v in values.items()}).datastore
 
 
 def test_networking_calico_etcd_host_form_implies_etcd_with_tls():
@@ -23,7 +18,7 @@ def test_networking_calico_etcd_host_form_implies_etcd_with_tls():
 
 
 def test_etcd_endpoints_win_over_etcd_host():
-    ds = _ds(etcd_host="10.0.0.1", etcd_endpoints=["http://a:2379", "http://b:2379/"])
+    ds = _ds(etcd_host="10.0.0.1", etcd_endpoints="http://a:2379,http://b:2379")
     assert ds.etcd_endpoints == ("http://a:2379", "http://b:2379")
 
 
@@ -33,11 +28,8 @@ def test_local_with_a_path_names_the_option_in_messages():
                                                   "datastore_path in [calico]")
 
 
-def test_nothing_set_falls_back_to_calicoctls_rule(monkeypatch, tmp_path):
-    monkeypatch.setattr("calico.datastore.config.DEFAULT_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("DATASTORE_TYPE", "etcdv3")
-    monkeypatch.setenv("ETCD_ENDPOINTS", "http://127.0.0.1:2379")
-    assert _ds().type == "etcdv3"
+def test_nothing_set_leaves_the_choice_to_calicoctls_rule():
+    assert _ds() is None
 
 
 def test_username_without_password_is_refused():
