@@ -213,6 +213,7 @@ def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool 
         _build(lab, topology)
         lab._start_proxy()
         _write_resources(lab, topology)
+        lab.save()  # from here on, changes are read-modify-writes of the file (Lab._update)
         for router in lab.state["l3"]["routers"]:
             _start_router(lab, router)
         for h in lab.state["hosts"]:
@@ -302,11 +303,12 @@ def _start_router(lab, router: dict[str, Any]) -> None:
     conf = os.path.join(lab.dir, f"{router['name']}-bird.conf")
     with open(conf, "w") as f:
         f.write(router_config(router, lab.state["hosts"]))
-    router["daemon"] = spawn(["bird", "-f", "-c", conf, "-s", bird_socket(lab, router),
-                              "-P", os.path.join(lab.dir, f"{router['name']}-bird.pid")],
-                             os.path.join(lab.dir, f"{router['name']}.log"),
-                             netns=router["netns"])
-    lab.save()
+    daemon = spawn(["bird", "-f", "-c", conf, "-s", bird_socket(lab, router),
+                    "-P", os.path.join(lab.dir, f"{router['name']}-bird.pid")],
+                   os.path.join(lab.dir, f"{router['name']}.log"), netns=router["netns"])
+    name = router["name"]
+    lab._update(lambda state: next(r for r in state["l3"]["routers"]
+                                   if r["name"] == name).__setitem__("daemon", daemon))
 
 
 def router_sessions(lab, router: dict[str, Any]) -> dict[str, str]:

@@ -20,7 +20,7 @@ import pytest
 from calico.lab import fabric, failover
 from calico.lab.proc import sh
 
-from .conftest import wait_until
+from .conftest import bird_routes, blocks_of, wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -67,6 +67,18 @@ def test_every_workload_reaches_every_other(rack_lab):
     assert racks == {1, 2}
     assert all(len(w["addresses"]) == 2 for w in rack_lab.state["workloads"])
     _all_pairs_reach(rack_lab)
+
+
+def test_hosts_route_other_racks_through_their_tor(rack_lab):
+    """AS per rack: the ToR reflects a rack's routes with the host's own next hop and gives
+    routes from the spines its own."""
+    block = {w["host"]: next(b for b in blocks_of(rack_lab, w["host"]))
+             for w in rack_lab.state["workloads"]}
+    wait_until(lambda: all(b in bird_routes(rack_lab, "r1h1") for h, b in block.items()
+                           if h != "r1h1"), 5, "r1h1 has every other host's block")
+    routes = bird_routes(rack_lab, "r1h1")
+    assert routes[block["r1h2"]] == "198.18.1.12"
+    assert routes[block["r2h1"]] == routes[block["r2h2"]] == "198.18.1.1"
 
 
 def test_tor_spreads_a_remote_rack_over_both_spines(rack_lab):
