@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST := .venv/bin/pytest
 
-.PHONY: setup test test-fast lint demo clean
+.PHONY: setup test test-fast lint demo demo-fabric clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,6 +21,10 @@ lint: setup
 
 demo: setup
 	@bash scripts/demo.sh
+
+# Optional: the same cluster on an L3 leaf-spine fabric (racks, ToRs, spines).
+demo-fabric: setup
+	@bash scripts/demo-fabric.sh
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

@@ -2,11 +2,15 @@
 
     calico-lab up [--hosts N] [--workloads-per-host M] [--datastore local|etcdv3]
                   [--etcd-endpoints URLS] [--ipv6] [--tor none|gobgp|bird] [--subnets N]
+    calico-lab up --racks R --hosts-per-rack H [--spines S] [--as-per-host] ...
+                                          (an L3 leaf-spine fabric: ToRs, spines, racks)
     calico-lab status [-o table|json]
     calico-lab add-workload HOST NAME [--labels k=v,...]
     calico-lab remove-workload NAME
     calico-lab stop-node HOST | start-node HOST
-    calico-lab exec NAME -- CMD...        (NAME: a host, a workload, tor or fabric)
+    calico-lab link ROUTER IFNAME up|down (a fabric link, e.g. `link tor1 spine1 down`)
+    calico-lab exec NAME -- CMD...        (NAME: a host, a workload, tor, fabric, torN,
+                                           spineN)
     calico-lab env                        (export lines pointing calicoctl at the lab)
     calico-lab down
 
@@ -24,6 +28,7 @@ import time
 
 import click
 
+from . import fabric
 from .lab import Lab
 from .proc import LabError
 
@@ -70,21 +75,37 @@ def cli() -> None:
               show_default=True, help="A ToR BGP peer (AS 64513) on the fabric.")
 @click.option("--subnets", default=1, show_default=True,
               help="Deal the hosts into this many IPv4 subnets joined by a router namespace.")
+@click.option("--racks", default=0, help="An L3 fabric with this many racks (ToR each).")
+@click.option("--hosts-per-rack", default=2, show_default=True)
+@click.option("--spines", default=2, show_default=True, help="Spine routers of the fabric.")
+@click.option("--as-per-host", is_flag=True,
+              help="Fabric: every host its own AS (default: one AS per rack).")
 @click.option("--wait", default=30.0, show_default=True,
               help="Seconds to wait for every BGP session to be Established.")
 def up(lab_name, hosts, workloads_per_host, datastore, etcd_endpoints, ipv6, tor, subnets,
-       wait):
+       racks, hosts_per_rack, spines, as_per_host, wait):
     """Create the hosts, start calico-node on each, add workloads."""
     lab = _lab(lab_name, loaded=False)
     started = time.monotonic()
     try:
-        lab.up(hosts, workloads_per_host, datastore, ipv6, tor, etcd_endpoints, wait,
-               subnets=subnets)
+        if racks:
+            if tor != "none":
+                raise LabError("--racks builds its own ToRs: no --tor")
+            if subnets > 1:
+                raise LabError("--racks puts every rack in its own subnet: no --subnets")
+            fabric.up(lab, racks, hosts_per_rack, spines, as_per_host, workloads_per_host,
+                      datastore, etcd_endpoints, wait, ipv6)
+            hosts = len(lab.state["hosts"])
+            tor = f"fabric of {racks} racks, {spines} spines"
+        else:
+            lab.up(hosts, workloads_per_host, datastore, ipv6, tor, etcd_endpoints, wait,
+                   subnets=subnets)
     except LabError as err:
         _fail(err)
     click.echo(f"lab {lab_name} up in {time.monotonic() - started:.1f}s: {hosts} hosts, "
                f"{len(lab.state['workloads'])} workloads, datastore {datastore}"
-               f"{', IPv6' if ipv6 else ''}{', ToR ' + tor if tor != 'none' else ''}"
+               f"{', IPv6' if ipv6 else ''}"
+               f"{', ' + tor if racks else ', ToR ' + tor if tor != 'none' else ''}"
                f"{f', {subnets} subnets' if subnets > 1 else ''}")
 
 
@@ -124,10 +145,40 @@ def status(lab_name, output):
         wls.add_row(w["name"], w["host"], " ".join(w["addresses"]),
                     ",".join(f"{k}={v}" for k, v in w["labels"].items()))
     console.print(wls)
+    if st.get("l3"):
+        console.print(_fabric_table(st["l3"]))
     if st["tor"]:
         t = st["tor"]
         console.print(f"ToR: {t['kind']} AS {t['asn']} at {t['address']} ({t['netns']}), "
                       f"{'running' if t['running'] else 'stopped'}")
+
+
+def _fabric_table(l3: dict):
+    from rich.table import Table
+
+    model = "AS per compute server" if l3["as_per_host"] else "AS per rack"
+    table = Table(title=f"L3 fabric — {l3['racks']} racks, {l3['spines']} spines ({model})")
+    for col in ("ROUTER", "AS", "ADDRESS", "BIRD", "BGP SESSIONS"):
+        table.add_column(col)
+    for r in l3["routers"]:
+        up_ = sum(1 for s in r["sessions"].values() if s == "Established")
+        table.add_row(r["name"], str(r["asn"]), r["address"] or "",
+                      "running" if r["running"] else "stopped",
+                      f"{up_}/{len(r['sessions'])} Established")
+    return table
+
+
+@cli.command()
+@name_option
+@click.argument("router")
+@click.argument("ifname")
+@click.argument("state", type=click.Choice(["up", "down"]))
+def link(lab_name, router, ifname, state):
+    """Set a fabric link (ROUTER's interface IFNAME, e.g. tor1 spine1) up or down."""
+    try:
+        fabric.set_link(_lab(lab_name), router, ifname, state == "up")
+    except LabError as err:
+        _fail(err)
 
 
 @cli.command("add-workload")

@@ -13,6 +13,9 @@ Topology (every name starts with the lab's prefix `calab-<lab>-`, so `down` find
                      workloads of different subnets reach each other only through an overlay)
     <prefix>w-NAME   one per workload, attached to its host by the CNI plugin
 
+With `--racks` the hosts sit instead in racks of an L3 leaf-spine fabric (fabric.py): each
+rack's subnet behind its ToR router, ToRs joined by spines, hosts peering only with their ToR.
+
 198.18.0.0/15 is the range set aside for network test beds (RFC 2544); fd00::/8 is unique
 local. Both exist only inside the lab's namespaces; nothing is added to the machine's own
 namespace. Workload pools: 10.65.0.0/16 and fd00:65::/48, created by calico-node.
@@ -44,6 +47,7 @@ from typing import Any
 
 from calico.bgp.status import BirdUnavailable, bird_peers
 
+from . import fabric as fabric_mod
 from . import tor as tor_mod
 from . import workloads as wl_mod
 from .proc import (
@@ -353,6 +357,8 @@ class Lab:
         bindir = os.path.dirname(sys.executable)
         env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         env.update(self.datastore_env(inside=True))
+        if h.get("asn"):
+            env["AS"] = str(h["asn"])  # an L3 fabric: the rack's (or the host's own) AS
         env.update({"NODENAME": h["name"], "IP": h["address"], "IP6": h.get("address6")
                     or "none", "CALICO_IPV4POOL_CIDR": POOL_V4, "CALICO_IPV6POOL_CIDR": POOL_V6,
                     "CALICO_RUN_DIR": h["run_dir"], "CALICO_BIRD_SOCKET":
@@ -394,8 +400,10 @@ class Lab:
 
     def expected_peers(self, host: str) -> int:
         """Sessions a host should have with the default mesh: other hosts, plus the ToR,
-        per family."""
+        per family. In an L3 fabric: only its ToR."""
         families = 2 if self.state["ipv6"] else 1
+        if self.state.get("l3"):
+            return families
         return families * (len(self.state["hosts"]) - 1 + (1 if self.state.get("tor") else 0))
 
     def wait_established(self, timeout: float = 30.0, hosts: list[str] | None = None,
@@ -449,6 +457,9 @@ class Lab:
                                                                      {}).get("netns")
             if target:
                 return target
+        for r in (self.state.get("l3") or {}).get("routers", []):
+            if r["name"] == name:
+                return r["netns"]
         for h in self.state["hosts"]:
             if h["name"] == name:
                 return h["netns"]
@@ -472,7 +483,8 @@ class Lab:
                                                  "labels")} for w in self.state["workloads"]],
                 "tor": None if not tor else {"kind": tor["kind"], "netns": tor["netns"],
                                              "address": tor["address"], "asn": tor["asn"],
-                                             "running": alive(tor.get("daemon"))}}
+                                             "running": alive(tor.get("daemon"))},
+                "l3": fabric_mod.status(self)}
 
     def ping(self, src: str, addr: str, timeout: float = 1.0) -> bool:
         proc = netns_exec(self.netns_of(src), "ping", "-6" if ":" in addr else "-4", "-c",
@@ -492,6 +504,7 @@ class Lab:
             stop_daemon(h.get("node"))
         if st.get("tor"):
             stop_daemon(st["tor"].get("daemon"))
+        fabric_mod.stop_routers(self)
         ds = st.get("datastore") or {}
         for rec in ds.get("proxies") or []:
             stop_daemon(rec)

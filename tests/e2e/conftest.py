@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from calico.lab import fabric
 from calico.lab.lab import Lab, state_root
 from calico.lab.proc import netns_delete, netns_list
 from tests.conftest import require_programs, require_root
@@ -50,7 +51,10 @@ def make_lab():
         lab = Lab(f"e{os.getpid()}{tag}"[:12])
         labs.append(lab)
         started = time.monotonic()
-        lab.up(**kwargs)
+        if "racks" in kwargs:
+            fabric.up(lab, **kwargs)
+        else:
+            lab.up(**kwargs)
         print(f"\n[{lab.name}] up with {len(lab.state['hosts'])} hosts, all sessions "
               f"Established, in {time.monotonic() - started:.2f}s")
         return lab
