@@ -48,25 +48,20 @@ from typing import Any
 from calico.bgp.status import BirdUnavailable, bird_peers
 
 from . import fabric as fabric_mod
+from . import segment
 from . import tor as tor_mod
 from . import workloads as wl_mod
 from .proc import (
     LabError,
     alive,
-    netns_add,
     netns_delete,
     netns_exec,
     netns_list,
-    sh,
     spawn,
     stop_daemon,
-    sysctls,
 )
 
 STATE_ROOT = "/run/calico-lab"
-FABRIC_V4 = "198.18.0.{}"
-SUBNET_V4 = "198.18.{}.{}"
-FABRIC_V6 = "fd00:198:18::{}"
 POOL_V4 = "10.65.0.0/16"
 POOL_V6 = "fd00:65::/48"
 PROXY_PORT = 2379
@@ -241,7 +236,7 @@ class Lab:
         self.save()
         try:
             self._start_datastore(datastore, etcd_endpoints)
-            self._build_fabric(hosts, tor)
+            segment.build(self, hosts, tor)
             self._start_proxy()
             self._write_tor_peers()
             self.save()  # from here on, changes are read-modify-writes of the file
@@ -256,72 +251,6 @@ class Lab:
         except BaseException:
             self.down()
             raise
-
-    def _build_fabric(self, hosts: int, tor: str) -> None:
-        fabric = self.state["fabric"]
-        netns_add(fabric)
-        subnets = self.state.get("subnets", 1)
-        for s in range(subnets):
-            sh("ip", "-n", fabric, "link", "add", f"br{s}", "type", "bridge")
-            sh("ip", "-n", fabric, "link", "set", f"br{s}", "up")
-        if subnets > 1:
-            self._build_router(subnets)
-        ipv6 = self.state["ipv6"]
-        for i in range(1, hosts + 1):
-            name, s = f"host{i}", (i - 1) % subnets
-            h = {"name": name, "netns": f"{self.prefix}{name}",
-                 "address": f"{SUBNET_V4.format(s, 10 + i)}/24",
-                 "address6": f"{FABRIC_V6.format(10 + i)}/64" if ipv6 else None,
-                 "run_dir": os.path.join(self.dir, name), "node": None, "subnet": s}
-            os.makedirs(h["run_dir"], exist_ok=True)
-            self._attach(h["netns"], f"p-{name}", h["address"], h["address6"], f"br{s}")
-            sysctls(h["netns"], {"net.ipv4.ip_forward": "1",
-                                 "net.ipv6.conf.all.forwarding": "1"})
-            # A default route, as every real host has: proxy ARP answers a workload's ARP
-            # for 169.254.1.1 only if the host can route that address.
-            sh("ip", "-n", h["netns"], "route", "add", "default", "via",
-               SUBNET_V4.format(s, 1))
-            self.state["hosts"].append(h)
-            self.save()
-        if tor != "none":
-            t = {"kind": tor, "netns": f"{self.prefix}tor", "asn": tor_mod.TOR_ASN,
-                 "address": FABRIC_V4.format(1), "address6": FABRIC_V6.format(1) if ipv6
-                 else None, "daemon": None}
-            self._attach(t["netns"], "p-tor", f"{t['address']}/24",
-                         f"{t['address6']}/64" if ipv6 else None)
-            sysctls(t["netns"], {"net.ipv4.ip_forward": "1",
-                                 "net.ipv6.conf.all.forwarding": "1"})
-            self.state["tor"] = t
-            self.save()
-
-    def _build_router(self, subnets: int) -> None:
-        """A router namespace with one leg (ethS, 198.18.S.1/24) on each subnet's bridge."""
-        ns, fabric = f"{self.prefix}router", self.state["fabric"]
-        netns_add(ns)
-        sysctls(ns, {"net.ipv4.ip_forward": "1"})
-        for s in range(subnets):
-            sh("ip", "link", "add", f"eth{s}", "netns", ns, "type", "veth", "peer", "name",
-               f"p-router{s}", "netns", fabric)
-            sh("ip", "-n", fabric, "link", "set", f"p-router{s}", "master", f"br{s}", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{SUBNET_V4.format(s, 1)}/24", "dev", f"eth{s}")
-            sh("ip", "-n", ns, "link", "set", f"eth{s}", "up")
-        self.state["router"] = ns
-        self.save()
-
-    def _attach(self, ns: str, port: str, addr: str, addr6: str | None,
-                bridge: str = "br0") -> None:
-        fabric = self.state["fabric"]
-        netns_add(ns)
-        sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port,
-           "netns", fabric)
-        sh("ip", "-n", fabric, "link", "set", port, "master", bridge, "up")
-        if addr6:
-            sysctls(ns, {"net.ipv6.conf.eth0.accept_dad": "0",
-                         "net.ipv6.conf.all.disable_ipv6": "0"})
-        sh("ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
-        if addr6:
-            sh("ip", "-n", ns, "addr", "add", addr6, "dev", "eth0", "nodad")
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
 
     def _write_tor_peers(self) -> None:
         t = self.state.get("tor")
