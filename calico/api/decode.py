@@ -40,11 +40,11 @@ def go_text(value: Any) -> Any:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _go_float(value)
+        return go_float(value)
     return value
 
 
-def _go_float(value: float) -> str:
+def go_float(value: float) -> str:
     """strconv.FormatFloat(value, 'g', -1, 64): shortest digits, exponent form when the
     decimal exponent is below -4 or at least 6 (Go's rule for the shortest precision)."""
     if value != value:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
 from typing import Any
 
 import yaml
+
+from calico.api import decode
 
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -220,27 +221,11 @@ def to_yaml(obj: Any) -> str:
 def go_float(value: float, yaml_form: bool = False) -> str:
     """strconv.FormatFloat(v, 'g', -1, 64), as fmt's %v prints a float64 and yaml.v2 writes
     one (`yaml_form`: YAML's spellings of infinity and NaN)."""
-    if math.isnan(value):
-        return ".nan" if yaml_form else "NaN"
-    if math.isinf(value):
-        if yaml_form:
-            return "-.inf" if value < 0 else ".inf"
-        return "-Inf" if value < 0 else "+Inf"
-    if value == 0:
-        return "-0" if math.copysign(1, value) < 0 else "0"
-    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    point = len(text) + int(exponent)  # digits before the decimal point
-    neg = "-" if sign else ""
-    if point - 1 < -4 or point - 1 >= 6:  # strconv's 'g' with the shortest digits
-        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        exp = point - 1
-        return f"{neg}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
-    if point <= 0:
-        return f"{neg}0.{'0' * -point}{text}"
-    if point >= len(text):
-        return f"{neg}{text}{'0' * (point - len(text))}"
-    return f"{neg}{text[:point]}.{text[point:]}"
+    if yaml_form and math.isnan(value):
+        return ".nan"
+    if yaml_form and math.isinf(value):
+        return "-.inf" if value < 0 else ".inf"
+    return decode.go_float(value)
 
 
 def go_value(value: Any) -> str:

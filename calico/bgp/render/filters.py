@@ -6,25 +6,31 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from .model import BGPInputs, node_iface, spec_of
 
 IPIP_DEVICE = "tunl0"  # Calico's IP-in-IP tunnel device
 
 
-def pools_of(inp: BGPInputs, version: int) -> tuple[list[str], list[str]]:
-    """(exported pool CIDRs, pool CIDRs with disableBGPExport) of one family."""
-    exported, hidden = [], []
+def _pools(inp: BGPInputs, version: int) -> Iterator[tuple[dict[str, Any], str]]:
+    """(spec, CIDR) of each pool of one family; a pool whose CIDR does not parse is skipped."""
     for pool in inp.pools:
         spec = spec_of(pool)
         try:
             net = ipaddress.ip_network(spec.get("cidr", ""), strict=False)
         except ValueError:
             continue
-        if net.version != version:
-            continue
-        (hidden if spec.get("disableBGPExport") else exported).append(str(net))
+        if net.version == version:
+            yield spec, str(net)
+
+
+def pools_of(inp: BGPInputs, version: int) -> tuple[list[str], list[str]]:
+    """(exported pool CIDRs, pool CIDRs with disableBGPExport) of one family."""
+    exported, hidden = [], []
+    for spec, cidr in _pools(inp, version):
+        (hidden if spec.get("disableBGPExport") else exported).append(cidr)
     return sorted(exported), sorted(hidden)
 
 
@@ -32,18 +38,8 @@ def vxlan_pools_of(inp: BGPInputs, version: int) -> list[str]:
     """Pool CIDRs of one family with vxlanMode Always or CrossSubnet: Felix routes those, so
     BIRD neither learns its routes in them from the kernel nor programs BGP routes in them
     (Calico's calico_kernel_programming); our blocks in them are still advertised."""
-    out = []
-    for pool in inp.pools:
-        spec = spec_of(pool)
-        if spec.get("vxlanMode") not in ("Always", "CrossSubnet"):
-            continue
-        try:
-            net = ipaddress.ip_network(spec.get("cidr", ""), strict=False)
-        except ValueError:
-            continue
-        if net.version == version:
-            out.append(str(net))
-    return sorted(out)
+    return sorted(cidr for spec, cidr in _pools(inp, version)
+                  if spec.get("vxlanMode") in ("Always", "CrossSubnet"))
 
 
 def blocks_of(inp: BGPInputs, version: int) -> list[str]:
