@@ -39,7 +39,7 @@ def build(lab: Lab, hosts: int, tor: str) -> None:
              "address6": f"{FABRIC_V6.format(10 + i)}/64" if ipv6 else None,
              "run_dir": os.path.join(lab.dir, name), "node": None, "subnet": s}
         os.makedirs(h["run_dir"], exist_ok=True)
-        _attach(lab, h["netns"], f"p-{name}", h["address"], h["address6"], f"br{s}")
+        attach(lab, h["netns"], f"p-{name}", h["address"], h["address6"], f"br{s}")
         sysctls(h["netns"], {"net.ipv4.ip_forward": "1",
                              "net.ipv6.conf.all.forwarding": "1"})
         # A default route, as every real host has: proxy ARP answers a workload's ARP
@@ -52,7 +52,7 @@ def build(lab: Lab, hosts: int, tor: str) -> None:
         t = {"kind": tor, "netns": f"{lab.prefix}tor", "asn": tor_mod.TOR_ASN,
              "address": FABRIC_V4.format(1), "address6": FABRIC_V6.format(1) if ipv6
              else None, "daemon": None}
-        _attach(lab, t["netns"], "p-tor", f"{t['address']}/24",
+        attach(lab, t["netns"], "p-tor", f"{t['address']}/24",
                 f"{t['address6']}/64" if ipv6 else None)
         sysctls(t["netns"], {"net.ipv4.ip_forward": "1",
                              "net.ipv6.conf.all.forwarding": "1"})
@@ -75,7 +75,7 @@ def _build_router(lab: Lab, subnets: int) -> None:
     lab.save()
 
 
-def _attach(lab: Lab, ns: str, port: str, addr: str, addr6: str | None,
+def attach(lab: Lab, ns: str, port: str, addr: str, addr6: str | None,
             bridge: str = "br0") -> None:
     """Namespace `ns` with eth0 (addresses given) veth-paired to `port` on the fabric's
     `bridge`."""

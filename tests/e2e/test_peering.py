@@ -129,7 +129,7 @@ def test_same_peer_ip_on_two_ports_is_two_sessions(lab):
     ns, daemons = f"{lab.prefix}ext", []
     names = {f"Global_198_18_0_5_port_{port}" for port in EXT_ROUTES}
     try:
-        segment._attach(lab, ns, "p-ext", f"{EXT}/24", None)
+        segment.attach(lab, ns, "p-ext", f"{EXT}/24", None)
         addrs = [lab.host(h)["address"].split("/")[0] for h in HOSTS]
         for n, (port, route) in enumerate(sorted(EXT_ROUTES.items()), 1):
             base = os.path.join(lab.dir, f"ext-{port}")
