@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from calico.datastore.local import LocalBackend
-from tests.openstack.conftest import wait_for
+from tests.openstack.conftest import live_felix, wait_for
 from tests.openstack.harness import HERE, NeutronServer
 
 WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
@@ -24,6 +24,7 @@ def server(neutron_venv, tmp_path_factory):
                             service_plugins="router")
     neutron.start()
     backend = LocalBackend(path)
+    live_felix(backend, "host-a")  # ports bind only where a Felix reports
     try:
         yield neutron, backend
     finally:
@@ -74,7 +75,8 @@ def test_floating_ip_lifecycle(neutron_venv, server):
     fip2 = sdk(neutron_venv, neutron.url, "associate", vm2["id"])
     wanted = {vm1["id"]: [], vm2["id"]: [(vm2["ip"], fip2["address"])]}
     wait_for(lambda: nats(store) == wanted, what="second floating IP on vm2")
-    kv = next(kv for kv in store.list(WEP)[0] if vm2["id"] in kv.key)
+    kv = next(kv for kv in store.list(WEP)[0]
+              if json.loads(kv.value)["spec"]["endpoint"] == vm2["id"])
     doc = json.loads(kv.value)
     del doc["spec"]["ipNATs"]
     store.put(kv.key, json.dumps(doc))
