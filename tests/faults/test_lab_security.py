@@ -332,14 +332,16 @@ def _write_secret(lab, name: str, value: str) -> None:
 
 
 def _md5_peers(lab, secrets: dict[str, str]) -> None:
-    """host1 <-> host2 per family, each end's BGPPeer naming its own secret."""
+    """host1 <-> host2 per family, each end's BGPPeer naming its own secret. Each end is
+    configured by hand (`reversePeering: Manual`): otherwise a BGPPeer whose peerIP is one of
+    our nodes also makes that node peer back, with this BGPPeer's password, as Calico does."""
     res = []
     for me, other in (("host1", "host2"), ("host2", "host1")):
         h = lab.host(other)
         for fam, key in (("v4", "address"), ("v6", "address6")):
             res.append({"kind": "BGPPeer", "metadata": {"name": f"{me}-{fam}"},
                         "spec": {"node": me, "peerIP": h[key].split("/")[0],
-                                 "asNumber": "64512",
+                                 "asNumber": "64512", "reversePeering": "Manual",
                                  "password": {"secretKeyRef": {"name": secrets[me],
                                                                "key": "password"}}}})
     apply(lab, *res)
