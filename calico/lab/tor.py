@@ -30,6 +30,9 @@ def gobgp_config(router_id: str, address: str, address6: str | None,
                       "    peer-as = 64512",
                       "  [neighbors.transport.config]", f'    local-address = "{local}"',
                       "  [neighbors.timers.config]", "    connect-retry = 1",
+                      # A peer that went away may come back at once (a restarted calico-node):
+                      # GoBGP's default waits 5 s before it listens to it again.
+                      "    idle-hold-time-after-reset = 1",
                       "    hold-time = 30", "    keepalive-interval = 10",
                       "  [[neighbors.afi-safis]]", "    [neighbors.afi-safis.config]",
                       f'      afi-safi-name = "{family}"']
