@@ -67,6 +67,9 @@ class NeutronView(Protocol):
 
     def subnets(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
 
+    def networks(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The networks (for their `mtu`, `dns_domain`) that still exist, by id."""
+
     def security_groups(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The groups (with `security_group_rules`) that still exist, by id."""
 
@@ -280,13 +283,29 @@ class CalicoDriver:
         if self.addresses is not None:
             self.addresses.release(port["id"], port.get("binding:host_id") or "")
 
-    def subnet_changed(self, subnet: Mapping[str, Any]) -> None:
+    def subnet_changed(self, subnet: Mapping[str, Any],
+                       network: Mapping[str, Any] | None = None) -> None:
+        """`network`: the subnet's (ML2 passes it); read from Neutron when not given."""
         def write() -> None:
-            snap = Snapshot(subnets={subnet["id"]: subnet})
+            net_id = subnet.get("network_id")
+            networks = ({net_id: network} if network is not None
+                        else self.neutron.networks([net_id] if net_id else []))
+            snap = Snapshot(subnets={subnet["id"]: subnet}, networks=networks)
             want = self.subnets.wanted(snap)
             key = self.subnets.key_for(subnet["id"])
             self.subnets.sync_one(key, want.get(key))
         self._safely(f"subnet {subnet.get('id')}", write)
+
+    def network_changed(self, network: Mapping[str, Any]) -> None:
+        """A network's MTU or dns_domain is in its subnets' records: rewrite them."""
+        def write() -> None:
+            subnets = self.neutron.subnets(network.get("subnets") or [])
+            want = self.subnets.wanted(Snapshot(subnets=subnets,
+                                                networks={network["id"]: network}))
+            for sid in subnets:
+                key = self.subnets.key_for(sid)
+                self.subnets.sync_one(key, want.get(key))
+        self._safely(f"network {network.get('id')}", write)
 
     def subnet_deleted(self, subnet_id: str) -> None:
         self._safely(f"subnet {subnet_id}",

@@ -23,7 +23,7 @@ What it does with each ML2 call (all after Neutron committed; none can fail the 
   its WorkloadEndpoint (also on the `migrating_to` host during a live migration); a
   migrated or unbound one is removed from its old host;
 - `delete_port_postcommit`: the endpoint goes and its addresses leave Calico IPAM;
-- subnet postcommits: the DHCP agent's subnet records;
+- subnet postcommits (and network updates: MTU, dns_domain): the DHCP agent's subnet records;
 - security-group and rule callbacks (neutron_lib registry, AFTER_CREATE/UPDATE/DELETE):
   the `ossg.default.<sg-id>` policies;
 - floating-IP callbacks (AFTER_CREATE/UPDATE/DELETE): the ipNATs of the endpoints of the
@@ -132,10 +132,15 @@ class CalicoMechanismDriver(api.MechanismDriver):
     # ---- subnets -------------------------------------------------------------------------
 
     def create_subnet_postcommit(self, context: Any) -> None:
-        self._started_core().subnet_changed(context.current)
+        self._started_core().subnet_changed(context.current, context.network.current)
 
     def update_subnet_postcommit(self, context: Any) -> None:
-        self._started_core().subnet_changed(context.current)
+        self._started_core().subnet_changed(context.current, context.network.current)
+
+    # ---- networks (their MTU and dns_domain are in the subnet records) -------------------
+
+    def update_network_postcommit(self, context: Any) -> None:
+        self._started_core().network_changed(context.current)
 
     def delete_subnet_postcommit(self, context: Any) -> None:
         self._started_core().subnet_deleted(context.current["id"])

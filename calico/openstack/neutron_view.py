@@ -52,14 +52,21 @@ class PluginNeutronView:
         ports = {p["id"]: p for p in plugin.get_ports(ctx)}
         subnets = {s["id"]: s for s in plugin.get_subnets(ctx)}
         groups = {g["id"]: g for g in plugin.get_security_groups(ctx, default_sg=True)}
+        networks = {n["id"]: n for n in plugin.get_networks(ctx)}
         return Snapshot(ports=ports, security_groups=groups, subnets=subnets,
-                        floating_ips=self._floating_ips(ctx))
+                        floating_ips=self._floating_ips(ctx), networks=networks)
 
     def subnets(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         ids = sorted(set(ids))
         if not ids:
             return {}
         return {s["id"]: s for s in self.plugin.get_subnets(self._ctx(), filters={"id": ids})}
+
+    def networks(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = sorted(set(ids))
+        if not ids:
+            return {}
+        return {n["id"]: n for n in self.plugin.get_networks(self._ctx(), filters={"id": ids})}
 
     def security_groups(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         ids = sorted(set(ids))

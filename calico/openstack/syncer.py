@@ -48,6 +48,7 @@ class Snapshot:
     subnets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     projects: Mapping[str, Project] = field(default_factory=dict)  # by project id
     floating_ips: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by id
+    networks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by id
 
 
 @dataclass

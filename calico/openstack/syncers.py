@@ -268,7 +268,8 @@ class SubnetSyncer(ResourceSyncer):
         for sid, subnet in snapshot.subnets.items():
             try:
                 if wants_record(subnet):
-                    out[self.key_for(sid)] = subnet_value(subnet)
+                    network = snapshot.networks.get(subnet.get("network_id"))
+                    out[self.key_for(sid)] = subnet_value(subnet, network)
                 self.unmappable_log.forget(f"subnet {sid}")
             except Exception as err:  # noqa: BLE001 - one bad subnet never stops the resync
                 self.unmappable_log.report(f"subnet {sid}",

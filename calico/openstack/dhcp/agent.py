@@ -1,6 +1,7 @@
 """`calico-dhcp-agent`: DHCP for the OpenStack VMs of one compute host, from the datastore.
 
-    calico-dhcp-agent [--host NAME] [--region R] [--state-dir /var/lib/calico/dhcp] [-v]
+    calico-dhcp-agent [--host NAME] [--region R] [--state-dir /var/lib/calico/dhcp]
+                      [--dns-domain DOMAIN] [-v]
 
 (`--host` defaults to $NODENAME, so the unit `calico-node install --openstack` writes reads the
 same name as calico-node from /etc/calico/calico.env.)
@@ -12,7 +13,8 @@ Neutron driver's `openstack_region`) and the subnet records the driver writes; a
 batch of changes (coalesced for `--settle` seconds), model.desired() computes what each
 network's dnsmasq should serve on this host and DnsmasqManager applies it. The datastore is
 chosen as calicoctl chooses it (DATASTORE_TYPE, ETCD_ENDPOINTS, CALICO_DATASTORE_PATH or
-/etc/calico/calicoctl.cfg).
+/etc/calico/calicoctl.cfg). `--dns-domain` (Neutron's DHCP agent's `dns_domain`) is the
+domain given to VMs of networks without a `dns_domain` of their own.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class DHCPAgent:
     change."""
 
     def __init__(self, backend, host: str, manager: DnsmasqManager, settle: float = 0.2,
-                 region: names.Region = names.NO_REGION) -> None:
+                 region: names.Region = names.NO_REGION, dns_domain: str = "") -> None:
         self.backend, self.host, self.manager, self.settle = backend, host, manager, settle
-        self.region = region
+        self.region, self.dns_domain = region, dns_domain
         self.endpoints: dict[str, dict] = {}
         self.subnets: dict[str, dict] = {}
         self._in_sync = threading.Event()
@@ -86,7 +88,8 @@ class DHCPAgent:
 
     def apply_once(self) -> None:
         with self._lock:
-            want = desired(self.host, list(self.endpoints.values()), dict(self.subnets))
+            want = desired(self.host, list(self.endpoints.values()), dict(self.subnets),
+                           self.dns_domain)
         self.manager.apply(want)
         self.applied += 1
 
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=os.environ.get("OPENSTACK_REGION") or None,
                         help="the Neutron driver's openstack_region (default: none)")
     parser.add_argument("--state-dir", default="/var/lib/calico/dhcp")
+    parser.add_argument("--dns-domain", default=os.environ.get("DNS_DOMAIN", ""),
+                        help="domain for VMs of networks without a dns_domain "
+                        "(default: $DNS_DOMAIN, else none)")
     parser.add_argument("--settle", type=float, default=0.2)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -130,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    agent = DHCPAgent(backend, args.host, DnsmasqManager(args.state_dir), args.settle, region)
+    agent = DHCPAgent(backend, args.host, DnsmasqManager(args.state_dir), args.settle, region,
+                      args.dns_domain)
     log.info("calico-dhcp-agent for host %s", args.host)
     agent.run(stop)
     return 0

@@ -1,7 +1,9 @@
 """Keeping one dnsmasq per network running as `model.render` says: the impure edge.
 
 `DnsmasqManager.apply(desired)` brings the host to the desired state: for each network it
-creates the dummy `ns-<network>` interface (an empty bridge on kernels without dummy) with the gateway addresses, writes the hosts and
+creates the dummy `ns-<network>` interface (an empty bridge on kernels without dummy) with
+the gateway addresses (IPv6 ones with the subnet's prefix length, which dnsmasq needs to
+match a DHCPv6 or RA context, and `noprefixroute`), writes the hosts and
 options files, and (re)starts dnsmasq when its command line changed (new or removed taps,
 subnets) — or only sends SIGHUP, which makes dnsmasq re-read the hosts and options files,
 when just those changed. Networks no longer wanted lose their dnsmasq and dummy interface.
@@ -89,8 +91,8 @@ class DnsmasqManager:
                 ["ip", "link", "add", name, "type", "dummy"]):
             self._run(["ip", "link", "add", name, "type", "bridge"])
         self._run(["ip", "link", "set", name, "up"])
-        for addr in addresses:
-            self._run(["ip", "addr", "replace", addr, "dev", name])
+        for addr in addresses:  # no prefix route: Calico routes each workload's address
+            self._run(["ip", "addr", "replace", addr, "dev", name, "noprefixroute"])
         for addr in set(old) - set(addresses):
             self._run(["ip", "addr", "del", addr, "dev", name])
 

@@ -1,8 +1,11 @@
 """The DHCP agent's pure model and its dnsmasq manager (fake commands and processes)."""
 
+import pytest
+
 from calico.openstack.dhcp.dnsmasq import DnsmasqManager
 from calico.openstack.dhcp.model import desired, render
 from calico.openstack.endpoints import endpoint_resource
+from calico.openstack.subnets import subnet_record
 
 NET = "6ccfacab-1112-4074-bcf7-836737f5eb21"
 SUBNETS = {
@@ -45,7 +48,7 @@ def test_render_dnsmasq():
     assert "--dhcp-range=set:subnet-s4,10.65.0.0,static,255.255.255.0,86400s" in r.args
     assert "--dhcp-range=set:subnet-s6,fd00:65::,static,off-link,64,86400s" in r.args
     assert "--enable-ra" in r.args
-    assert r.addresses == ["10.65.0.1/32", "fd00:65::1/128"]
+    assert r.addresses == ["10.65.0.1/32", "fd00:65::1/64"]
     assert r.files[f"/state/{NET}/host"] == ("fa:16:3e:00:00:01,host-10-65-0-5,10.65.0.5\n"
                                              "fa:16:3e:00:00:01,host-fd00-65--5,[fd00:65::5]\n")
     opts = r.files[f"/state/{NET}/opts"].splitlines()
@@ -53,6 +56,94 @@ def test_render_dnsmasq():
     assert "tag:subnet-s4,option:dns-server,192.0.2.53" in opts
     assert ("tag:subnet-s4,option:classless-static-route,10.9.0.0/16,10.65.0.254,"
             "0.0.0.0/0,10.65.0.1") in opts
+    assert "tag:subnet-s4,249,10.9.0.0/16,10.65.0.254,0.0.0.0/0,10.65.0.1" in opts
+    assert not any("mtu" in a for a in r.args), "no MTU known, none advertised"
+
+
+def full_net(v6_mode=None, mtu=1400, domain="example.org.", agent_domain="", cidr6=None):
+    """One network with a v4 subnet and a v6 one in `v6_mode`, every option given."""
+    subnets = {
+        "s4": {"network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": "10.65.0.1",
+               "host_routes": [{"destination": "192.0.2.0/24", "nexthop": "10.65.0.254"}],
+               "dns_servers": ["192.0.2.53", "192.0.2.54"], "mtu": mtu,
+               "dns_domain": domain},
+        "s6": {"network_id": NET, "cidr": cidr6 or "fd00:65::/64", "gateway_ip": "fd00:65::1",
+               "host_routes": [], "dns_servers": ["fd00::53"], "mtu": mtu,
+               "dns_domain": domain},
+    }
+    if v6_mode:
+        subnets["s6"]["ipv6_address_mode"] = subnets["s6"]["ipv6_ra_mode"] = v6_mode
+    port = ep("p1", ips=(("s4", "10.65.0.5"), ("s6", "fd00:65::5")))
+    return desired("host-a", [port], subnets, agent_domain)[NET]
+
+
+def test_render_mtu_dns_domain_and_routes():
+    r = render(full_net(), "/state")
+    opts = r.files[f"/state/{NET}/opts"].splitlines()
+    assert "--dhcp-option-force=option:mtu,1400" in r.args  # option 26
+    assert "--ra-param=ns-6ccfacab-11,mtu:1400,60" in r.args  # the RA's MTU option
+    assert "tag:subnet-s4,option:dns-server,192.0.2.53,192.0.2.54" in opts
+    assert "tag:subnet-s4,option:domain-name,example.org" in opts  # trailing dot dropped
+    assert "tag:subnet-s6,option6:dns-server,[fd00::53]" in opts
+    assert "tag:subnet-s6,option6:domain-search,example.org" in opts
+    assert ("tag:subnet-s4,option:classless-static-route,192.0.2.0/24,10.65.0.254,"
+            "0.0.0.0/0,10.65.0.1") in opts
+
+
+def test_domain_falls_back_to_the_agents():
+    opts = render(full_net(domain=None, agent_domain="openstacklocal"), "/s").files[
+        f"/s/{NET}/opts"]
+    assert "option:domain-name,openstacklocal" in opts
+    opts = render(full_net(domain=None), "/s").files[f"/s/{NET}/opts"]
+    assert "domain" not in opts
+
+
+def test_default_host_route_is_the_router_without_a_gateway():
+    net = desired("host-a", [ep("p1")], {"s4": {
+        "network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": None,
+        "host_routes": [{"destination": "0.0.0.0/0", "nexthop": "10.65.0.254"},
+                        {"destination": "192.0.2.0/24", "nexthop": "10.65.0.253"}]}})[NET]
+    opts = render(net, "/s").files[f"/s/{NET}/opts"].splitlines()
+    assert "tag:subnet-s4,option:router,10.65.0.254" in opts
+    assert ("tag:subnet-s4,option:classless-static-route,192.0.2.0/24,10.65.0.253,"
+            "0.0.0.0/0,10.65.0.254") in opts
+
+
+def test_ipv6_modes():
+    ranges = {}
+    for mode in (None, "dhcpv6-stateful", "dhcpv6-stateless", "slaac"):
+        r = render(full_net(mode), "/s")
+        ranges[mode] = [a for a in r.args if a.startswith("--dhcp-range=set:subnet-s6")]
+        assert "--enable-ra" in r.args
+    assert ranges[None] == ranges["dhcpv6-stateful"] == [
+        "--dhcp-range=set:subnet-s6,fd00:65::,static,off-link,64,86400s"]
+    assert ranges["dhcpv6-stateless"] == [
+        "--dhcp-range=set:subnet-s6,fd00:65::,ra-stateless,off-link,64,86400s"]
+    assert ranges["slaac"] == ["--dhcp-range=set:subnet-s6,fd00:65::,ra-only,off-link,64,86400s"]
+
+
+def test_ipv6_prefix_lengths_a_mode_cannot_serve_are_left_out():
+    for mode, cidr, served in (("dhcpv6-stateful", "fd00:65::/80", True),
+                               ("dhcpv6-stateful", "fd00:65::/56", False),
+                               ("slaac", "fd00:65::/80", False),
+                               ("dhcpv6-stateless", "fd00:65::/80", False)):
+        r = render(full_net(mode, cidr6=cidr), "/s")
+        assert any("subnet-s6" in a for a in r.args) is served, (mode, cidr)
+        assert ("--enable-ra" in r.args) is served
+
+
+def test_no_ra_for_ipv4_only_and_small_mtus_stay_off_the_ra():
+    r = render(desired("host-a", [ep("p1")], SUBNETS)[NET], "/s")
+    assert "--enable-ra" not in r.args and not any("ra-param" in a for a in r.args)
+    r = render(full_net(mtu=1000), "/s")
+    assert "--ra-param=ns-6ccfacab-11,60" in r.args  # IPv6 needs 1280: not advertised
+    assert "--dhcp-option-force=option:mtu,1000" in r.args
+
+
+def test_a_bad_ipv6_mode_leaves_the_subnet_out():
+    subnets = {"s6": {"network_id": NET, "cidr": "fd00:65::/64", "gateway_ip": "fd00:65::1",
+                      "ipv6_address_mode": "magic"}}
+    assert desired("host-a", [ep("p1", ips=(("s6", "fd00:65::5"),))], subnets) == {}
 
 
 class FakeProc:
@@ -90,6 +181,8 @@ def test_manager_restarts_only_when_the_command_line_changes(tmp_path):
     m.apply({})
     assert procs[1].terminated
     assert ["ip", "link", "del", "ns-6ccfacab-11"] in cmds
+    assert ["ip", "addr", "replace", "10.65.0.1/32", "dev", "ns-6ccfacab-11",
+            "noprefixroute"] in cmds
 
 
 def test_agent_follows_its_region_and_upper_case_host(tmp_path):
@@ -109,3 +202,24 @@ def test_agent_follows_its_region_and_upper_case_host(tmp_path):
         backend.close()
     # The driver lower-cases host names: host Host-A serves node host-a's endpoints.
     assert set(desired("Host-A", [ep("p1")], SUBNETS)) == {NET}
+
+
+def test_subnet_record_carries_modes_mtu_and_domain():
+    subnet = {"network_id": NET, "cidr": "fd00:65::/64", "gateway_ip": "fd00:65::1",
+              "host_routes": [], "dns_nameservers": ["fd00::53"],
+              "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"}
+    assert subnet_record(subnet, {"mtu": 1450, "dns_domain": "example.org."}) == {
+        "network_id": NET, "cidr": "fd00:65::/64", "gateway_ip": "fd00:65::1",
+        "host_routes": [], "dns_servers": ["fd00::53"], "ipv6_address_mode": "slaac",
+        "ipv6_ra_mode": "slaac", "mtu": 1450, "dns_domain": "example.org."}
+    # networking-calico's keys only, when the network is unknown or has neither.
+    v4 = {"network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": "10.65.0.1",
+          "ipv6_address_mode": None}
+    assert subnet_record(v4) == subnet_record(v4, {"mtu": 0, "dns_domain": ""}) == {
+        "network_id": NET, "cidr": "10.65.0.0/24", "gateway_ip": "10.65.0.1",
+        "host_routes": []}
+
+
+def test_subnet_record_refuses_an_unknown_ipv6_mode():
+    with pytest.raises(ValueError, match="ipv6_address_mode 'magic'"):
+        subnet_record({"network_id": NET, "cidr": "fd00::/64", "ipv6_address_mode": "magic"})

@@ -19,6 +19,7 @@ WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 class FakeNeutron:
     def __init__(self):
         self.ports, self.groups, self.subnets_, self.fips = {}, {}, {}, {}
+        self.networks_ = {}
         self.status, self.agents = {}, []
 
     def port(self, port_id):
@@ -26,13 +27,17 @@ class FakeNeutron:
 
     def snapshot(self):
         return Snapshot(ports=dict(self.ports), security_groups=dict(self.groups),
-                        subnets=dict(self.subnets_), floating_ips=dict(self.fips))
+                        subnets=dict(self.subnets_), floating_ips=dict(self.fips),
+                        networks=dict(self.networks_))
 
     def floating_ips(self, port_ids):
         return {i: f for i, f in self.fips.items() if f.get("port_id") in set(port_ids)}
 
     def subnets(self, ids):
         return {i: self.subnets_[i] for i in ids if i in self.subnets_}
+
+    def networks(self, ids):
+        return {i: self.networks_[i] for i in ids if i in self.networks_}
 
     def security_groups(self, ids):
         return {i: self.groups[i] for i in ids if i in self.groups}
@@ -103,6 +108,25 @@ def test_handlers_write_move_and_delete(backend):
     assert backend.list("/calico/resources/v3/projectcalico.org/networkpolicies/")[0]
     d.security_group_deleted("sg")
     assert not backend.list("/calico/resources/v3/projectcalico.org/networkpolicies/")[0]
+
+
+def test_network_mtu_and_domain_reach_the_subnet_records(backend):
+    n = neutron_with_port()
+    net_id = n.subnets_["s"]["network_id"]
+    n.networks_[net_id] = {"id": net_id, "mtu": 1450, "subnets": ["s"]}
+    d = CalicoDriver(backend, n, DriverConfig(ipam=False), sleep=lambda s: None)
+
+    def record():
+        return json.loads(backend.get(names.subnet_key("s")).value)
+    d.subnet_changed(n.subnets_["s"])  # network read from Neutron
+    assert record()["mtu"] == 1450 and "dns_domain" not in record()
+    d.subnet_changed(n.subnets_["s"], {"id": net_id, "mtu": 1400})  # as ML2 passes it
+    assert record()["mtu"] == 1400
+    n.networks_[net_id] = {**n.networks_[net_id], "mtu": 9000, "dns_domain": "example.org."}
+    d.network_changed(n.networks_[net_id])
+    assert record()["mtu"] == 9000 and record()["dns_domain"] == "example.org."
+    d.subnets.resync(n.snapshot())
+    assert record()["mtu"] == 9000
 
 
 def test_datastore_trouble_never_raises_and_resync_repairs(backend):
