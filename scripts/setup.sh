@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   iproute2 nftables bird2 etcd-server etcd-client gobgpd
   iputils-ping socat dnsmasq-base systemd
-  podman runc conmon containernetworking-plugins busybox-static
+  podman runc conmon containernetworking-plugins busybox-static isc-dhcp-client
   iperf3 gcc libc6-dev
 )
 

@@ -4,11 +4,12 @@ Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
     cleanup_stale()            # leftovers of runs killed before their teardown
     cloud = Cloud(neutron_venv, workdir)   # neutron_extra=: more ml2_conf.ini sections
     cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD, each reporting), Neutron,
-                               # DHCP agents
+                               # DHCP agents; ipv6=True: the lab's IPv6 fabric and pool
     ids = cloud.sdk("topology", json.dumps(vms))      # openstacksdk, in Neutron's venv
                                # (script="cloud_sdk.py" for its commands)
     vm = cloud.plug(name, host, port)   # port: {"id", "mac"}; what Nova + libvirt do
     vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
+    vm.dhcp6()                 # isc-dhcp-client's dhclient -6; vm.global_v6(): SLAAC
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
 
 Datastore: the lab's `local` one (a SQLite file every namespace sees); Neutron's `[calico]`
@@ -51,23 +52,37 @@ def cleanup_stale() -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 UDHCPC_SCRIPT = """#!/bin/sh
-# busybox udhcpc: apply the lease (address, default route, classless routes) and record it.
+# busybox udhcpc: apply the lease (address, MTU, default route, classless routes) and record
+# it: every variable udhcpc passes, one `name=value` a line.
 [ "$1" = bound ] || [ "$1" = renew ] || exit 0
 ip addr add "$ip/$mask" dev "$interface"
+[ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
 if [ -n "$staticroutes" ]; then
   set -- $staticroutes
   while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
 elif [ -n "$router" ]; then
   ip route replace default via "${{router%% *}}" dev "$interface"
 fi
-echo "ip=$ip mask=$mask router=$router" > {out}
+for v in ip mask router dns domain mtu staticroutes msstaticroutes; do
+  eval "echo $v=\\$$v"
+done > {out}
+"""
+
+DHCLIENT6_SCRIPT = """#!/bin/sh
+# isc-dhcp-client's dhclient -6: apply the address (a /128: the host routes everything) and
+# record what the server gave, one `name=value` a line.
+[ "$reason" = BOUND6 ] || [ "$reason" = RENEW6 ] || exit 0
+ip -6 addr replace "$new_ip6_address/128" dev "$interface"
+env | grep -E '^new_(ip6_address|ip6_prefixlen|dhcp6_name_servers|dhcp6_domain_search)=' \\
+  > {out}
 """
 
 SERVER = """
 import socket, sys, threading
 def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16)
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 and IPv6
+    s.bind(("::", port)); s.listen(16)
     while True:
         c, _ = s.accept(); c.sendall(b"ok\\n"); c.close()
 for p in sys.argv[1:]:
@@ -94,7 +109,8 @@ class VM:
         self.lease: dict[str, str] = {}
 
     def dhcp(self, timeout: float = 30.0) -> dict[str, str]:
-        """busybox udhcpc on eth0 until it gets a lease; returns the lease's variables."""
+        """busybox udhcpc on eth0 until it gets a lease; returns the variables its script
+        received (ip, mask, router, dns, domain, mtu, staticroutes, msstaticroutes)."""
         out = self.cloud.dir / f"{self.name}.lease"
         script = self.cloud.dir / f"{self.name}-udhcpc.sh"
         script.write_text(UDHCPC_SCRIPT.format(out=out))
@@ -104,10 +120,39 @@ class VM:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: no DHCP lease within {timeout:g}s\n"
                                      + self.cloud.diagnostics())
+            # Asking for classless routes (121, and Microsoft's 249) as cloud images'
+            # clients do; busybox's does not by default.
             self.ns.run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3",
-                        "-T", "1", "-s", str(script), check=False, timeout=20)
-        self.lease = dict(f.split("=", 1) for f in out.read_text().split())
+                        "-T", "1", "-O", "staticroutes", "-O", "msstaticroutes",
+                        "-s", str(script), check=False, timeout=20)
+        self.lease = dict(f.split("=", 1) for f in out.read_text().splitlines())
         return self.lease
+
+    def dhcp6(self, timeout: float = 30.0) -> dict[str, str]:
+        """dhclient -6 on eth0 until it is bound; returns what its script received
+        (`new_ip6_address`, `new_dhcp6_name_servers`, ...). dhclient stays running in the VM's
+        namespace (killed with it), as a VM's would."""
+        out = self.cloud.dir / f"{self.name}.lease6"
+        script = self.cloud.dir / f"{self.name}-dhclient6.sh"
+        script.write_text(DHCLIENT6_SCRIPT.format(out=out))
+        script.chmod(0o755)
+        deadline = time.monotonic() + timeout
+        while not out.exists():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no DHCPv6 lease within {timeout:g}s\n"
+                                     + self.cloud.diagnostics())
+            self.ns.run("dhclient", "-6", "-1", "-lf", str(self.cloud.dir / f"{self.name}.l6"),
+                        "-pf", str(self.cloud.dir / f"{self.name}.pid6"), "-sf", str(script),
+                        "eth0", check=False, timeout=90)
+            if not out.exists():
+                time.sleep(0.5)
+        return dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+    def global_v6(self) -> list[str]:
+        """eth0's global IPv6 addresses (SLAAC's or DHCPv6's), without prefix length."""
+        text = self.ns.ip("-6", "-o", "addr", "show", "dev", "eth0", "scope", "global").stdout
+        return [f.split()[3].split("/")[0] for f in text.splitlines()
+                if "tentative" not in f]
 
     def serve(self, *ports: int) -> None:
         self.server = self.ns.popen(sys.executable, "-c", SERVER, *map(str, ports),
@@ -124,9 +169,13 @@ class VM:
 
 class Cloud:
     def __init__(self, neutron_venv: Path, workdir: Path, neutron_extra: str = "",
-                 region: str | None = None) -> None:
+                 region: str | None = None,
+                 neutron_extension_drivers: str = "port_security",
+                 neutron_service_plugins: str = "") -> None:
         self.venv, self.dir = neutron_venv, workdir
         self.neutron_extra = neutron_extra  # further ml2_conf.ini sections
+        self.extension_drivers = neutron_extension_drivers
+        self.service_plugins = neutron_service_plugins
         self.region = names.Region(region)  # openstack_region / OpenstackRegion everywhere
         self.lab = Lab(f"e{os.getpid()}os"[:12])
         self.nets = NetnsSet()
@@ -139,10 +188,10 @@ class Cloud:
 
     # ---- up / down ---------------------------------------------------------------------
 
-    def up(self, hosts: int = 2) -> dict[str, float]:
+    def up(self, hosts: int = 2, ipv6: bool = False) -> dict[str, float]:
         """Returns the seconds each stage took."""
         times, t0 = {}, time.monotonic()
-        self.lab.up(hosts=hosts, datastore="local")
+        self.lab.up(hosts=hosts, datastore="local", ipv6=ipv6)
         times["lab up (BGP Established)"] = time.monotonic() - t0
         t0 = time.monotonic()
         if self.region.name:
@@ -155,7 +204,9 @@ class Cloud:
         if self.region.name:
             calico["openstack_region"] = self.region.name
         self.neutron = NeutronServer(self.venv, self.dir / "neutron", path, calico=calico,
-                                     extra=self.neutron_extra)
+                                     extra=self.neutron_extra,
+                                     extension_drivers=self.extension_drivers,
+                                     service_plugins=self.service_plugins)
         self.neutron.start()
         times["Neutron up"] = time.monotonic() - t0
         env = {**os.environ, **self.lab.datastore_env(inside=True)}

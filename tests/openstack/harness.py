@@ -3,7 +3,8 @@
 `NeutronServer(venv, state_dir, datastore_path, ...)` writes neutron.conf / ml2_conf.ini
 (recipe: shared/recipes/neutron.md; noauth, SQLite, ML2 with type drivers local,flat and our
 mechanism driver `calico` on the local datastore, or with the `[calico]` options given in
-`calico=` and further sections in `extra=`) and starts tests/openstack/
+`calico=`, further sections in `extra=` and ML2 extension drivers in
+`extension_drivers=`, e.g. "port_security,dns" for networks' dns_domain) and starts tests/openstack/
 neutron_launcher.py with the venv's Python on 127.0.0.1 and a free port. `stop()` terminates
 it; `kill()` is SIGKILL (a crashed server: its election lease is not released).
 
@@ -44,7 +45,8 @@ class NeutronServer:
     def __init__(self, venv: Path, state_dir: Path, datastore_path: str, *,
                  resync_interval: float = 2.0, election_ttl: int = 3, name: str = "neutron-a",
                  db_dir: Path | None = None, calico: dict[str, str] | None = None,
-                 extra: str = "", service_plugins: str = "") -> None:
+                 extra: str = "", service_plugins: str = "",
+                 extension_drivers: str = "port_security") -> None:
         self.venv, self.dir = venv, state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,7 +88,7 @@ driver = noop
 type_drivers = local,flat
 tenant_network_types = local
 mechanism_drivers = calico
-extension_drivers = port_security
+extension_drivers = {extension_drivers}
 [ml2_type_flat]
 flat_networks = *
 [securitygroup]

@@ -182,8 +182,10 @@ def render(net: NetworkDHCP, state_dir: str, lease_seconds: int = 86400) -> Rend
             addresses.append(f"{sub.gateway}/{prefix}")
     if v6:
         args.append("--enable-ra")
+        # dnsmasq looks the parameters up by the interface the RA leaves from: each tap.
         mtu = f"mtu:{net.mtu}," if net.mtu >= 1280 else ""
-        args.append(f"--ra-param={net.interface},{mtu}{RA_INTERVAL}")
+        for name in (net.interface, *net.taps):
+            args.append(f"--ra-param={name},{mtu}{RA_INTERVAL}")
     if net.mtu:
         args.append(f"--dhcp-option-force=option:mtu,{net.mtu}")
     host_lines = []

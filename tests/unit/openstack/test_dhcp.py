@@ -82,6 +82,7 @@ def test_render_mtu_dns_domain_and_routes():
     opts = r.files[f"/state/{NET}/opts"].splitlines()
     assert "--dhcp-option-force=option:mtu,1400" in r.args  # option 26
     assert "--ra-param=ns-6ccfacab-11,mtu:1400,60" in r.args  # the RA's MTU option
+    assert "--ra-param=tapp1,mtu:1400,60" in r.args
     assert "tag:subnet-s4,option:dns-server,192.0.2.53,192.0.2.54" in opts
     assert "tag:subnet-s4,option:domain-name,example.org" in opts  # trailing dot dropped
     assert "tag:subnet-s6,option6:dns-server,[fd00::53]" in opts
