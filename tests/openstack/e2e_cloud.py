@@ -71,8 +71,8 @@ done > {out}
 DHCLIENT6_SCRIPT = """#!/bin/sh
 # isc-dhcp-client's dhclient -6: apply the address (a /128: the host routes everything) and
 # record what the server gave, one `name=value` a line.
-[ "$reason" = BOUND6 ] || [ "$reason" = RENEW6 ] || exit 0
-ip -6 addr replace "$new_ip6_address/128" dev "$interface"
+case "$reason" in BOUND6|RENEW6|INFORM6) ;; *) exit 0 ;; esac
+[ -z "$new_ip6_address" ] || ip -6 addr replace "$new_ip6_address/128" dev "$interface"
 env | grep -E '^new_(ip6_address|ip6_prefixlen|dhcp6_name_servers|dhcp6_domain_search)=' \\
   > {out}
 """
@@ -128,10 +128,11 @@ class VM:
         self.lease = dict(f.split("=", 1) for f in out.read_text().splitlines())
         return self.lease
 
-    def dhcp6(self, timeout: float = 30.0) -> dict[str, str]:
-        """dhclient -6 on eth0 until it is bound; returns what its script received
-        (`new_ip6_address`, `new_dhcp6_name_servers`, ...). dhclient stays running in the VM's
-        namespace (killed with it), as a VM's would."""
+    def dhcp6(self, timeout: float = 30.0, stateless: bool = False) -> dict[str, str]:
+        """dhclient -6 on eth0 until it is bound (`stateless`: -S, an information request
+        only); returns what its script received (`new_ip6_address`,
+        `new_dhcp6_name_servers`, ...). dhclient stays running in the VM's namespace
+        (killed with it), as a VM's would."""
         out = self.cloud.dir / f"{self.name}.lease6"
         script = self.cloud.dir / f"{self.name}-dhclient6.sh"
         script.write_text(DHCLIENT6_SCRIPT.format(out=out))
@@ -141,7 +142,7 @@ class VM:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: no DHCPv6 lease within {timeout:g}s\n"
                                      + self.cloud.diagnostics())
-            self.ns.run("dhclient", "-6", "-1", "-lf", str(self.cloud.dir / f"{self.name}.l6"),
+            self.ns.run("dhclient", "-6", *(["-S"] if stateless else []), "-1", "-lf", str(self.cloud.dir / f"{self.name}.l6"),
                         "-pf", str(self.cloud.dir / f"{self.name}.pid6"), "-sf", str(script),
                         "eth0", check=False, timeout=90)
             if not out.exists():

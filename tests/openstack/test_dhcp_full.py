@@ -5,7 +5,8 @@ configure themselves as a cloud image would: busybox udhcpc for IPv4, isc-dhcp-c
 
 Topology (dhcp_sdk.py): `dhcp-net` (MTU 1400, dns_domain example.org.; IPv4 subnet with two
 DNS servers and a host route, DHCPv6-stateful subnet) holds vm1 (host1) and vm2 (host2);
-`slaac-net` (SLAAC subnet) holds vm3 (host2). All in group `v6web`: IPv6 ICMP and TCP 22 in.
+`slaac-net` (SLAAC subnet) holds vm3 (host2), `stateless-net` (DHCPv6-stateless subnet) vm4
+(host1). All in group `v6web`: IPv6 ICMP and TCP 22 in.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ VMS = [{"name": "vm1", "host": "host1", "network": "dhcp", "ip": "10.65.0.10",
         "ip6": "fd00:65:0:1::10"},
        {"name": "vm2", "host": "host2", "network": "dhcp", "ip": "10.65.0.70",
         "ip6": "fd00:65:0:1::70"},
-       {"name": "vm3", "host": "host2", "network": "slaac"}]
+       {"name": "vm3", "host": "host2", "network": "slaac"},
+       {"name": "vm4", "host": "host1", "network": "stateless"}]
 
 
 def wait(cond, timeout: float, what: str, cloud: Cloud, interval: float = 0.2):
@@ -127,10 +129,21 @@ def test_slaac_address_from_the_hosts_router_advertisement(cloud):
     assert "fd00:65:0:2::/64" not in vm3.ns.ip("-6", "route", "show").stdout  # off-link
 
 
+def test_dhcpv6_stateless_slaac_address_and_dhcpv6_information(cloud):
+    vm4 = cloud.vms["vm4"]
+    want = cloud.topo["ports"]["vm4"]["ips"]
+    assert len(want) == 1 and want[0].startswith("fd00:65:0:3:")
+    assert wait(vm4.global_v6, 90, "vm4: its SLAAC address", cloud) == want
+    info = vm4.dhcp6(stateless=True)  # an information request: DNS, no address
+    assert "new_ip6_address" not in info
+    assert info["new_dhcp6_name_servers"] == "fd00::53"
+    assert vm4.global_v6() == want
+
+
 def test_ipv6_between_hosts_with_security_groups(cloud):
     vm1, vm2, vm3 = (cloud.vms[n] for n in ("vm1", "vm2", "vm3"))
     slaac_ip = cloud.topo["ports"]["vm3"]["ips"][0]
-    for vm in (vm1, vm2, vm3):
+    for vm in cloud.vms.values():
         vm.serve(22, 8080)
     wait(lambda: vm1.pings("fd00:65:0:1::70"), 30, "vm1 (host1) -> vm2 (host2) ping6", cloud)
     assert vm2.pings("fd00:65:0:1::10"), "vm2 -> vm1 ping6"
@@ -138,5 +151,8 @@ def test_ipv6_between_hosts_with_security_groups(cloud):
     assert not vm1.connects("fd00:65:0:1::70", 8080), "TCP 8080 is not"
     wait(lambda: vm1.pings(slaac_ip), 30, "vm1 -> vm3 (SLAAC address, host2) ping6", cloud)
     assert vm1.connects(slaac_ip, 22) and not vm1.connects(slaac_ip, 8080)
+    stateless_ip = cloud.topo["ports"]["vm4"]["ips"][0]
+    wait(lambda: vm3.pings(stateless_ip), 30, "vm3 (host2) -> vm4 (host1) ping6", cloud)
+    assert vm3.connects(stateless_ip, 22) and not vm3.connects(stateless_ip, 8080)
     # v6web allows no IPv4 in: the same port over IPv4 is dropped.
     assert not vm1.connects("10.65.0.70", 22)
