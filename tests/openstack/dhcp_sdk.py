@@ -2,6 +2,7 @@
 against a server with the `dns` ML2 extension driver (networks' dns_domain).
 
     <neutron-venv>/bin/python dhcp_sdk.py <url> topology '<vms json>'
+    <neutron-venv>/bin/python dhcp_sdk.py <url> set-mtu <network-id> <mtu>
 
 Makes network `dhcp-net` (MTU 1400, dns_domain example.org.) with an IPv4 subnet
 10.65.0.0/24 (DNS servers 192.0.2.53 and 192.0.2.54, host route 192.0.2.0/24 via 10.65.0.1)
@@ -68,9 +69,13 @@ def main() -> None:
     url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     conn = openstack.connect(auth_type="none", auth={"endpoint": url},
                              network_endpoint_override=url + "/")
-    if command != "topology":
+    if command == "topology":
+        out = topology(conn, json.loads(args[0]))
+    elif command == "set-mtu":
+        out = {"mtu": conn.network.update_network(args[0], mtu=int(args[1])).mtu}
+    else:
         raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(topology(conn, json.loads(args[0]))))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

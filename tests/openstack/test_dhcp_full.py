@@ -156,3 +156,17 @@ def test_ipv6_between_hosts_with_security_groups(cloud):
     assert vm3.connects(stateless_ip, 22) and not vm3.connects(stateless_ip, 8080)
     # v6web allows no IPv4 in: the same port over IPv4 is dropped.
     assert not vm1.connects("10.65.0.70", 22)
+
+
+def test_a_network_mtu_change_reaches_the_next_lease(cloud):
+    cloud.sdk("set-mtu", cloud.topo["networks"]["dhcp"], "1300", script="dhcp_sdk.py")
+    wait(lambda: subnet_records(cloud).count('"mtu":1300') == 2, 15,
+         "both subnet records of dhcp-net carrying the new MTU", cloud)
+    vm2 = cloud.vms["vm2"]
+
+    def next_lease_has_it() -> bool:
+        (cloud.dir / "vm2.lease").unlink(missing_ok=True)
+        return vm2.dhcp().get("mtu") == "1300"
+    # The agent restarts dnsmasq with the new MTU; the next lease carries it.
+    wait(next_lease_has_it, 30, "a lease with MTU 1300", cloud)
+    assert "mtu 1300" in vm2.ns.ip("link", "show", "eth0").stdout
