@@ -82,9 +82,11 @@ def test_security_groups_become_policies(topo, store):
 
 def test_subnet_record(topo, store):
     kv = wait_for(lambda: store.get(names.subnet_key(topo["subnet"])), what="subnet record")
+    # networking-calico's record, plus the network's MTU (Neutron's default for a local
+    # network: 1500) for the DHCP agent.
     assert json.loads(kv.value) == {"network_id": topo["network"], "cidr": "10.65.0.0/24",
                                     "gateway_ip": "10.65.0.1", "host_routes": [],
-                                    "dns_servers": ["192.0.2.53"]}
+                                    "dns_servers": ["192.0.2.53"], "mtu": 1500}
 
 
 def test_felix_configuration_enables_endpoint_reporting(topo, store):
