@@ -53,7 +53,7 @@ def cleanup_stale() -> None:
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc: apply the lease (address, MTU, default route, classless routes) and record
-# it: every variable udhcpc passes, one `name=value` a line.
+# the variables the tests read, one `name=value` a line.
 [ "$1" = bound ] || [ "$1" = renew ] || exit 0
 ip addr add "$ip/$mask" dev "$interface"
 [ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
