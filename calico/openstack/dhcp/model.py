@@ -12,7 +12,8 @@ and dnsmasq listens on it and on each local tap of that network, treating DHCP p
 arriving on the taps as if they had arrived on the dummy (`--bridge-interface`). Every VM
 gets exactly its fixed IP (static ranges: no dynamic pool), the subnet's netmask, the
 gateway as router (reachable because the host answers ARP for it on the tap), and the
-subnet's DNS servers and host routes. IPv6 subnets (prefix /64 or longer) get static
+subnet's DNS servers and host routes. An allowed address pair's address (listed in the
+endpoint's `allowedIps`, and in its ipNetworks too) is never served. IPv6 subnets (prefix /64 or longer) get static
 DHCPv6 with router advertisements (`off-link`: the VM routes everything via the host).
 """
 
@@ -101,8 +102,11 @@ def desired(host: str, endpoints: Iterable[Mapping[str, Any]],
             names.NETWORK_ID_ANNOTATION)
         if not net or not spec.get("mac") or not spec.get("interfaceName"):
             continue
+        pairs = {ipaddress.ip_interface(c).ip for c in spec.get("allowedIps") or []}
         for cidr in spec.get("ipNetworks") or []:
             ip = ipaddress.ip_interface(cidr).ip
+            if ip in pairs:
+                continue
             for sid, (snet, sub) in parsed.items():
                 if snet == net and ip in ipaddress.ip_network(sub.cidr):
                     hosts.setdefault(net, []).append(
