@@ -2,11 +2,14 @@
 
     <neutron-venv>/bin/python e2e_sdk.py <url> topology '<vms json>'
     <neutron-venv>/bin/python e2e_sdk.py <url> allow <sg-id> <remote-sg-id> <tcp-port>
+    <neutron-venv>/bin/python e2e_sdk.py <url> allow-prefix <sg-id> <cidr> <udp-port>
+    <neutron-venv>/bin/python e2e_sdk.py <url> pairs <port-id> '<["10.65.0.100", ...]>'
     <neutron-venv>/bin/python e2e_sdk.py <url> delete-port <port-id>
 
 `topology` makes network `e2e-net`, subnet 10.65.0.0/24 (DHCP, gateway 10.65.0.1, inside the
 lab's IP pool) and two security groups: `web` (ingress ICMP echo and TCP 22 from members of
-`web`) and `other` (no ingress rules); both keep Neutron's default egress rules. Then one
+`web`) and `other` (no ingress rules); both keep Neutron's default egress rules. `allow-prefix` adds
+an ingress UDP rule from an address range; `pairs` sets a port's allowed address pairs. Then one
 port per VM of `<vms json>` ([{"name", "host", "group", "ip"}]), bound as Nova binds it:
 binding:host_id = the lab host, device_owner compute:nova. Each command prints one JSON line.
 """
@@ -53,6 +56,16 @@ def main() -> None:
             security_group_id=sg, direction="ingress", ethertype="IPv4", protocol="tcp",
             port_range_min=int(port), port_range_max=int(port), remote_group_id=remote)
         out = {"rule": rule.id}
+    elif command == "allow-prefix":
+        sg, prefix, port = args
+        rule = conn.network.create_security_group_rule(
+            security_group_id=sg, direction="ingress", ethertype="IPv4", protocol="udp",
+            port_range_min=int(port), port_range_max=int(port), remote_ip_prefix=prefix)
+        out = {"rule": rule.id}
+    elif command == "pairs":
+        pairs = [{"ip_address": ip} for ip in json.loads(args[1])]
+        port = conn.network.update_port(args[0], allowed_address_pairs=pairs)
+        out = {"pairs": [p["ip_address"] for p in port.allowed_address_pairs]}
     elif command == "delete-port":
         conn.network.delete_port(args[0], ignore_missing=False)
         out = {"deleted": args[0]}
