@@ -44,6 +44,13 @@ def topology(conn, vms: list[dict]) -> dict:
     return {"network": net.id, "subnet": subnet.id, "groups": groups, "ports": ports}
 
 
+def ingress(conn, sg: str, protocol: str, port: str, **remote: str) -> str:
+    """An IPv4 ingress rule for one port from `remote` (a group or a prefix); its id."""
+    return conn.network.create_security_group_rule(
+        security_group_id=sg, direction="ingress", ethertype="IPv4", protocol=protocol,
+        port_range_min=int(port), port_range_max=int(port), **remote).id
+
+
 def main() -> None:
     url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     conn = openstack.connect(auth_type="none", auth={"endpoint": url},
@@ -51,17 +58,9 @@ def main() -> None:
     if command == "topology":
         out = topology(conn, json.loads(args[0]))
     elif command == "allow":
-        sg, remote, port = args
-        rule = conn.network.create_security_group_rule(
-            security_group_id=sg, direction="ingress", ethertype="IPv4", protocol="tcp",
-            port_range_min=int(port), port_range_max=int(port), remote_group_id=remote)
-        out = {"rule": rule.id}
+        out = {"rule": ingress(conn, args[0], "tcp", args[2], remote_group_id=args[1])}
     elif command == "allow-prefix":
-        sg, prefix, port = args
-        rule = conn.network.create_security_group_rule(
-            security_group_id=sg, direction="ingress", ethertype="IPv4", protocol="udp",
-            port_range_min=int(port), port_range_max=int(port), remote_ip_prefix=prefix)
-        out = {"rule": rule.id}
+        out = {"rule": ingress(conn, args[0], "udp", args[2], remote_ip_prefix=args[1])}
     elif command == "pairs":
         pairs = [{"ip_address": ip} for ip in json.loads(args[1])]
         port = conn.network.update_port(args[0], allowed_address_pairs=pairs)

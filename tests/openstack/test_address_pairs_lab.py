@@ -25,8 +25,7 @@ import time
 
 import pytest
 
-from tests.conftest import require_programs, require_root
-from tests.openstack.e2e_cloud import VM, Cloud, cleanup_stale
+from tests.openstack.e2e_cloud import VM, Cloud, started, wait
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -59,28 +58,10 @@ for src in sys.argv[4:]:
 
 @pytest.fixture(scope="module")
 def cloud(neutron_venv, tmp_path_factory):
-    require_root()
-    require_programs("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
-    cleanup_stale()
-    cloud = Cloud(neutron_venv, tmp_path_factory.mktemp("os-pairs"))
-    try:
-        cloud.up(hosts=2)
-        cloud.topo = cloud.sdk("topology", json.dumps(VMS))
-        for vm in VMS:
-            cloud.plug(vm["name"], vm["host"], cloud.topo["ports"][vm["name"]])
+    with started(neutron_venv, tmp_path_factory.mktemp("os-pairs"), VMS) as cloud:
         for vm in cloud.vms.values():
             vm.dhcp()
         yield cloud
-    finally:
-        cloud.down()
-
-
-def wait(cond, what: str, cloud: Cloud, timeout: float = 45.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g}s\n{cloud.diagnostics()}")
-        time.sleep(0.2)
 
 
 def routes(cloud: Cloud, host: str) -> str:
@@ -138,10 +119,11 @@ def test_allowed_address_pairs_routed_and_policed(cloud):
     assert cloud.sdk("pairs", port_b, json.dumps([VIP, RANGE]))["pairs"] == [VIP, RANGE]
 
     wait(lambda: f"{VIP} dev {vmb.tap}" in routes(cloud, "host2")
-         and f"{RANGE} dev {vmb.tap}" in routes(cloud, "host2"),
+         and f"{RANGE} dev {vmb.tap}" in routes(cloud, "host2"), 45,
          "host2 routes both pairs to vmb's tap", cloud)
-    wait(lambda: vma.pings(VIP), "vma (host1) -> vmb's VIP", cloud)
-    wait(lambda: vma.pings(IN_RANGE), "vma (host1) -> an address in vmb's CIDR pair", cloud)
+    wait(lambda: vma.pings(VIP), 45, "vma (host1) -> vmb's VIP", cloud)
+    wait(lambda: vma.pings(IN_RANGE), 45, "vma (host1) -> an address in vmb's CIDR pair",
+         cloud)
 
     listener = Listener(vma)
     try:
@@ -153,9 +135,9 @@ def test_allowed_address_pairs_routed_and_policed(cloud):
         assert cloud.sdk("pairs", port_b, json.dumps([NEW_VIP]))["pairs"] == [NEW_VIP]
         wait(lambda: f"{NEW_VIP} dev {vmb.tap}" in routes(cloud, "host2")
              and f"{VIP} dev" not in routes(cloud, "host2")
-             and RANGE not in routes(cloud, "host2"),
+             and RANGE not in routes(cloud, "host2"), 45,
              "host2 routes the new pair only", cloud)
-        wait(lambda: vma.pings(NEW_VIP), "vma (host1) -> vmb's new VIP", cloud)
+        wait(lambda: vma.pings(NEW_VIP), 45, "vma (host1) -> vmb's new VIP", cloud)
         batch = listener.batch_with(NEW_VIP, vmb, ip_a, (VIP, IN_RANGE, SPOOF, NEW_VIP), cloud)
         assert batch == {NEW_VIP}, batch
         assert SPOOF not in {s for s, _ in listener.seen}, listener.seen
