@@ -43,7 +43,7 @@ from tests.conftest import require_programs, require_root
 from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
 from tests.fixtures.netns import Netns, NetnsSet, ping
 from tests.fixtures.netns import cleanup_stale as cleanup_stale_netns
-from tests.openstack.harness import HERE, NeutronServer
+from tests.openstack.harness import NeutronServer, run_sdk
 
 DHCP_DIR_PREFIX = "calico-e2e-dhcp-"
 PROGRAMS = ("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
@@ -242,13 +242,7 @@ class Cloud:
 
     def sdk(self, *args: str, script: str = "e2e_sdk.py") -> dict:
         assert self.neutron is not None
-        proc = subprocess.run([str(self.venv / "bin" / "python"), "-W", "ignore",
-                               str(HERE / script), self.neutron.url, *args],
-                              capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise AssertionError(f"{script} {' '.join(args[:1])} failed: "
-                                 f"{proc.stderr[-3000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_sdk(self.venv, script, self.neutron.url, *args)
 
     def plug(self, name: str, host: str, port: dict) -> VM:
         """Nova's part: the VM's namespace, its eth0 with the port's MAC, the tap on the host."""

@@ -15,9 +15,8 @@ binding:host_id = the lab host, device_owner compute:nova. Each command prints o
 """
 
 import json
-import sys
 
-import openstack
+from sdk_main import delete_port, run
 
 
 def topology(conn, vms: list[dict]) -> dict:
@@ -51,27 +50,20 @@ def ingress(conn, sg: str, protocol: str, port: str, **remote: str) -> str:
         port_range_min=int(port), port_range_max=int(port), **remote).id
 
 
-def main() -> None:
-    url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
-    if command == "topology":
-        out = topology(conn, json.loads(args[0]))
-    elif command == "allow":
-        out = {"rule": ingress(conn, args[0], "tcp", args[2], remote_group_id=args[1])}
-    elif command == "allow-prefix":
-        out = {"rule": ingress(conn, args[0], "udp", args[2], remote_ip_prefix=args[1])}
-    elif command == "pairs":
-        pairs = [{"ip_address": ip} for ip in json.loads(args[1])]
-        port = conn.network.update_port(args[0], allowed_address_pairs=pairs)
-        out = {"pairs": [p["ip_address"] for p in port.allowed_address_pairs]}
-    elif command == "delete-port":
-        conn.network.delete_port(args[0], ignore_missing=False)
-        out = {"deleted": args[0]}
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(out))
+def allow(conn, sg: str, remote_sg: str, port: str) -> dict:
+    return {"rule": ingress(conn, sg, "tcp", port, remote_group_id=remote_sg)}
+
+
+def allow_prefix(conn, sg: str, prefix: str, port: str) -> dict:
+    return {"rule": ingress(conn, sg, "udp", port, remote_ip_prefix=prefix)}
+
+
+def pairs(conn, port_id: str, addresses: str) -> dict:
+    port = conn.network.update_port(port_id, allowed_address_pairs=[
+        {"ip_address": ip} for ip in json.loads(addresses)])
+    return {"pairs": [p["ip_address"] for p in port.allowed_address_pairs]}
 
 
 if __name__ == "__main__":
-    main()
+    run({"topology": lambda conn, vms: topology(conn, json.loads(vms)), "allow": allow,
+         "allow-prefix": allow_prefix, "pairs": pairs, "delete-port": delete_port})
