@@ -96,34 +96,17 @@ def show(console, title: str, workloads: list[dict], now: dict, before: dict | N
 
 
 def run(keep: bool) -> int:
-    from rich.console import Console
+    from calico.lab.demos import run_demo
 
-    from calico.lab.lab import Lab
-    from calico.lab.proc import LabError
-
-    console = Console()
-    lab = Lab("demo")
-    if lab.exists():
-        console.print("removing the lab left by an earlier demo")
-        lab.load().down()
-    started = time.monotonic()
-    try:
+    def steps(console, lab, started: float) -> bool:
         workloads, first = _up(console, lab, started)
         isolated = _isolate_red(console, lab, workloads, first)
         _node_status(console, lab)
-        ok = isolated and all(first.values())
-        console.rule(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
-        return 0 if ok else 1
-    except LabError as err:
-        console.print(f"[red]demo failed:[/red] {err}")
-        return 1
-    finally:
-        if keep and lab.state:
-            console.print("lab kept: `calico-lab --help`, e.g. `calico-lab status --name demo`;"
-                          " remove it with `calico-lab down --name demo`")
-        elif lab.state:
-            lab.down()
-            console.print("lab torn down")
+        return isolated and all(first.values())
+
+    return run_demo("demo", keep, steps,
+                    "lab kept: `calico-lab --help`, e.g. `calico-lab status --name demo`; "
+                    "remove it with `calico-lab down --name demo`")
 
 
 def _up(console, lab, started: float) -> tuple[list[dict], dict]:

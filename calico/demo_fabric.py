@@ -90,19 +90,10 @@ def topology(lab):
 
 
 def run(keep: bool, as_per_host: bool) -> int:
-    from rich.console import Console
-
     from calico.lab import fabric
-    from calico.lab.lab import Lab
-    from calico.lab.proc import LabError
+    from calico.lab.demos import run_demo
 
-    console = Console()
-    lab = Lab(LAB)
-    if lab.exists():
-        console.print("removing the lab left by an earlier demo")
-        lab.load().down()
-    started = time.monotonic()
-    try:
+    def steps(console, lab, started: float) -> bool:
         console.rule("1. an L3 fabric: 2 racks x 2 hosts, 2 spines, one workload per host")
         fabric.up(lab, racks=2, hosts_per_rack=2, spines=2, as_per_host=as_per_host,
                   workloads_per_host=1)
@@ -113,20 +104,12 @@ def run(keep: bool, as_per_host: bool) -> int:
         first = settled(lab, workloads)
         show_matrix(console, "3. connectivity across racks (ping)", lab, workloads, first)
         _node_status(console, lab, workloads[0]["host"])
-        ok = all(first.values()) and _failover(console, lab, fabric, workloads)
-        console.rule(f"demo {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
-        return 0 if ok else 1
-    except LabError as err:
-        console.print(f"[red]demo failed:[/red] {err}")
-        return 1
-    finally:
-        if keep and lab.state:
-            console.print(f"lab kept: e.g. `calico-lab status --name {LAB}`, "
-                          f"`calico-lab link --name {LAB} tor1 spine1 down`; remove it with "
-                          f"`calico-lab down --name {LAB}`")
-        elif lab.state:
-            lab.down()
-            console.print("lab torn down")
+        return all(first.values()) and _failover(console, lab, fabric, workloads)
+
+    return run_demo(LAB, keep, steps,
+                    f"lab kept: e.g. `calico-lab status --name {LAB}`, "
+                    f"`calico-lab link --name {LAB} tor1 spine1 down`; remove it with "
+                    f"`calico-lab down --name {LAB}`")
 
 
 def _node_status(console, lab, host: str) -> None:

@@ -27,6 +27,10 @@ validateHostEndpointSpec, validateWorkloadEndpointPort, validateEndpointPort):
 - interfaceName is required for a workload endpoint: "*" or 1-15 of [a-zA-Z0-9_.-].
 - ipNetworks: one address each, host bits clear; ipNATs: both addresses of one IP version,
   the internal one inside ipNetworks; gateways of the right IP version; a valid MAC.
+- allowedIps: networking-calico's field, not Calico's API (libcalico-go drops it on read):
+  a port's allowed address pairs. networking-calico's DHCP agent serves none of them, and
+  our Felix also routes its multi-address entries to the endpoint (see README, "Where we
+  differ"); the single addresses are in ipNetworks as well, which Calico's Felix routes.
 - ports: protocol TCP, UDP or SCTP; port 1-65535; a workload port needs a name unless it has a
   hostPort. A host endpoint needs `node`, and `interfaceName` or `expectedIPs`.
 """
@@ -218,6 +222,7 @@ class WorkloadEndpointSpec(CalicoModel):
     mac: checked(str | None, _optional(_check_mac)) = None
     ports: list[WorkloadEndpointPort] | None = None
     allowSpoofedSourcePrefixes: list[CIDR] | None = None
+    allowedIps: list[CIDR] | None = None  # networking-calico's: see the module docstring
     qosControls: QoSControls | None = None
 
     @model_validator(mode="after")

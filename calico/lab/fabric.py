@@ -35,11 +35,10 @@ ToR ::1, hosts ::1M; links /126s of fd00:198:19:S::/64; a BGPPeer `rack-rN-v6` p
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Any
 
-from .proc import LabError, netns_add, netns_list, sh, spawn, sysctls
+from .proc import LabError, netns_add, sh, spawn, sysctls
 
 SPINE_ASN = 65000
 MAX_RACKS, MAX_HOSTS_PER_RACK, MAX_SPINES = 9, 9, 4
@@ -192,16 +191,7 @@ def up(lab, racks: int, hosts_per_rack: int, spines: int = 2, as_per_host: bool 
     """`Lab.up` for a fabric: routers and racks instead of one L2 segment. On any failure the
     lab is torn down again."""
     topology = plan(racks, hosts_per_rack, spines, as_per_host, ipv6)
-    if lab.exists():
-        raise LabError(f"lab {lab.name!r} is already up: `calico-lab down` first")
-    for prog in ("ip", "bird", "birdc", *(("etcd",) if datastore == "etcdv3"
-                                           and not etcd_endpoints else ())):
-        if shutil.which(prog) is None:
-            raise LabError(f"{prog} is not installed (run `make setup`)")
-    leftovers = [n for n in netns_list() if n.startswith(lab.prefix)]
-    if leftovers:
-        raise LabError(f"namespaces of an earlier lab {lab.name!r} remain "
-                       f"({', '.join(leftovers)}): run `calico-lab down`")
+    lab.check_can_start(datastore, etcd_endpoints)
     os.makedirs(lab.dir, exist_ok=True)
     lab.state = {"name": lab.name, "prefix": lab.prefix, "ipv6": ipv6, "hosts": [],
                  "workloads": [], "tor": None, "fabric": None, "created": time.time(),

@@ -208,26 +208,33 @@ class Lab:
 
     # ---- up ------------------------------------------------------------------------------
 
-    def up(self, hosts: int = 3, workloads_per_host: int = 0, datastore: str = "local",
-           ipv6: bool = False, tor: str = "none", etcd_endpoints: str | None = None,
-           wait: float = 30.0, subnets: int = 1) -> None:
+    def check_can_start(self, datastore: str, etcd_endpoints: str | None,
+                        *programs: str) -> None:
+        """What bringing a lab up needs before it touches anything (its `up` and the
+        fabric's): this lab not up, the programs installed (`programs` beyond those every
+        lab runs), no namespaces of an earlier run left. Raises LabError."""
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: `calico-lab down` first")
-        if not 1 <= hosts <= 50:
-            raise LabError("--hosts must be between 1 and 50")
-        if tor not in ("none", "gobgp", "bird"):
-            raise LabError("--tor must be none, gobgp or bird")
-        if subnets < 1 or subnets > 1 and (tor != "none" or ipv6 or subnets > 50):
-            raise LabError("--subnets: 1 to 50, and more than 1 only without --tor or --ipv6")
         for prog in ("ip", "bird", "birdc", *(("etcd",) if datastore == "etcdv3"
-                                               and not etcd_endpoints else ()),
-                     *(("gobgpd",) if tor == "gobgp" else ())):
+                                               and not etcd_endpoints else ()), *programs):
             if shutil.which(prog) is None:
                 raise LabError(f"{prog} is not installed (run `make setup`)")
         leftovers = [n for n in netns_list() if n.startswith(self.prefix)]
         if leftovers:
             raise LabError(f"namespaces of an earlier lab {self.name!r} remain "
                            f"({', '.join(leftovers)}): run `calico-lab down`")
+
+    def up(self, hosts: int = 3, workloads_per_host: int = 0, datastore: str = "local",
+           ipv6: bool = False, tor: str = "none", etcd_endpoints: str | None = None,
+           wait: float = 30.0, subnets: int = 1) -> None:
+        if not 1 <= hosts <= 50:
+            raise LabError("--hosts must be between 1 and 50")
+        if tor not in ("none", "gobgp", "bird"):
+            raise LabError("--tor must be none, gobgp or bird")
+        if subnets < 1 or subnets > 1 and (tor != "none" or ipv6 or subnets > 50):
+            raise LabError("--subnets: 1 to 50, and more than 1 only without --tor or --ipv6")
+        self.check_can_start(datastore, etcd_endpoints, *(("gobgpd",) if tor == "gobgp"
+                                                          else ()))
         os.makedirs(self.dir, exist_ok=True)
         self.state = {"name": self.name, "prefix": self.prefix, "ipv6": ipv6, "hosts": [],
                       "workloads": [], "tor": None, "fabric": f"{self.prefix}fabric",

@@ -38,7 +38,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from calico.datastore.config import ConfigError, DatastoreConfig
 
@@ -59,18 +59,13 @@ def _bool(text: str) -> bool:
     raise ValueError("is not a boolean (true/false)")
 
 
-def _int(lo: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text.strip())
-        if value < lo:
-            raise ValueError(f"must be at least {lo}")
-        return value
-    return parse
+N = TypeVar("N", int, float)
 
 
-def _float(lo: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text.strip())
+def _number(type_: type[N], lo: N) -> Callable[[str], N]:
+    """A parser of `type_` (int or float) values of at least `lo`."""
+    def parse(text: str) -> N:
+        value = type_(text.strip())
         if value < lo:
             raise ValueError(f"must be at least {lo:g}")
         return value
@@ -101,17 +96,17 @@ def _region(text: str) -> str:
 
 
 OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
-    "etcd_host": (_list, ["127.0.0.1"]), "etcd_port": (_int(1), 2379),
+    "etcd_host": (_list, ["127.0.0.1"]), "etcd_port": (_number(int, 1), 2379),
     "etcd_scheme": (_choice("http", "https"), None),
     "etcd_ca_cert_file": (_str, None), "etcd_cert_file": (_str, None),
     "etcd_key_file": (_str, None), "etcd_username": (_str, None),
     "etcd_password": (_str, None), "openstack_region": (_region, None),
-    "etcd_compaction_period_mins": (_int(0), 60),
-    "etcd_compaction_min_revisions": (_int(0), 1000),
-    "resync_interval_secs": (_float(0.5), None), "resync_interval": (_float(0.5), None),
-    "elector_name": (_str, None), "project_name_cache_max": (_int(1), 100),
+    "etcd_compaction_period_mins": (_number(int, 0), 60),
+    "etcd_compaction_min_revisions": (_number(int, 0), 1000),
+    "resync_interval_secs": (_number(float, 0.5), None), "resync_interval": (_number(float, 0.5), None),
+    "elector_name": (_str, None), "project_name_cache_max": (_number(int, 1), 100),
     "datastore_type": (_choice("local", "etcdv3"), None), "datastore_path": (_str, None),
-    "etcd_endpoints": (_list, None), "election_ttl": (_int(2), 30), "ipam": (_bool, True),
+    "etcd_endpoints": (_list, None), "election_ttl": (_number(int, 2), 30), "ipam": (_bool, True),
 }
 NO_EFFECT = frozenset((
     "etcd_timeout", "resync_max_interval_secs", "num_port_status_threads",

@@ -17,9 +17,14 @@ The endpoint (as networking-calico writes it):
 - ipNetworks: each fixed IP as a /32 or /128; ipv4Gateway / ipv6Gateway from the subnets (the
   last fixed IP of each version wins);
 - interfaceName `tap<first 11 of the port id>`; mac the port's MAC;
-- allowed address pairs become `allowSpoofedSourcePrefixes` (the VM may send from them). A
-  pair can be a whole CIDR (keepalived, a router VM), which is why they are not added to
-  ipNetworks, whose entries must be single addresses;
+- allowed address pairs are routed to the instance and accepted as its sources, as
+  networking-calico does: every pair is in `allowedIps` (networking-calico's field: the DHCP
+  agent serves none of them), a single-address pair (the usual VIP) is in ipNetworks too, as
+  a /32 or /128 after the fixed IPs (so Felix routes it, accepts it as a source and policy
+  sees it as the port's address). A whole-CIDR pair (a router VM, a keepalived range) cannot
+  be in ipNetworks (single addresses only, as Calico validates them): it is in
+  `allowSpoofedSourcePrefixes` (any Felix accepts it as a source) and our Felix routes it to
+  the tap from `allowedIps`;
 - labels: `sg.projectcalico.org/openstack-<sg-id>` (value: the group's name, sanitised) per
   security group — what the `ossg.default.<sg-id>` policies select on — plus
   `sg-name.projectcalico.org/openstack-<name>` = id, the project id and (if known) name and
@@ -112,6 +117,28 @@ def _prefix(value: str) -> str:
     return str(ipaddress.ip_network(value, strict=False))
 
 
+def _address_pairs(port: Mapping[str, Any], networks: list[str]) -> dict[str, Any]:
+    """The spec fields of the port's allowed address pairs; single addresses are appended to
+    `networks` (the endpoint's ipNetworks). A pair that is one of the port's fixed IPs adds
+    nothing (it must stay served by DHCP)."""
+    pairs = sorted({_prefix(p["ip_address"]) for p in port.get("allowed_address_pairs") or []
+                    if p.get("ip_address")} - set(networks), key=_sort_key)
+    if not pairs:
+        return {}
+    ranges = []
+    for pair in pairs:
+        if ipaddress.ip_network(pair).num_addresses > 1:
+            ranges.append(pair)
+        else:
+            networks.append(pair)
+    return {"allowedIps": pairs, **({"allowSpoofedSourcePrefixes": ranges} if ranges else {})}
+
+
+def _sort_key(cidr: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(cidr)
+    return net.version, int(net.network_address), net.prefixlen
+
+
 def endpoint_labels(port: Mapping[str, Any], sg_names: Mapping[str, str] | None = None,
                     project: Project | None = None) -> dict[str, str]:
     labels: dict[str, str] = {}
@@ -151,10 +178,7 @@ def endpoint_resource(port: Mapping[str, Any], gateways: Mapping[str, str | None
         if gateway:
             spec["ipv4Gateway" if version == 4 else "ipv6Gateway"] = gateway
     spec["ipNetworks"] = networks
-    pairs = [_prefix(p["ip_address"]) for p in port.get("allowed_address_pairs") or []
-             if p.get("ip_address")]
-    if pairs:
-        spec["allowSpoofedSourcePrefixes"] = sorted(set(pairs))
+    spec.update(_address_pairs(port, networks))
     annotations = {names.NETWORK_ID_ANNOTATION: port.get("network_id") or ""}
     dns = port.get("dns_assignment") or []
     if dns and dns[0].get("fqdn"):

@@ -190,7 +190,8 @@ class EndpointSyncer(V3ResourceSyncer):
         if self.addresses is None:
             return
         spec = wanted.spec
-        ips = [n.split("/")[0] for n in spec.ipNetworks or []]
+        pairs = {n.split("/")[0] for n in spec.allowedIps or []}  # not the port's own
+        ips = [ip for n in spec.ipNetworks or [] if (ip := n.split("/")[0]) not in pairs]
         self.addresses.claim(spec.endpoint or "", spec.node or "", ips)
 
     def on_deleted(self, key: str, existing: KV) -> None:

@@ -5,7 +5,6 @@ import glob
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -16,10 +15,11 @@ from calico.datastore import DatastoreConfig, connect, ipamkinds
 from calico.datastore.client import ResourceClient
 from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
+from tests.fixtures.calicoctl import CALICOCTL
+from tests.fixtures.calicoctl import calicoctl as run_calicoctl
 from tests.fixtures.etcd import EtcdServer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "manifests")
-CALICOCTL = [sys.executable, "-m", "calico.ctl.main"]
 
 
 @pytest.fixture
@@ -31,10 +31,8 @@ def etcd():
 
 
 def calicoctl(etcd, *args, timeout=30):
-    env = {**os.environ, "DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": etcd.endpoint}
-    return subprocess.run([*CALICOCTL, args[0], "-c", "/nonexistent/calicoctl.cfg",
-                           *args[1:]], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return run_calicoctl(args, {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": etcd.endpoint},
+                         timeout=timeout)
 
 
 def etcd_keys(etcd, prefix):

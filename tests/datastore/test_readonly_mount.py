@@ -6,13 +6,12 @@ read-only reason (not "datastore unreachable") and changes nothing."""
 import os
 import shlex
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import require_programs, require_root
+from tests.fixtures.calicoctl import calicoctl, command
 
-CALICOCTL = os.path.join(os.path.dirname(sys.executable), "calicoctl")
 POOL = """\
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -21,15 +20,10 @@ spec: {cidr: 10.77.0.0/16}
 """
 
 
-def _ctl(env, *args, input=None):
-    return subprocess.run([CALICOCTL, *args, "-c", "/nonexistent/calicoctl.cfg"], env=env,
-                          input=input, capture_output=True, text=True)
-
-
 def _read_only(target: str, env, *args) -> subprocess.CompletedProcess:
     """Run calicoctl with `target` (a file or directory) bind-mounted read-only over itself,
     in a mount namespace of its own: nothing outside the command sees the mount."""
-    cmd = " ".join(shlex.quote(a) for a in (CALICOCTL, *args, "-c", "/nonexistent/c.cfg"))
+    cmd = " ".join(shlex.quote(a) for a in command(*args))
     script = (f"mount --bind {shlex.quote(target)} {shlex.quote(target)} && "
               f"mount -o remount,ro,bind {shlex.quote(target)} && exec {cmd}")
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -44,7 +38,7 @@ def store(tmp_path):
     directory.mkdir()
     path = directory / "calico.db"
     env = {**os.environ, "DATASTORE_TYPE": "local", "CALICO_DATASTORE_PATH": str(path)}
-    res = _ctl(env, "apply", "-f", "-", input=POOL)
+    res = calicoctl(["apply", "-f", "-"], env, input=POOL)
     assert res.returncode == 0, res.stderr
     return path, env
 
@@ -61,4 +55,4 @@ def test_reads_work_and_writes_fail_with_the_reason(store, what):
     assert "is read-only" in deleted.stderr and "unreachable" not in deleted.stderr
     expected = "the file is not writable" if what == "file" else "is not writable"
     assert expected in deleted.stderr
-    assert "ro-pool" in _ctl(env, "get", "ippools").stdout  # still there
+    assert "ro-pool" in calicoctl(["get", "ippools"], env).stdout  # still there

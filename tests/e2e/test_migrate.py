@@ -5,27 +5,21 @@ exported back from etcd into a new local store is the same cluster."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from calico.datastore import DatastoreConfig, connect
 from calico.datastore.client import ResourceClient
+from tests.fixtures.calicoctl import calicoctl
 from tests.fixtures.etcd import EtcdServer
 
 from .conftest import wait_until
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-CALICOCTL = os.path.join(os.path.dirname(sys.executable), "calicoctl")
 
 
 def ctl(env: dict[str, str], *args: str, input: str | None = None) -> str:
-    res = subprocess.run([CALICOCTL, *args, "-c", "/nonexistent/calicoctl.cfg"],
-                         env={**os.environ, **env}, input=input, capture_output=True,
-                         text=True)
+    res = calicoctl(args, env, input=input)
     assert res.returncode == 0, f"calicoctl {' '.join(args)}: {res.stderr}"
     return res.stdout
 

@@ -11,15 +11,10 @@ Tests record their figures (inputs tried, rejected, stall and convergence second
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from tests.fixtures.etcd import EtcdServer, etcd_cluster  # noqa: F401  (fixture)
 
-CALICOCTL = [sys.executable, "-m", "calico.ctl.main"]
 FIGURES: dict[str, object] = {}
 
 
@@ -49,14 +44,3 @@ def module_etcd():
     server = EtcdServer().start()
     yield server
     server.stop()
-
-
-def calicoctl(args: list[str], env: dict[str, str], stdin: str | None = None,
-              timeout: float = 60) -> subprocess.CompletedProcess:
-    """The real calicoctl command line, configured by environment only."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("ETCD_", "DATASTORE_", "CALICO_DATASTORE"))}
-    full_env.update(env)
-    return subprocess.run([*CALICOCTL, args[0], "-c", "/nonexistent/calicoctl.cfg", *args[1:]],
-                          input=stdin, capture_output=True, text=True, env=full_env,
-                          timeout=timeout)

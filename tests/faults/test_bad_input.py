@@ -41,8 +41,9 @@ from calico.datastore.syncer import Syncer, SyncStatus
 from calico.felix import messages as m
 from calico.felix.calc import CalcGraph
 from calico.felix.daemon import SYNC_KINDS
-from tests.faults.conftest import add_figure, calicoctl
+from tests.faults.conftest import add_figure
 from tests.faults.mutations import MUST_REJECT, Mutant, format_path, mutants
+from tests.fixtures.calicoctl import calicoctl
 
 VALIDATE_EXAMPLES = int(os.environ.get("FAULTS_VALIDATE", 7000))
 CTL_EXAMPLES = int(os.environ.get("FAULTS_CTL", 3000))
@@ -240,7 +241,7 @@ def test_calicoctl_apply_subprocess(store, mutant, as_json):
     add_figure("calicoctl subprocess: mutants tried", 1)
     store.clear()
     text = as_text(mutant.doc, as_json)
-    proc = calicoctl(CTL, store.env, stdin=text)
+    proc = calicoctl(CTL, store.env, input=text)
     check_apply(mutant, text, proc.returncode, proc.stdout, proc.stderr, store)
 
 

@@ -14,7 +14,7 @@ from calico.datastore.client import decode, kind_prefix
 from calico.datastore.errors import CorruptResource
 from calico.datastore.local import LocalBackend
 from calico.datastore.syncer import Syncer, SyncStatus
-from tests.faults.conftest import calicoctl
+from tests.fixtures.calicoctl import calicoctl
 
 V3 = "projectcalico.org/v3"
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -91,7 +91,7 @@ def test_deeply_nested_manifest_is_a_clear_error():
 ])
 def test_calicoctl_rejects_without_a_traceback(tmp_path, text):
     env = {"DATASTORE_TYPE": "local", "CALICO_DATASTORE_PATH": str(tmp_path / "c.db")}
-    proc = calicoctl(["apply", "-f", "-"], env, stdin=text)
+    proc = calicoctl(["apply", "-f", "-"], env, input=text)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("Failed to"), proc.stderr
     # One line for the document, then Calico's summary line ("failed to apply ...").

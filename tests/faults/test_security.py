@@ -13,8 +13,8 @@ import pytest
 from calico.datastore import DatastoreConfig, connect
 from calico.datastore.kv import DatastoreError
 from calico.datastore.syncer import Syncer, SyncStatus
-from tests.faults.conftest import calicoctl
 from tests.faults.scenarios import View
+from tests.fixtures.calicoctl import calicoctl
 from tests.fixtures.etcd import EtcdServer, make_tls
 
 POOL = json.dumps({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
@@ -78,7 +78,7 @@ def tls_env(server: EtcdServer, cert: bool = True, ca: bool = True) -> dict[str,
 
 def test_tls_client_certificates_end_to_end(tls_etcd):
     env = tls_env(tls_etcd)
-    proc = calicoctl(["apply", "-f", "-"], env, stdin=POOL)
+    proc = calicoctl(["apply", "-f", "-"], env, input=POOL)
     assert proc.returncode == 0, proc.stderr
     got = calicoctl(["get", "ippools", "-o", "json"], env)
     assert got.returncode == 0 and "10.77.0.0/16" in got.stdout, got.stderr
@@ -118,7 +118,7 @@ def auth_env(server: EtcdServer, user: str = "calico", password: str = "s3cret"
 
 def test_username_password_end_to_end(auth_etcd):
     env = auth_env(auth_etcd)
-    proc = calicoctl(["apply", "-f", "-"], env, stdin=POOL)
+    proc = calicoctl(["apply", "-f", "-"], env, input=POOL)
     assert proc.returncode == 0, proc.stderr
     got = calicoctl(["get", "ippools", "-o", "json"], env)
     assert got.returncode == 0 and "10.77.0.0/16" in got.stdout, got.stderr
@@ -133,14 +133,14 @@ def test_wrong_password_is_a_clear_error(auth_etcd):
 
 def test_no_credentials_on_an_auth_etcd_is_a_clear_error(auth_etcd):
     env = {"DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": auth_etcd.endpoint}
-    one_clean_error(calicoctl(["apply", "-f", "-"], env, stdin=POOL, timeout=30),
+    one_clean_error(calicoctl(["apply", "-f", "-"], env, input=POOL, timeout=30),
                     "user name is empty")
 
 
 def test_a_user_without_permission_is_refused(auth_etcd):
     subprocess.run(["etcdctl", "--endpoints", auth_etcd.endpoint, "--user", "root:rootpw",
                     "user", "add", "nobody:nopw"], check=True, capture_output=True)
-    proc = calicoctl(["apply", "-f", "-"], auth_env(auth_etcd, "nobody", "nopw"), stdin=POOL,
+    proc = calicoctl(["apply", "-f", "-"], auth_env(auth_etcd, "nobody", "nopw"), input=POOL,
                      timeout=30)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "permission denied" in proc.stderr.lower(), proc.stderr

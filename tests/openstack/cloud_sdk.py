@@ -24,10 +24,7 @@ binding to the destination and drops `migrating_to` (post-live-migration), `migr
 drops `migrating_to` alone (a rolled-back migration).
 """
 
-import json
-import sys
-
-import openstack
+from sdk_main import run
 
 PORTS = {
     "good": ("compute:nova", "vm-good", "Compute-1", None),
@@ -62,25 +59,21 @@ def topology(conn) -> dict:
             "ports": ports}
 
 
-def main() -> None:
-    url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
-    if command == "topology":
-        out = topology(conn)
-    elif command == "migrate-start":
-        port = conn.network.update_port(args[0], binding_profile={"migrating_to": args[1]})
-        out = {"profile": port.binding_profile}
-    elif command == "migrate-finish":
-        port = conn.network.update_port(args[0], binding_host_id=args[1], binding_profile={})
-        out = {"host": port.binding_host_id, "vif_type": port.binding_vif_type}
-    elif command == "migrate-cancel":
-        port = conn.network.update_port(args[0], binding_profile={})
-        out = {"profile": port.binding_profile}
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(out))
+def migrate_start(conn, port_id: str, host: str) -> dict:
+    port = conn.network.update_port(port_id, binding_profile={"migrating_to": host})
+    return {"profile": port.binding_profile}
+
+
+def migrate_finish(conn, port_id: str, host: str) -> dict:
+    port = conn.network.update_port(port_id, binding_host_id=host, binding_profile={})
+    return {"host": port.binding_host_id, "vif_type": port.binding_vif_type}
+
+
+def migrate_cancel(conn, port_id: str) -> dict:
+    port = conn.network.update_port(port_id, binding_profile={})
+    return {"profile": port.binding_profile}
 
 
 if __name__ == "__main__":
-    main()
+    run({"topology": topology, "migrate-start": migrate_start,
+         "migrate-finish": migrate_finish, "migrate-cancel": migrate_cancel})

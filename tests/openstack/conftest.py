@@ -7,14 +7,13 @@ and takeover are quick to observe. `store` reads that datastore from the test pr
 """
 
 import json
-import subprocess
 import time
 
 import pytest
 
 from calico.datastore.local import LocalBackend
 from calico.openstack import names
-from tests.openstack.harness import HERE, NeutronAPI, NeutronServer, build_venv
+from tests.openstack.harness import NeutronAPI, NeutronServer, build_venv, run_sdk
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +59,7 @@ def live_felix(store, *hosts: str, region: names.Region = names.NO_REGION,
 
 
 def run_sdk_scenario(venv, url: str) -> dict:
-    out = subprocess.run([str(venv / "bin" / "python"), str(HERE / "sdk_scenario.py"), url],
-                         check=True, stdout=subprocess.PIPE, text=True, timeout=120)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_sdk(venv, "sdk_scenario.py", url)
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):

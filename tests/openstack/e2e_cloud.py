@@ -1,6 +1,8 @@
 """A small OpenStack cloud on one machine for the end-to-end test: a calico-lab, a real
 Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
 
+    with started(neutron_venv, workdir, vms) as cloud:  # all of the below in one: root and
+        ...                    # programs checked, stale runs cleaned, topology, VMs plugged
     cleanup_stale()            # leftovers of runs killed before their teardown
     cloud = Cloud(neutron_venv, workdir)   # neutron_extra=: more ml2_conf.ini sections
     cloud.up(hosts=2)          # lab (calico-node: Felix + BIRD, each reporting), Neutron,
@@ -10,6 +12,7 @@ Neutron server on the lab's datastore, calico-dhcp-agent per host, and "VMs".
     vm = cloud.plug(name, host, port)   # port: {"id", "mac"}; what Nova + libvirt do
     vm.dhcp(); vm.serve(22, 8080); vm.connects(ip, 22); vm.pings(ip)
     vm.dhcp6()                 # isc-dhcp-client's dhclient -6; vm.global_v6(): SLAAC
+    wait(lambda: vm.pings(ip), 30, "what", cloud)   # fails with the cloud's diagnostics
     cloud.down()               # always: agents, VMs, Neutron, lab (idempotent)
 
 Datastore: the lab's `local` one (a SQLite file every namespace sees); Neutron's `[calico]`
@@ -27,18 +30,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from calico.datastore.client import ResourceClient
 from calico.datastore.errors import ResourceNotFound
 from calico.lab.lab import Lab
 from calico.openstack import names
+from tests.conftest import require_programs, require_root
 from tests.e2e.conftest import _cleanup_stale as cleanup_stale_labs
 from tests.fixtures.netns import Netns, NetnsSet, ping
 from tests.fixtures.netns import cleanup_stale as cleanup_stale_netns
-from tests.openstack.harness import HERE, NeutronServer
+from tests.openstack.harness import NeutronServer, run_sdk
 
 DHCP_DIR_PREFIX = "calico-e2e-dhcp-"
+PROGRAMS = ("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
 
 
 def cleanup_stale() -> None:
@@ -285,13 +294,7 @@ class Cloud:
 
     def sdk(self, *args: str, script: str = "e2e_sdk.py") -> dict:
         assert self.neutron is not None
-        proc = subprocess.run([str(self.venv / "bin" / "python"), "-W", "ignore",
-                               str(HERE / script), self.neutron.url, *args],
-                              capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            raise AssertionError(f"{script} {' '.join(args[:1])} failed: "
-                                 f"{proc.stderr[-3000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_sdk(self.venv, script, self.neutron.url, *args)
 
     def plug(self, name: str, host: str, port: dict) -> VM:
         """Nova's part: the VM's namespace, its eth0 with the port's MAC, the tap on the host."""
@@ -323,3 +326,41 @@ class Cloud:
         if self.neutron is not None:
             out.append(self.neutron.logs()[-4000:])
         return "\n".join(out)
+
+
+@contextmanager
+def started(neutron_venv: Path, workdir: Path, vms: list[dict],
+            times: dict[str, float] | None = None, **cloud_args) -> Iterator[Cloud]:
+    """A two-host Cloud (root and its programs required, stale runs cleaned first) with
+    e2e_sdk.py's topology for `vms` and each VM plugged; torn down on leaving, also when
+    the set-up fails. `times` gets each stage's seconds; `cloud_args` go to Cloud."""
+    require_root()
+    require_programs(*PROGRAMS)
+    cleanup_stale()
+    cloud = Cloud(neutron_venv, workdir, **cloud_args)
+    try:
+        stages = cloud.up(hosts=2)
+        t0 = time.monotonic()
+        cloud.topo = cloud.sdk("topology", json.dumps(vms))
+        stages[f"openstacksdk: network, subnet, 2 groups, {len(vms)} ports"] = \
+            time.monotonic() - t0
+        if times is not None:
+            times.update(stages)
+        for vm in vms:
+            cloud.plug(vm["name"], vm["host"], cloud.topo["ports"][vm["name"]])
+        yield cloud
+    finally:
+        cloud.down()
+
+
+def wait(cond, timeout: float, what: str, cloud: Cloud | None = None,
+         interval: float = 0.1) -> float:
+    """Polls `cond` until true; returns the seconds it took, or fails the test naming `what`
+    (with the cloud's logs)."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not within {timeout:g}s"
+                        + (f"\n{cloud.diagnostics()}" if cloud else ""))
+        time.sleep(interval)
+    return time.monotonic() - start

@@ -2,19 +2,21 @@
 
     <neutron-venv>/bin/python e2e_sdk.py <url> topology '<vms json>'
     <neutron-venv>/bin/python e2e_sdk.py <url> allow <sg-id> <remote-sg-id> <tcp-port>
+    <neutron-venv>/bin/python e2e_sdk.py <url> allow-prefix <sg-id> <cidr> <udp-port>
+    <neutron-venv>/bin/python e2e_sdk.py <url> pairs <port-id> '<["10.65.0.100", ...]>'
     <neutron-venv>/bin/python e2e_sdk.py <url> delete-port <port-id>
 
 `topology` makes network `e2e-net`, subnet 10.65.0.0/24 (DHCP, gateway 10.65.0.1, inside the
 lab's IP pool) and two security groups: `web` (ingress ICMP echo and TCP 22 from members of
-`web`) and `other` (no ingress rules); both keep Neutron's default egress rules. Then one
+`web`) and `other` (no ingress rules); both keep Neutron's default egress rules. `allow-prefix` adds
+an ingress UDP rule from an address range; `pairs` sets a port's allowed address pairs. Then one
 port per VM of `<vms json>` ([{"name", "host", "group", "ip"}]), bound as Nova binds it:
 binding:host_id = the lab host, device_owner compute:nova. Each command prints one JSON line.
 """
 
 import json
-import sys
 
-import openstack
+from sdk_main import delete_port, run
 
 
 def topology(conn, vms: list[dict]) -> dict:
@@ -41,25 +43,27 @@ def topology(conn, vms: list[dict]) -> dict:
     return {"network": net.id, "subnet": subnet.id, "groups": groups, "ports": ports}
 
 
-def main() -> None:
-    url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
-    if command == "topology":
-        out = topology(conn, json.loads(args[0]))
-    elif command == "allow":
-        sg, remote, port = args
-        rule = conn.network.create_security_group_rule(
-            security_group_id=sg, direction="ingress", ethertype="IPv4", protocol="tcp",
-            port_range_min=int(port), port_range_max=int(port), remote_group_id=remote)
-        out = {"rule": rule.id}
-    elif command == "delete-port":
-        conn.network.delete_port(args[0], ignore_missing=False)
-        out = {"deleted": args[0]}
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(out))
+def ingress(conn, sg: str, protocol: str, port: str, **remote: str) -> str:
+    """An IPv4 ingress rule for one port from `remote` (a group or a prefix); its id."""
+    return conn.network.create_security_group_rule(
+        security_group_id=sg, direction="ingress", ethertype="IPv4", protocol=protocol,
+        port_range_min=int(port), port_range_max=int(port), **remote).id
+
+
+def allow(conn, sg: str, remote_sg: str, port: str) -> dict:
+    return {"rule": ingress(conn, sg, "tcp", port, remote_group_id=remote_sg)}
+
+
+def allow_prefix(conn, sg: str, prefix: str, port: str) -> dict:
+    return {"rule": ingress(conn, sg, "udp", port, remote_ip_prefix=prefix)}
+
+
+def pairs(conn, port_id: str, addresses: str) -> dict:
+    port = conn.network.update_port(port_id, allowed_address_pairs=[
+        {"ip_address": ip} for ip in json.loads(addresses)])
+    return {"pairs": [p["ip_address"] for p in port.allowed_address_pairs]}
 
 
 if __name__ == "__main__":
-    main()
+    run({"topology": lambda conn, vms: topology(conn, json.loads(vms)), "allow": allow,
+         "allow-prefix": allow_prefix, "pairs": pairs, "delete-port": delete_port})

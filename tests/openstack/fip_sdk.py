@@ -13,10 +13,7 @@ gateway and an interface on the tenant subnet, and two VM ports bound to host-a.
 prints one JSON line.
 """
 
-import json
-import sys
-
-import openstack
+from sdk_main import delete_port, run
 
 
 def topology(conn) -> dict:
@@ -41,30 +38,23 @@ def topology(conn) -> dict:
     return {"public": public.id, "network": net.id, "router": router.id, "ports": ports}
 
 
-def main() -> None:
-    url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
-    if command == "topology":
-        out = topology(conn)
-    elif command == "associate":
-        public = conn.network.find_network("public", ignore_missing=False)
-        fip = conn.network.create_ip(floating_network_id=public.id, port_id=args[0])
-        out = {"id": fip.id, "address": fip.floating_ip_address}
-    elif command == "move":
-        port = None if args[1] == "none" else args[1]
-        fip = conn.network.update_ip(args[0], port_id=port)
-        out = {"id": fip.id, "port": fip.port_id}
-    elif command == "delete-fip":
-        conn.network.delete_ip(args[0], ignore_missing=False)
-        out = {"deleted": args[0]}
-    elif command == "delete-port":
-        conn.network.delete_port(args[0], ignore_missing=False)
-        out = {"deleted": args[0]}
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(out))
+def associate(conn, port_id: str) -> dict:
+    """A new floating IP from `public`, associated with the port."""
+    public = conn.network.find_network("public", ignore_missing=False)
+    fip = conn.network.create_ip(floating_network_id=public.id, port_id=port_id)
+    return {"id": fip.id, "address": fip.floating_ip_address}
+
+
+def move(conn, fip_id: str, port_id: str) -> dict:
+    fip = conn.network.update_ip(fip_id, port_id=None if port_id == "none" else port_id)
+    return {"id": fip.id, "port": fip.port_id}
+
+
+def delete_fip(conn, fip_id: str) -> dict:
+    conn.network.delete_ip(fip_id, ignore_missing=False)
+    return {"deleted": fip_id}
 
 
 if __name__ == "__main__":
-    main()
+    run({"topology": topology, "associate": associate, "move": move,
+         "delete-fip": delete_fip, "delete-port": delete_port})

@@ -9,6 +9,10 @@ neutron_launcher.py with the venv's Python on 127.0.0.1 and a free port. `stop()
 it; `kill()` is SIGKILL (a crashed server: its election lease is not released).
 
 `NeutronAPI(url)` speaks the Networking API v2.0 as an admin in project `fake_project_id`.
+
+`run_sdk(venv, script, url, *args)` runs one of the openstacksdk scripts here (sdk_main.py)
+with the venv's Python and returns the JSON line it printed; a failure raises
+AssertionError with the script's stderr.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ def build_venv() -> Path:
     out = subprocess.run(["bash", str(REPO / "scripts" / "neutron-venv.sh")], check=True,
                          stdout=subprocess.PIPE, text=True)
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def run_sdk(venv: Path, script: str, url: str, *args: str) -> dict:
+    proc = subprocess.run([str(venv / "bin" / "python"), "-W", "ignore", str(HERE / script),
+                           url, *args], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args[:1])} failed: {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 class NeutronServer:

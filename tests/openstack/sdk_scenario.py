@@ -10,13 +10,11 @@ fake hosts and one DHCP port, and prints their ids as JSON.
 import json
 import sys
 
-import openstack
+from sdk_main import connect
 
 
 def main() -> None:
-    url = sys.argv[1]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
+    conn = connect(sys.argv[1])
     net = conn.network.create_network(name="calico-net")
     subnet = conn.network.create_subnet(network_id=net.id, ip_version=4,
                                         cidr="10.65.0.0/24", gateway_ip="10.65.0.1",

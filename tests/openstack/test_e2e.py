@@ -19,8 +19,7 @@ import pytest
 from calico.datastore.client import ResourceClient
 from calico.ipam import IPAM
 from calico.openstack import names
-from tests.conftest import require_programs, require_root
-from tests.openstack.e2e_cloud import Cloud, cleanup_stale
+from tests.openstack.e2e_cloud import Cloud, started, wait
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -31,35 +30,14 @@ WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 TIMES: dict[str, float] = {}
 
 
-def wait(cond, timeout: float, what: str, cloud: Cloud | None = None,
-         interval: float = 0.1) -> float:
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout:g}s"
-                        + (f"\n{cloud.diagnostics()}" if cloud else ""))
-        time.sleep(interval)
-    return time.monotonic() - start
-
-
 @pytest.fixture(scope="module")
 def cloud(neutron_venv, tmp_path_factory):
-    require_root()
-    require_programs("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
-    cleanup_stale()
-    started = time.monotonic()
-    cloud = Cloud(neutron_venv, tmp_path_factory.mktemp("os-e2e"))
+    begun = time.monotonic()
     try:
-        TIMES.update(cloud.up(hosts=2))
-        t0 = time.monotonic()
-        cloud.topo = cloud.sdk("topology", json.dumps(VMS))
-        TIMES["openstacksdk: network, subnet, 2 groups, 3 ports"] = time.monotonic() - t0
-        for vm in VMS:
-            cloud.plug(vm["name"], vm["host"], cloud.topo["ports"][vm["name"]])
-        yield cloud
+        with started(neutron_venv, tmp_path_factory.mktemp("os-e2e"), VMS, TIMES) as cloud:
+            yield cloud
     finally:
-        cloud.down()
-        TIMES["total, teardown included"] = time.monotonic() - started
+        TIMES["total, teardown included"] = time.monotonic() - begun
         print("\nOpenStack e2e timings:\n" + "\n".join(
             f"  {k}: {v:.2f}s" for k, v in TIMES.items()))
 

@@ -6,13 +6,12 @@ ipNATs of the WorkloadEndpoints in the datastore after each, plus the resync's r
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from calico.datastore.local import LocalBackend
 from tests.openstack.conftest import live_felix, wait_for
-from tests.openstack.harness import HERE, NeutronServer
+from tests.openstack.harness import NeutronServer, run_sdk
 
 WEP = "/calico/resources/v3/projectcalico.org/workloadendpoints/openstack/"
 
@@ -33,9 +32,7 @@ def server(neutron_venv, tmp_path_factory):
 
 
 def sdk(venv, url: str, *args: str) -> dict:
-    out = subprocess.run([str(venv / "bin" / "python"), str(HERE / "fip_sdk.py"), url, *args],
-                         check=True, stdout=subprocess.PIPE, text=True, timeout=120)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_sdk(venv, "fip_sdk.py", url, *args)
 
 
 def nats(store) -> dict[str, list[tuple[str, str]]]:

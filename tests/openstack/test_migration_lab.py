@@ -18,7 +18,6 @@ switch-over. Namespaces: the lab's and `cpt-<pid>-...`, always deleted.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -26,8 +25,7 @@ import time
 
 import pytest
 
-from tests.conftest import require_programs, require_root
-from tests.openstack.e2e_cloud import Cloud, cleanup_stale
+from tests.openstack.e2e_cloud import Cloud, started, wait
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -41,32 +39,13 @@ POLICY = '"create_port:binding:profile": "rule:admin_only"\n' \
 
 @pytest.fixture(scope="module")
 def cloud(neutron_venv, tmp_path_factory):
-    require_root()
-    require_programs("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
-    cleanup_stale()
     work = tmp_path_factory.mktemp("os-migration")
     (work / "policy.yaml").write_text(POLICY)  # Nova's `service` role; noauth is admin only
-    cloud = Cloud(neutron_venv, work, neutron_extra=f"[oslo_policy]\npolicy_file = "
-                                                    f"{work / 'policy.yaml'}\n")
-    try:
-        cloud.up(hosts=2)
-        cloud.topo = cloud.sdk("topology", json.dumps(VMS))
-        for vm in VMS:
-            cloud.plug(vm["name"], vm["host"], cloud.topo["ports"][vm["name"]])
+    with started(neutron_venv, work, VMS, neutron_extra=f"[oslo_policy]\npolicy_file = "
+                                                        f"{work / 'policy.yaml'}\n") as cloud:
         for vm in cloud.vms.values():
             vm.dhcp()
         yield cloud
-    finally:
-        cloud.down()
-
-
-def wait(cond, timeout: float, what: str, cloud: Cloud) -> float:
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout:g}s\n{cloud.diagnostics()}")
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def route(cloud: Cloud, host: str) -> str:
@@ -83,7 +62,8 @@ def longest_gap(seqs: list[int]) -> tuple[int, int]:
 def test_live_migration_traffic_gap(cloud):
     vmc, vmm = cloud.vms["vmc"], cloud.vms["vmm"]
     mover = cloud.topo["ports"]["vmm"]
-    wait(lambda: vmc.pings(MOVER_IP), 30, "vmc -> vmm before the migration", cloud)
+    wait(lambda: vmc.pings(MOVER_IP), 30, "vmc -> vmm before the migration", cloud,
+         interval=0.02)
     ping = vmc.ns.popen("ping", "-n", "-i", str(INTERVAL), "-W", "1", MOVER_IP,
                         stdout=subprocess.PIPE, text=True)
     timeline: dict[str, float] = {}
@@ -94,7 +74,7 @@ def test_live_migration_traffic_gap(cloud):
         timeline["migrating_to set"] = time.monotonic() - t0
         dst = cloud.plug("vmm-dst", "host2", mover)  # paused: eth0 up, no address
         wait(lambda: dst.tap in route(cloud, "host2"), 30,
-             "host2 routes vmm to the destination tap before the switch-over", cloud)
+             "host2 routes vmm to the destination tap before the switch-over", cloud, interval=0.02)
         timeline["host2 programmed (route to the new tap)"] = time.monotonic() - t0
         assert vmc.pings(MOVER_IP), "the source still answers before the switch-over"
         time.sleep(0.5)
@@ -106,10 +86,10 @@ def test_live_migration_traffic_gap(cloud):
         cloud.sdk("migrate-finish", mover["id"], "host2", script="cloud_sdk.py")
         timeline["binding moved to host2"] = time.monotonic() - t0
         wait(lambda: vmm.tap not in route(cloud, "host1"), 30,
-             "host1's local route to the source tap removed", cloud)
+             "host1's local route to the source tap removed", cloud, interval=0.02)
         timeline["host1 no longer routes to the source tap (checked)"] = time.monotonic() - t0
         wait(lambda: dst.pings(vmc.lease["ip"], timeout=0.5), 30,
-             "vmm (on host2) reaches vmc after the migration", cloud)
+             "vmm (on host2) reaches vmc after the migration", cloud, interval=0.02)
         timeline["traffic resumed (checked)"] = time.monotonic() - t0
         time.sleep(1.0)
     finally:

@@ -12,7 +12,6 @@ lease, as Felix writes it (conftest.live_felix).
 
 import json
 import sqlite3
-import subprocess
 
 import pytest
 
@@ -25,7 +24,7 @@ from calico.felix.status import EndpointKey, StatusReporter
 from calico.openstack import names
 from tests.fixtures.etcd import EtcdServer
 from tests.openstack.conftest import live_felix, wait_for
-from tests.openstack.harness import HERE, NeutronAPI, NeutronServer
+from tests.openstack.harness import NeutronAPI, NeutronServer, run_sdk
 from tests.openstack.keystone_standin import KeystoneStandIn
 
 REGION = names.Region("r1")
@@ -66,10 +65,7 @@ def cloud(neutron_venv, tmp_path_factory):
 
 
 def sdk(venv, server, *args):
-    out = subprocess.run([str(venv / "bin" / "python"), "-W", "ignore",
-                          str(HERE / "cloud_sdk.py"), server.url, *args],
-                         check=True, stdout=subprocess.PIPE, text=True, timeout=120)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_sdk(venv, "cloud_sdk.py", server.url, *args)
 
 
 def endpoints(store):

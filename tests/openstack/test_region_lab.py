@@ -12,14 +12,10 @@ always deleted.
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
 from calico.openstack import names
-from tests.conftest import require_programs, require_root
-from tests.openstack.e2e_cloud import Cloud, cleanup_stale
+from tests.openstack.e2e_cloud import started, wait
 from tests.openstack.harness import NeutronAPI
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -32,26 +28,9 @@ WEP = f"/calico/resources/v3/projectcalico.org/workloadendpoints/{REGION.namespa
 
 @pytest.fixture(scope="module")
 def cloud(neutron_venv, tmp_path_factory):
-    require_root()
-    require_programs("bird", "birdc", "dnsmasq", "busybox", "ip", "nft", "ping")
-    cleanup_stale()
-    cloud = Cloud(neutron_venv, tmp_path_factory.mktemp("os-region"), region=REGION.name)
-    try:
-        cloud.up(hosts=2)
-        cloud.topo = cloud.sdk("topology", json.dumps(VMS))
-        for vm in VMS:
-            cloud.plug(vm["name"], vm["host"], cloud.topo["ports"][vm["name"]])
+    with started(neutron_venv, tmp_path_factory.mktemp("os-region"), VMS,
+                 region=REGION.name) as cloud:
         yield cloud
-    finally:
-        cloud.down()
-
-
-def wait(cond, timeout: float, what: str, cloud: Cloud) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:g}s\n{cloud.diagnostics()}")
-        time.sleep(0.2)
 
 
 def test_ports_active_leases_and_traffic_in_the_region(cloud):

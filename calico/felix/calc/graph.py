@@ -24,6 +24,11 @@ Calico, a WorkloadEndpoint without `ipNetworks` is ignored until it has some. Re
 the graph does not use are ignored. IPAM blocks (`/calico/ipam/v2/assignment/...`, decoded
 JSON) feed only the VXLAN resolver (vxlan.py).
 
+A local endpoint's addresses (routed to its interface, accepted as its sources) are its
+ipNetworks plus the multi-address entries of `allowedIps` (networking-calico's field for a
+port's allowed address pairs: a CIDR pair cannot be in ipNetworks); our extension, as
+Calico's Felix ignores `allowedIps`. IP-set membership stays the ipNetworks.
+
 Inputs are typed: the syncer hands over validated `calico.api` resources (Calico's defaults
 filled), and each handler reads the fields of its kind by attribute.
 """
@@ -162,7 +167,9 @@ class CalcGraph:
         if spec.node != self.hostname:
             self._remove_local(ep)
             return
-        self._local[ep] = _workload_endpoint_update(ep, spec, nets, profiles)
+        routed = nets + tuple(n for n in normalise_nets(spec.allowedIps)
+                              if n not in nets and ipaddress.ip_network(n).num_addresses > 1)
+        self._local[ep] = _workload_endpoint_update(ep, spec, routed, profiles)
         self._policies.update_endpoint(ep, labels, parents, profiles)
 
     def _on_host_endpoint(self, key: str, namespace: str, name: str,

@@ -12,7 +12,9 @@ routes, so the host gains no connected subnet route that would compete with Cali
 per-workload routes), and dnsmasq listens on it and on each local tap of that network,
 treating DHCP packets and router solicitations arriving on the taps as if they had arrived
 on the dummy (`--bridge-interface`). Every VM gets exactly its fixed IP (static ranges: no
-dynamic pool). What each subnet gives, as Neutron's dnsmasq driver gives it:
+dynamic pool); an allowed address pair's address (listed in the endpoint's `allowedIps`,
+and in its ipNetworks too) is never served. What each subnet gives, as Neutron's dnsmasq
+driver gives it:
 
 - IPv4: the subnet's netmask; router (option 3) the gateway, or the nexthop of a 0.0.0.0/0
   host route when there is no gateway; DNS servers (6); domain name (15, the network's
@@ -129,8 +131,11 @@ def desired(host: str, endpoints: Iterable[Mapping[str, Any]],
             names.NETWORK_ID_ANNOTATION)
         if not net or not spec.get("mac") or not spec.get("interfaceName"):
             continue
+        pairs = {ipaddress.ip_interface(c).ip for c in spec.get("allowedIps") or []}
         for cidr in spec.get("ipNetworks") or []:
             ip = ipaddress.ip_interface(cidr).ip
+            if ip in pairs:
+                continue
             for sid, (snet, sub) in parsed.items():
                 if snet == net and ip in ipaddress.ip_network(sub.cidr):
                     hosts.setdefault(net, []).append(

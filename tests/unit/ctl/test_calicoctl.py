@@ -5,31 +5,14 @@ import os
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from calico import api
-from calico.ctl.main import cli
 from calico.datastore.local import LocalBackend
 
 # calicoctl refuses to write ClusterInformation (Calico manages it): that fixture is for the API.
 FIXTURES = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "..",
                                                     "fixtures", "manifests", "*", "*.yaml"))
                   if not p.endswith("clusterinformation.yaml"))
-
-
-@pytest.fixture
-def ctl(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALICO_DATASTORE_PATH", str(tmp_path / "calico.db"))
-    monkeypatch.delenv("DATASTORE_TYPE", raising=False)
-    runner = CliRunner()
-    cfg = str(tmp_path / "no-such-calicoctl.cfg")
-
-    def run(*args, input=None):
-        args = list(args)
-        if args[0] != "node" and args[0] != "ipam":
-            args[1:1] = ["-c", cfg]
-        return runner.invoke(cli, args, input=input, catch_exceptions=False)
-    return run
 
 
 GNP = """\

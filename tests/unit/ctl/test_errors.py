@@ -1,7 +1,6 @@
 """calicoctl's errors carry the phrases scripts written for Calico's calicoctl look for
 (issue #21 item 9), with our detail after them."""
 
-import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -14,18 +13,6 @@ metadata: {name: p1}
 spec: {cidr: 10.0.0.0/16}
 """
 TWO = POOL + "---\n" + POOL.replace("p1", "p2").replace("10.0.0.0", "10.1.0.0")
-
-
-@pytest.fixture
-def ctl(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALICO_DATASTORE_PATH", str(tmp_path / "calico.db"))
-    monkeypatch.delenv("DATASTORE_TYPE", raising=False)
-    runner = CliRunner()
-
-    def run(*args, input=None):
-        return runner.invoke(cli, [args[0], "-c", str(tmp_path / "none.cfg"), *args[1:]],
-                             input=input, catch_exceptions=False)
-    return run
 
 
 def test_create_existing(ctl):

@@ -10,11 +10,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 import yaml
-from click.testing import CliRunner
 
-from calico.ctl.main import cli
 from calico.datastore.local import LocalBackend
 
 POOLS = """\
@@ -35,19 +32,6 @@ spec:
   natOutgoing: true
   nodeSelector: rack == 'a'
 """
-
-
-@pytest.fixture
-def ctl(tmp_path, monkeypatch):
-    monkeypatch.setenv("CALICO_DATASTORE_PATH", str(tmp_path / "calico.db"))
-    monkeypatch.delenv("DATASTORE_TYPE", raising=False)
-    runner = CliRunner()
-    cfg = str(tmp_path / "no-such.cfg")
-
-    def run(*args, input=None):
-        return runner.invoke(cli, [args[0], "-c", cfg, *args[1:]], input=input,
-                             catch_exceptions=False)
-    return run
 
 
 def _revision(tmp_path):

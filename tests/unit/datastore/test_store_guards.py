@@ -6,9 +6,7 @@ no mode bits are read-only); tests/datastore/test_readonly_mount.py does the sam
 read-only mount."""
 
 import pytest
-from click.testing import CliRunner
 
-from calico.ctl.main import cli
 from calico.datastore import DatastoreConfig, connect, localfile
 from calico.datastore.local import LocalBackend
 from calico.datastore.localfile import ReadOnlyStore, StoreMissing
@@ -63,17 +61,6 @@ def test_read_only_store_reads_and_refuses_writes_with_the_reason(tmp_path, monk
     with pytest.raises(ReadOnlyStore, match="read-only \\(the file is not writable\\)"):
         reader.put("/calico/x", "1")
     reader.close()
-
-
-@pytest.fixture
-def ctl(tmp_path, monkeypatch):
-    monkeypatch.delenv("DATASTORE_TYPE", raising=False)
-    cfg = str(tmp_path / "no-such-calicoctl.cfg")
-
-    def run(*args, input=None):
-        return CliRunner().invoke(cli, [args[0], "-c", cfg, *args[1:]], input=input,
-                                  catch_exceptions=False)
-    return run
 
 
 POOL = """\

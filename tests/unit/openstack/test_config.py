@@ -45,17 +45,21 @@ def test_unknown_invalid_and_no_effect_options_are_logged_by_name(caplog):
     caplog.set_level(logging.INFO)
     conf = calico_config({"etcd_port": "twenty", "openstack_region": "Region_One",
                           "etcd_compaction_period_mins": "-5", "etcd_hots": "x",
-                          "num_port_status_threads": "4", "ipam": "maybe"})
+                          "num_port_status_threads": "4", "ipam": "maybe",
+                          "resync_interval_secs": "0.1"})
     text = caplog.text
     assert "[calico] etcd_port = 'twenty' is invalid" in text
     assert "[calico] openstack_region = 'Region_One' is invalid" in text
-    assert "[calico] etcd_compaction_period_mins = '-5' is invalid" in text
+    assert "[calico] etcd_compaction_period_mins = '-5' is invalid (must be at least 0)" \
+        in text
+    assert "[calico] resync_interval_secs = '0.1' is invalid (must be at least 0.5)" in text
     assert "[calico] etcd_hots: unknown option; ignored" in text
     assert "[calico] num_port_status_threads = 4: a networking-calico option with no effect" \
         in text
     assert "[calico] ipam = 'maybe' is invalid" in text
     # Defaults are used instead; the invalid port still selected etcd, on its default port.
     assert conf.region is None and conf.etcd_compaction_period_mins == 60 and conf.ipam
+    assert conf.resync_interval == 60
     assert conf.datastore.etcd_endpoints == ("http://127.0.0.1:2379",)
 
 

@@ -39,6 +39,14 @@ def test_desired_only_this_hosts_endpoints():
     assert desired("host-c", eps, SUBNETS) == {}
 
 
+def test_desired_serves_no_allowed_address_pair():
+    endpoint = ep("p1")
+    endpoint["spec"]["ipNetworks"] += ["10.65.0.100/32"]  # what a port's pair adds
+    endpoint["spec"]["allowedIps"] = ["10.65.0.100/32", "10.65.0.128/28"]
+    hosts = desired("host-a", [endpoint], SUBNETS)[NET].hosts
+    assert [h.ip for h in hosts] == ["10.65.0.5"]
+
+
 def test_render_dnsmasq():
     net = desired("host-a", [ep("p1", ips=(("s4", "10.65.0.5"), ("s6", "fd00:65::5")))],
                   SUBNETS)[NET]

@@ -57,14 +57,25 @@ def test_endpoint_resource_validates_and_has_calicos_fields():
     assert res.metadata.annotations == {"openstack.projectcalico.org/network-id": "net-1"}
 
 
-def test_allowed_address_pairs_become_spoofable_prefixes():
+def test_allowed_address_pairs_are_routed_addresses():
+    """As networking-calico: every pair in allowedIps, single addresses in ipNetworks too
+    (after the fixed IPs); a CIDR pair cannot be in ipNetworks, so it is a spoofable prefix
+    (our Felix routes it from allowedIps); a pair equal to a fixed IP adds nothing."""
     p = port(allowed_address_pairs=[{"ip_address": "10.65.0.100"},
                                     {"ip_address": "10.66.0.0/24", "mac_address": "x"},
-                                    {"ip_address": "fd00:66::1"}])
+                                    {"ip_address": "fd00:66::1"},
+                                    {"ip_address": "10.65.0.5"},
+                                    {"ip_address": "10.65.0.100/32"}])
     spec = validate(endpoint_resource(p, GATEWAYS)).spec
-    assert spec.allowSpoofedSourcePrefixes == ["10.65.0.100/32", "10.66.0.0/24",
-                                               "fd00:66::1/128"]
-    assert spec.ipNetworks == ["10.65.0.5/32", "fd00:65::5/128"]
+    assert spec.ipNetworks == ["10.65.0.5/32", "fd00:65::5/128", "10.65.0.100/32",
+                               "fd00:66::1/128"]
+    assert spec.allowedIps == ["10.65.0.100/32", "10.66.0.0/24", "fd00:66::1/128"]
+    assert spec.allowSpoofedSourcePrefixes == ["10.66.0.0/24"]
+
+
+def test_no_address_pairs_no_pair_fields():
+    spec = endpoint_resource(port(), GATEWAYS)["spec"]
+    assert "allowedIps" not in spec and "allowSpoofedSourcePrefixes" not in spec
 
 
 def test_no_gateway_and_no_security():

@@ -279,3 +279,22 @@ def test_coalescing_between_flushes():
     graph.on_update(WEB1[0], None)
     graph.on_update(POL_WEB[0], None)
     assert graph.flush() == []
+
+
+def test_allowed_ips_ranges_are_the_local_endpoints_addresses():
+    """networking-calico's allowedIps (a port's allowed address pairs): its multi-address
+    entries join the endpoint's routed / source addresses; IP-set membership stays the
+    ipNetworks (where the single-address pairs already are)."""
+    vip = wep("vip", ["10.0.0.7/32", "10.0.0.100/32"], {"app": "vip"},
+              allowedIps=["10.0.0.100/32", "10.0.1.0/28", "fd00:1::/120"],
+              allowSpoofedSourcePrefixes=["10.0.1.0/28", "fd00:1::/120"])
+    sel = gnp("from-vip", ingress=[allow_from("app == 'vip'")])
+    graph = CalcGraph(HOST)
+    for key, value in (vip, sel):
+        graph.on_update(key, value)
+    dp = Dataplane().apply_all(graph.flush())
+    ep = dp.endpoints[m.WorkloadEndpointID("default", wep_name("vip"))]
+    assert ep.ipv4_nets == ("10.0.0.7/32", "10.0.0.100/32", "10.0.1.0/28")
+    assert ep.ipv6_nets == ("fd00:1::/120",)
+    src = dp.policies[m.PolicyID("from-vip")].inbound_rules[0].src_ip_set_ids
+    assert _members(dp, src) == {"10.0.0.7/32", "10.0.0.100/32"}
