@@ -16,9 +16,8 @@ line.
 """
 
 import json
-import sys
 
-import openstack
+from sdk_main import run
 
 
 def topology(conn, vms: list[dict]) -> dict:
@@ -65,18 +64,9 @@ def topology(conn, vms: list[dict]) -> dict:
             "group": sg.id, "ports": ports}
 
 
-def main() -> None:
-    url, command, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    conn = openstack.connect(auth_type="none", auth={"endpoint": url},
-                             network_endpoint_override=url + "/")
-    if command == "topology":
-        out = topology(conn, json.loads(args[0]))
-    elif command == "set-mtu":
-        out = {"mtu": conn.network.update_network(args[0], mtu=int(args[1])).mtu}
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(out))
+def set_mtu(conn, network_id: str, mtu: str) -> dict:
+    return {"mtu": conn.network.update_network(network_id, mtu=int(mtu)).mtu}
 
 
 if __name__ == "__main__":
-    main()
+    run({"topology": lambda conn, vms: topology(conn, json.loads(vms)), "set-mtu": set_mtu})

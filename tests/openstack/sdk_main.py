@@ -1,6 +1,6 @@
 """What the openstacksdk scripts here share (e2e_sdk.py, cloud_sdk.py, fip_sdk.py,
-sdk_scenario.py: each run with the Neutron venv's Python, which has openstacksdk, and
-importing this module from its own folder):
+sdk_scenario.py, dhcp_sdk.py: each run with the Neutron venv's Python, which has
+openstacksdk, and importing this module from its own folder):
 
     conn = connect(url)          # a Neutron server without authentication, as the tests run it
     run({"topology": topology, "delete-port": delete_port})
