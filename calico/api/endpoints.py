@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import model_validator
 
+from .addressspace import AddressSpaceName
 from .base import (
     CalicoModel,
     FieldError,
@@ -219,6 +220,19 @@ class WorkloadEndpointSpec(CalicoModel):
     ports: list[WorkloadEndpointPort] | None = None
     allowSpoofedSourcePrefixes: list[CIDR] | None = None
     qosControls: QoSControls | None = None
+    # Our extension (calico/api/addressspace.py): absent = the default, global space.
+    addressSpace: AddressSpaceName = None
+
+    @model_validator(mode="after")
+    def _space_is_ipv4(self) -> WorkloadEndpointSpec:
+        if self.addressSpace is None:
+            return self
+        for i, net in enumerate(self.ipNetworks or []):
+            if parse_cidr(net).version != 4:
+                raise FieldError(f"is IPv6: an endpoint of address space "
+                                 f'"{self.addressSpace}" has IPv4 addresses only',
+                                 field=("ipNetworks", i), value=net)
+        return self
 
     @model_validator(mode="after")
     def _nats_inside_networks(self) -> WorkloadEndpointSpec:
