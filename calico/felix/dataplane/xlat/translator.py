@@ -1,0 +1,229 @@
+"""The loader of the address-space translator: tc filters and the BPF endpoint map.
+
+A workload in address space S (translation prefix P, an IPv6 /96) with IPv4 address A is,
+outside its own interface, the IPv6 address P::A. `bpf/xlat.c` does the translation at the
+host side of the workload's veth: its program `xlat_ingress` (tc clsact ingress, workload ->
+host) turns every IPv4 packet into IPv6 P::src -> P::dst, `xlat_egress` (tc egress, host ->
+workload) turns IPv6 P::x -> P::A back into IPv4 and drops everything else IPv6 (nothing
+crosses spaces). Both read the endpoint's (P, A) from the hash map `xlat_endpoints`, keyed by
+the interface's ifindex. docs/xlat-datapath.md has the translation rules.
+
+`Translator` (one per host) owns the kernel side and nothing else:
+
+- Programs and map are pinned under `pin_dir` (`progs/xlat_ingress`, `progs/xlat_egress`,
+  `maps/xlat_endpoints`) on a BPF filesystem; /sys/fs/bpf is mounted when it is not. The
+  first `attach()` loads the object when nothing is pinned; a restarted Felix finds the pins
+  and adopts them (the map survives a reload of the programs too).
+- `attach(ifname, prefix, ipv4)` is idempotent: it writes the map entry first, then makes sure
+  clsact is there and both filters run the pinned programs (`tc filter replace`, atomic, only
+  when the attached program is not the pinned one), so re-attaching what a previous Felix
+  attached changes nothing and loses no packet.
+- `detach(ifname)` removes the filters (when the interface still exists) and then the map
+  entry. The map value carries the interface name, so the entry of a vanished interface is
+  still found and removed.
+- `attached()` is what the kernel has now: the map entries whose ifindex still belongs to an
+  interface of the recorded name.
+
+Everything reaching the outside goes through `run` (subprocess.run's signature): `ip`, `tc`,
+`bpftool`, `mount`, `mkdir`. Errors raise `TranslatorError` naming the interface and command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import struct
+import subprocess
+from collections.abc import Callable, Sequence
+
+DEFAULT_PIN_DIR = "/sys/fs/bpf/calico/xlat"
+BPF_FS_ROOT = "/sys/fs/bpf"
+OBJ_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bpf", "xlat.o")
+MAP_NAME = "xlat_endpoints"
+PROGRAMS = {"ingress": "xlat_ingress", "egress": "xlat_egress"}
+FILTER_PREF = "1"
+FILTER_HANDLE = "1"
+IFNAME_LEN = 16
+VALUE = struct.Struct("=12s4s16s")  # prefix (network order), IPv4 (network order), ifname
+KEY = struct.Struct("=I")  # ifindex, host order
+
+Run = Callable[..., subprocess.CompletedProcess]
+Endpoint = tuple[ipaddress.IPv6Network, ipaddress.IPv4Address]
+
+
+class TranslatorError(RuntimeError):
+    """A kernel operation of the translator failed (the message names what and where)."""
+
+
+def encode_value(ifname: str, prefix: ipaddress.IPv6Network,
+                 ipv4: ipaddress.IPv4Address) -> bytes:
+    return VALUE.pack(prefix.network_address.packed[:12], ipv4.packed,
+                      ifname.encode()[:IFNAME_LEN - 1])
+
+
+def decode_value(raw: bytes) -> tuple[str, ipaddress.IPv6Network, ipaddress.IPv4Address]:
+    prefix, ipv4, name = VALUE.unpack(raw)
+    network = ipaddress.IPv6Network((prefix + bytes(4), 96))
+    return name.rstrip(b"\0").decode(), network, ipaddress.IPv4Address(ipv4)
+
+
+def hex_args(raw: bytes) -> list[str]:
+    return ["hex", *(f"{b:02x}" for b in raw)]
+
+
+def check_endpoint(ifname: str, prefix: ipaddress.IPv6Network,
+                   ipv4: ipaddress.IPv4Address) -> None:
+    if not ifname or len(ifname) >= IFNAME_LEN:
+        raise ValueError(f"xlat endpoint: interface name {ifname!r} is not a Linux name")
+    if not isinstance(prefix, ipaddress.IPv6Network) or prefix.prefixlen != 96:
+        raise ValueError(f"xlat endpoint {ifname}: translationPrefix {prefix} is not an "
+                         "IPv6 /96")
+    if not isinstance(ipv4, ipaddress.IPv4Address):
+        raise ValueError(f"xlat endpoint {ifname}: address {ipv4} is not IPv4")
+
+
+class Translator:
+    """The translator's kernel state on one host (see the module docstring)."""
+
+    def __init__(self, pin_dir: str = DEFAULT_PIN_DIR, obj_path: str | None = None,
+                 run: Run = subprocess.run) -> None:
+        self.pin_dir = pin_dir.rstrip("/")
+        self.obj_path = obj_path or OBJ_PATH
+        self._run = run
+        self.map_path = f"{self.pin_dir}/maps/{MAP_NAME}"
+        self.prog_paths = {d: f"{self.pin_dir}/progs/{p}" for d, p in PROGRAMS.items()}
+
+    # ---- public API ---------------------------------------------------------------------
+
+    def attach(self, ifname: str, prefix: ipaddress.IPv6Network,
+               ipv4: ipaddress.IPv4Address) -> None:
+        check_endpoint(ifname, prefix, ipv4)
+        prog_ids = self._ensure_loaded()
+        ifindex = self._ifindex(ifname)
+        if ifindex is None:
+            raise TranslatorError(f"xlat attach {ifname}: no such interface")
+        self._map_update(ifindex, encode_value(ifname, prefix, ipv4))
+        self._cmd(["tc", "qdisc", "replace", "dev", ifname, "clsact"], ifname)
+        for direction, path in self.prog_paths.items():
+            if self._filter_prog_id(ifname, direction) != prog_ids[direction]:
+                self._cmd(["tc", "filter", "replace", "dev", ifname, direction,
+                           "protocol", "all", "pref", FILTER_PREF, "handle", FILTER_HANDLE,
+                           "bpf", "direct-action", "object-pinned", path], ifname)
+
+    def detach(self, ifname: str) -> None:
+        ifindex = self._ifindex(ifname)
+        if ifindex is not None:
+            for direction in PROGRAMS:
+                if self._filter_prog_id(ifname, direction) is not None:
+                    self._cmd(["tc", "filter", "del", "dev", ifname, direction, "protocol",
+                               "all", "pref", FILTER_PREF, "handle", FILTER_HANDLE, "bpf"],
+                              ifname)
+        if not self._loaded():
+            return
+        for key, (name, _, _) in self._map_entries().items():
+            if name == ifname or key == ifindex:
+                self._cmd(["bpftool", "map", "delete", "pinned", self.map_path, "key",
+                           *hex_args(KEY.pack(key))], ifname)
+
+    def attached(self) -> dict[str, Endpoint]:
+        if not self._loaded():
+            return {}
+        links = self._links()
+        return {name: (prefix, ipv4)
+                for ifindex, (name, prefix, ipv4) in self._map_entries().items()
+                if links.get(ifindex) == name}
+
+    # ---- BPF objects --------------------------------------------------------------------
+
+    def _loaded(self) -> bool:
+        return all(self._prog_id(p) is not None for p in self.prog_paths.values()) and \
+            self._run(["bpftool", "map", "show", "pinned", self.map_path],
+                      capture_output=True, text=True).returncode == 0
+
+    def _prog_id(self, path: str) -> int | None:
+        proc = self._run(["bpftool", "-j", "prog", "show", "pinned", path],
+                         capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None
+        return json.loads(proc.stdout)["id"]
+
+    def _ensure_loaded(self) -> dict[str, int]:
+        """The pinned programs' ids, loading the object first when they are not pinned."""
+        ids = {d: self._prog_id(p) for d, p in self.prog_paths.items()}
+        if all(i is not None for i in ids.values()) and self._map_pinned():
+            return ids  # type: ignore[return-value]
+        if not os.path.exists(self.obj_path):
+            raise TranslatorError(f"xlat: BPF object {self.obj_path} is missing: run "
+                                  "`make setup` to build it")
+        self._mount_bpffs()
+        self._cmd(["mkdir", "-p", f"{self.pin_dir}/maps"], "load")
+        self._cmd(["rm", "-rf", f"{self.pin_dir}/progs"], "load")  # a half-done earlier load
+        reuse = ["map", "name", MAP_NAME, "pinned", self.map_path] if self._map_pinned() else []
+        self._cmd(["bpftool", "prog", "loadall", self.obj_path, f"{self.pin_dir}/progs",
+                   "type", "classifier", *reuse, "pinmaps", f"{self.pin_dir}/maps"], "load")
+        ids = {d: self._prog_id(p) for d, p in self.prog_paths.items()}
+        missing = [d for d, i in ids.items() if i is None]
+        if missing:
+            raise TranslatorError(f"xlat load: programs {missing} not pinned after loading "
+                                  f"{self.obj_path}")
+        return ids  # type: ignore[return-value]
+
+    def _map_pinned(self) -> bool:
+        return self._run(["bpftool", "map", "show", "pinned", self.map_path],
+                         capture_output=True, text=True).returncode == 0
+
+    def _mount_bpffs(self) -> None:
+        if not (self.pin_dir + "/").startswith(BPF_FS_ROOT + "/"):
+            return  # a caller-chosen BPF filesystem (tests mount their own)
+        if self._run(["findmnt", "-n", "-t", "bpf", BPF_FS_ROOT], capture_output=True,
+                     text=True).returncode != 0:
+            self._cmd(["mount", "-t", "bpf", "bpf", BPF_FS_ROOT], "load")
+
+    def _map_update(self, ifindex: int, value: bytes) -> None:
+        self._cmd(["bpftool", "map", "update", "pinned", self.map_path,
+                   "key", *hex_args(KEY.pack(ifindex)), "value", *hex_args(value)],
+                  f"ifindex {ifindex}")
+
+    def _map_entries(self) -> dict[int, tuple[str, ipaddress.IPv6Network,
+                                              ipaddress.IPv4Address]]:
+        out = self._cmd(["bpftool", "-j", "map", "dump", "pinned", self.map_path], "dump")
+        entries = {}
+        for item in json.loads(out or "[]"):
+            key = bytes(int(b, 16) for b in item["key"])
+            value = bytes(int(b, 16) for b in item["value"])
+            entries[KEY.unpack(key)[0]] = decode_value(value)
+        return entries
+
+    # ---- links and filters --------------------------------------------------------------
+
+    def _ifindex(self, ifname: str) -> int | None:
+        proc = self._run(["ip", "-j", "link", "show", "dev", ifname], capture_output=True,
+                         text=True)
+        if proc.returncode != 0:
+            return None
+        return json.loads(proc.stdout)[0]["ifindex"]
+
+    def _links(self) -> dict[int, str]:
+        out = self._cmd(["ip", "-j", "link", "show"], "links")
+        return {link["ifindex"]: link["ifname"] for link in json.loads(out or "[]")}
+
+    def _filter_prog_id(self, ifname: str, direction: str) -> int | None:
+        """The id of the program our filter (pref 1, handle 1) runs, None without one."""
+        proc = self._run(["tc", "-j", "filter", "show", "dev", ifname, direction],
+                         capture_output=True, text=True)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            return None
+        for item in json.loads(proc.stdout):
+            options = item.get("options", {})
+            if item.get("pref") == int(FILTER_PREF) and \
+                    options.get("handle") == f"0x{FILTER_HANDLE}" and "prog" in options:
+                return options["prog"]["id"]
+        return None
+
+    def _cmd(self, args: Sequence[str], what: str) -> str:
+        proc = self._run(list(args), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TranslatorError(f"xlat {what}: `{' '.join(args)}` failed "
+                                  f"({proc.returncode}): {(proc.stderr or '').strip()}")
+        return proc.stdout
