@@ -354,8 +354,8 @@ class Lab:
 
     # ---- workloads -----------------------------------------------------------------------
 
-    def add_workload(self, host: str, name: str, labels: dict[str, str] | None = None
-                     ) -> dict[str, Any]:
+    def add_workload(self, host: str, name: str, labels: dict[str, str] | None = None,
+                     space: str | None = None, ip: str | None = None) -> dict[str, Any]:
         if any(w["name"] == name for w in self.state["workloads"]):
             raise LabError(f"workload {name!r} already exists")
         if not name.replace("-", "").isalnum() or name != name.lower() or len(name) > 30:
@@ -364,7 +364,7 @@ class Lab:
         h = self.host(host)
         rec = wl_mod.add(name, h, f"{self.prefix}w-{name}", self.datastore_env(inside=True),
                          self.state["ipv6"], os.path.join(h["run_dir"], "ipam.lock"),
-                         labels or {})
+                         labels or {}, space, ip)
         self._update(lambda state: state["workloads"].append(rec))
         return rec
 
@@ -408,8 +408,10 @@ class Lab:
                                                      "local" else {"endpoints":
                                                                    ds["endpoints"]})},
                 "hosts": hosts,
-                "workloads": [{k: w[k] for k in ("name", "host", "netns", "addresses",
-                                                 "labels")} for w in self.state["workloads"]],
+                "workloads": [{**{k: w[k] for k in ("name", "host", "netns", "addresses",
+                                                    "labels")},
+                               "address_space": w.get("address_space")}
+                              for w in self.state["workloads"]],
                 "tor": None if not tor else {"kind": tor["kind"], "netns": tor["netns"],
                                              "address": tor["address"], "asn": tor["asn"],
                                              "running": alive(tor.get("daemon"))},
