@@ -112,7 +112,7 @@ class HostNetworkManager(ManagerGroup):
                  clock: Callable[[], float] = time.monotonic,
                  vxlan_kernel: VXLANKernelShim | None = None,
                  conntrack_delete: Callable[[str], int] | None = None,
-                 translator: Callable[[], TranslatorAPI] = default_translator) -> None:
+                 translator: Callable[[], TranslatorAPI] | None = None) -> None:
         self._kernel = kernel
         self._wake = wake or (lambda: None)
         self._clock = clock
@@ -129,7 +129,8 @@ class HostNetworkManager(ManagerGroup):
             conntrack_delete = (delete_entries if isinstance(kernel, NetlinkKernel)
                                 else lambda address: 0)
         self.conntrack = ConntrackManager(conntrack_delete)
-        self.xlat = XlatManager(self.links, self.prefixes, translator)
+        self.xlat = XlatManager(self.links, self.prefixes,
+                                translator or (lambda: default_translator(hostname)))
         super().__init__((self.sysctls, self.routes, self.ipip,
                           *((self.vxlan,) if self.vxlan else ()), self.conntrack, self.xlat))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()

@@ -44,10 +44,13 @@ class TranslatorAPI(Protocol):
     def attached(self) -> dict[str, State]: ...
 
 
-def default_translator() -> TranslatorAPI:
-    from calico.felix.dataplane.xlat.translator import Translator  # loads BPF tooling lazily
+def default_translator(hostname: str = "") -> TranslatorAPI:
+    """The BPF Translator, its pins under a directory of this host's own: several Felixes
+    sharing one BPF filesystem (the lab's hosts are network namespaces of one machine) must
+    not share a map keyed by ifindex, which is per network namespace."""
+    from calico.felix.dataplane.xlat.translator import DEFAULT_PIN_DIR, Translator
 
-    return Translator()
+    return Translator(f"{DEFAULT_PIN_DIR}/{hostname}" if hostname else DEFAULT_PIN_DIR)
 
 
 class XlatManager:
