@@ -145,6 +145,32 @@ def test_restart_adopts_what_is_attached(lab):
     assert "300 packets transmitted, 300 received" in out, out
 
 
+def test_upgrade_swaps_programs_without_loss(lab, tmp_path):
+    """A Felix with a new object (here: the same programs in a file with other bytes) loads
+    it next to the pinned map and swaps every endpoint's filters under a 10 ms ping."""
+    new_obj = tmp_path / "xlat.o"
+    new_obj.write_bytes(open(OBJ_PATH, "rb").read() + b"upgrade")
+    fresh = [Translator(pin_dir=t.pin_dir, obj_path=str(new_obj), run=topo.netns_runner(h))
+             for t, h in zip(lab["translators"], lab["hosts"], strict=True)]
+    before = filter_prog(lab["hosts"][0], "calia1")
+    pinger = lab["wls"]["a1"].ns.popen("ping", "-q", "-c", "300", "-i", "0.01", "-W", "2",
+                                       "10.200.0.6", stdout=subprocess.PIPE, text=True)
+    for i, tr in enumerate(fresh):
+        for ifname, (prefix, ipv4) in expected(lab, i).items():
+            tr.attach(ifname, prefix, ipv4)
+    out, _ = pinger.communicate(timeout=60)
+    assert "300 packets transmitted, 300 received" in out, out
+    assert filter_prog(lab["hosts"][0], "calia1") != before
+    assert fresh[0].attached() == expected(lab, 0)
+    progs = [d for d in os.listdir(fresh[0].pin_dir) if d.startswith("progs-")]
+    assert len(progs) == 1, progs
+
+
+def filter_prog(host, ifname: str) -> str:
+    out = host.run("tc", "filter", "show", "dev", ifname, "ingress").stdout
+    return re.search(r" id (\d+)", out).group(1)
+
+
 def test_detach_then_attach(lab):
     tr, a1 = lab["translators"][0], lab["wls"]["a1"]
     prefix, ipv4 = topo.SPACES["blue"], a1.ipv4

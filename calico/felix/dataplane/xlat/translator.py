@@ -10,10 +10,15 @@ the interface's ifindex. docs/xlat-datapath.md has the translation rules.
 
 `Translator` (one per host) owns the kernel side and nothing else:
 
-- Programs and map are pinned under `pin_dir` (`progs/xlat_ingress`, `progs/xlat_egress`,
-  `maps/xlat_endpoints`) on a BPF filesystem; /sys/fs/bpf is mounted when it is not. The
-  first `attach()` loads the object when nothing is pinned; a restarted Felix finds the pins
-  and adopts them (the map survives a reload of the programs too).
+- Programs and map are pinned under `pin_dir` on a BPF filesystem (/sys/fs/bpf is mounted
+  when it is not): `maps/xlat_endpoints`, and `progs-<digest>/xlat_{ingress,egress}` where
+  the digest is the object file's SHA-256 (12 hex digits). The first `attach()` loads the
+  object when its programs are not pinned; a restarted Felix finds the pins and adopts them.
+  A new object (an upgrade) is loaded next to the old programs, reusing the pinned map, and
+  each `attach()` then swaps the endpoint's filters atomically; the older `progs-*`
+  directories are unpinned (programs still attached stay alive until replaced). The map's
+  layout is part of the contract with already-pinned maps: changing it needs a new map name.
+- One `pin_dir` per network namespace: the map is keyed by ifindex.
 - `attach(ifname, prefix, ipv4)` is idempotent: it writes the map entry first, then makes sure
   clsact is there and both filters run the pinned programs (`tc filter replace`, atomic, only
   when the attached program is not the pinned one), so re-attaching what a previous Felix
@@ -30,6 +35,7 @@ Everything reaching the outside goes through `run` (subprocess.run's signature):
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -92,21 +98,20 @@ class Translator:
         self.obj_path = obj_path or OBJ_PATH
         self._run = run
         self.map_path = f"{self.pin_dir}/maps/{MAP_NAME}"
-        self.prog_paths = {d: f"{self.pin_dir}/progs/{p}" for d, p in PROGRAMS.items()}
 
     # ---- public API ---------------------------------------------------------------------
 
     def attach(self, ifname: str, prefix: ipaddress.IPv6Network,
                ipv4: ipaddress.IPv4Address) -> None:
         check_endpoint(ifname, prefix, ipv4)
-        prog_ids = self._ensure_loaded()
+        progs = self._ensure_loaded()
         ifindex = self._ifindex(ifname)
         if ifindex is None:
             raise TranslatorError(f"xlat attach {ifname}: no such interface")
         self._map_update(ifindex, encode_value(ifname, prefix, ipv4))
         self._cmd(["tc", "qdisc", "replace", "dev", ifname, "clsact"], ifname)
-        for direction, path in self.prog_paths.items():
-            if self._filter_prog_id(ifname, direction) != prog_ids[direction]:
+        for direction, path in progs["paths"].items():
+            if self._filter_prog_id(ifname, direction) != progs["ids"][direction]:
                 self._cmd(["tc", "filter", "replace", "dev", ifname, direction,
                            "protocol", "all", "pref", FILTER_PREF, "handle", FILTER_HANDLE,
                            "bpf", "direct-action", "object-pinned", path], ifname)
@@ -137,9 +142,7 @@ class Translator:
     # ---- BPF objects --------------------------------------------------------------------
 
     def _loaded(self) -> bool:
-        return all(self._prog_id(p) is not None for p in self.prog_paths.values()) and \
-            self._run(["bpftool", "map", "show", "pinned", self.map_path],
-                      capture_output=True, text=True).returncode == 0
+        return self._map_pinned()
 
     def _prog_id(self, path: str) -> int | None:
         proc = self._run(["bpftool", "-j", "prog", "show", "pinned", path],
@@ -148,26 +151,35 @@ class Translator:
             return None
         return json.loads(proc.stdout)["id"]
 
-    def _ensure_loaded(self) -> dict[str, int]:
-        """The pinned programs' ids, loading the object first when they are not pinned."""
-        ids = {d: self._prog_id(p) for d, p in self.prog_paths.items()}
-        if all(i is not None for i in ids.values()) and self._map_pinned():
-            return ids  # type: ignore[return-value]
+    def _ensure_loaded(self) -> dict[str, dict]:
+        """Direction -> pinned program path, loading the object when its programs are not
+        pinned yet; also returns their ids under `ids`."""
         if not os.path.exists(self.obj_path):
             raise TranslatorError(f"xlat: BPF object {self.obj_path} is missing: run "
                                   "`make setup` to build it")
+        with open(self.obj_path, "rb") as obj:
+            digest = hashlib.sha256(obj.read()).hexdigest()[:12]
+        progs = f"{self.pin_dir}/progs-{digest}"
+        paths = {d: f"{progs}/{p}" for d, p in PROGRAMS.items()}
+        ids = {d: self._prog_id(p) for d, p in paths.items()}
+        if all(i is not None for i in ids.values()) and self._map_pinned():
+            return {"paths": paths, "ids": ids}
         self._mount_bpffs()
         self._cmd(["mkdir", "-p", f"{self.pin_dir}/maps"], "load")
-        self._cmd(["rm", "-rf", f"{self.pin_dir}/progs"], "load")  # a half-done earlier load
-        reuse = ["map", "name", MAP_NAME, "pinned", self.map_path] if self._map_pinned() else []
-        self._cmd(["bpftool", "prog", "loadall", self.obj_path, f"{self.pin_dir}/progs",
-                   "type", "classifier", *reuse, "pinmaps", f"{self.pin_dir}/maps"], "load")
-        ids = {d: self._prog_id(p) for d, p in self.prog_paths.items()}
+        self._cmd(["rm", "-rf", progs], "load")  # a half-done earlier load
+        maps = (["map", "name", MAP_NAME, "pinned", self.map_path] if self._map_pinned()
+                else ["pinmaps", f"{self.pin_dir}/maps"])  # reuse the map, or pin a new one
+        self._cmd(["bpftool", "prog", "loadall", self.obj_path, progs, "type", "classifier",
+                   *maps], "load")
+        ids = {d: self._prog_id(p) for d, p in paths.items()}
         missing = [d for d, i in ids.items() if i is None]
         if missing:
             raise TranslatorError(f"xlat load: programs {missing} not pinned after loading "
                                   f"{self.obj_path}")
-        return ids  # type: ignore[return-value]
+        for name in self._cmd(["ls", self.pin_dir], "load").split():
+            if name.startswith("progs-") and name != f"progs-{digest}":
+                self._cmd(["rm", "-rf", f"{self.pin_dir}/{name}"], "load")
+        return {"paths": paths, "ids": ids}
 
     def _map_pinned(self) -> bool:
         return self._run(["bpftool", "map", "show", "pinned", self.map_path],

@@ -3,9 +3,11 @@ tests/dataplane/test_xlat.py."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,7 @@ class FakeKernel:
         self.filters: dict[tuple[str, str], int] = {}
         self.entries: dict[int, bytes] = {}
         self.calls: list[list[str]] = []
+        self.progs_dirs: list[str] = []
 
     def __call__(self, args, **kwargs) -> subprocess.CompletedProcess:
         self.calls.append(list(args))
@@ -50,6 +53,7 @@ class FakeKernel:
         if a[:3] == ["bpftool", "map", "show"]:
             return (0, "") if self.map_pinned else (255, "")
         if a[:3] == ["bpftool", "prog", "loadall"]:
+            self.progs_dirs.append(a[4].rsplit("/", 1)[1])
             self.progs = {"xlat_ingress": 21, "xlat_egress": 22}
             self.map_pinned = True
             return 0, ""
@@ -74,6 +78,9 @@ class FakeKernel:
         if a[:3] == ["tc", "filter", "del"]:
             del self.filters[(a[4], a[5])]
             return 0, ""
+        if a[0] == "ls":
+            return 0, "maps\nprogs-000000000000\n" + "".join(
+                f"{d}\n" for d in self.progs_dirs)
         if a[0] == "findmnt":
             return (0, "") if self.mounted else (1, "")
         return 0, ""  # tc qdisc replace, mkdir, rm, mount
@@ -99,8 +106,12 @@ def test_first_attach_loads_pins_and_attaches(obj):
     Translator(PIN, obj, run=kernel).attach("calia1", BLUE, A)
     assert kernel.ran("mount", "-t", "bpf", "bpf", "/sys/fs/bpf")
     (load,) = kernel.ran("bpftool", "prog", "loadall")
-    assert load == ["bpftool", "prog", "loadall", obj, f"{PIN}/progs", "type", "classifier",
-                    "pinmaps", f"{PIN}/maps"]
+    digest = hashlib.sha256(Path(obj).read_bytes()).hexdigest()[:12]
+    assert load == ["bpftool", "prog", "loadall", obj, f"{PIN}/progs-{digest}", "type",
+                    "classifier", "pinmaps", f"{PIN}/maps"]
+    # Programs of an older object are unpinned once the new ones are.
+    assert kernel.ran("rm", "-rf", f"{PIN}/progs-000000000000")
+    assert not kernel.ran("rm", "-rf", f"{PIN}/progs-{digest}")[1:]
     assert decode_value(kernel.entries[7]) == ("calia1", BLUE, A)
     assert kernel.filters == {("calia1", "ingress"): 21, ("calia1", "egress"): 22}
     assert kernel.ran("tc", "qdisc", "replace", "dev", "calia1", "clsact")
@@ -132,7 +143,7 @@ def test_reload_keeps_the_pinned_map(obj):
     Translator(PIN, obj, run=kernel).attach("calia1", BLUE, A)
     (load,) = kernel.ran("bpftool", "prog", "loadall")
     assert ["map", "name", "xlat_endpoints", "pinned", f"{PIN}/maps/xlat_endpoints"] == \
-        load[7:12]
+        load[7:]
 
 
 def test_detach_removes_filters_then_entry_also_of_a_vanished_interface(obj):
