@@ -57,6 +57,7 @@ from .proc import (
     netns_delete,
     netns_exec,
     netns_list,
+    sh,
     spawn,
     stop_daemon,
 )
@@ -293,11 +294,22 @@ class Lab:
                     "CALICO_RUN_DIR": h["run_dir"], "CALICO_BIRD_SOCKET":
                     os.path.join(h["run_dir"], "bird.ctl"),
                     "CALICO_BGP_SECRETS_DIR": os.path.join(self.dir, "secrets"),
+                    # the address-space translator's pins: a bpffs of the lab's, one
+                    # directory per host (a netns), surviving Felix restarts
+                    "CALICO_XLAT_PIN_DIR": os.path.join(self._bpffs(), h["name"]),
                     # Felix's own log beside the host's other files; no syslog in a lab.
                     "FELIX_LOGFILEPATH": os.path.join(h["run_dir"], "felix.log"),
                     "FELIX_LOGSEVERITYSYS": "none",
                     "PYTHONUNBUFFERED": "1"})
         return env
+
+    def _bpffs(self) -> str:
+        """The lab's BPF filesystem (mounted on first use, unmounted by `down`)."""
+        path = os.path.join(self.dir, "bpf")
+        os.makedirs(path, exist_ok=True)
+        if not os.path.ismount(path):
+            sh("mount", "-t", "bpf", "bpf", path)
+        return path
 
     def start_node(self, host: str) -> None:
         h = self.host(host)
@@ -443,6 +455,8 @@ class Lab:
         gone = [n for n in netns_list() if n.startswith(self.prefix)]
         for ns in gone:
             netns_delete(ns)
+        if os.path.ismount(os.path.join(self.dir, "bpf")):
+            sh("umount", "-l", os.path.join(self.dir, "bpf"), check=False)
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.state = {}

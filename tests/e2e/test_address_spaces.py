@@ -126,8 +126,26 @@ def test_policy_denying_a1_to_a2_denies_only_that(lab):
                "a1 -> a2 allowed again")
 
 
+def _filter_ids(lab, host: str) -> dict[str, tuple[str, ...]]:
+    """{workload interface: ids of the BPF programs attached to it} on a host."""
+    links = subprocess.run(["ip", "netns", "exec", lab.netns_of(host), "ip", "-o", "link"],
+                           capture_output=True, text=True).stdout
+    out = {}
+    for iface in sorted(set(re.findall(r"\d+: (cali[0-9a-f]+)@", links))):
+        shown = "".join(subprocess.run(["ip", "netns", "exec", lab.netns_of(host), "tc",
+                                        "filter", "show", "dev", iface, direction],
+                                       capture_output=True, text=True).stdout
+                        for direction in ("ingress", "egress"))
+        out[iface] = tuple(re.findall(r" id (\d+) ", shown))
+    return out
+
+
 def test_kill_felix_under_10ms_ping_loses_nothing(lab):
+    """The restarted Felix adopts the translators it finds (pinned on the lab's bpffs): the
+    same programs stay attached, and not one ping of 10 ms is lost."""
     wait_until(lambda: lab.ping("a1", "10.200.0.6", timeout=0.5), 20, "a1 -> a2")
+    before = {host: _filter_ids(lab, host) for host in ("host1", "host2")}
+    assert all(len(ids) == 2 for f in before.values() for ids in f.values()), before
     ping = subprocess.Popen(["ip", "netns", "exec", lab.netns_of("a1"), "ping", "-i", "0.01",
                              "-W", "1", "10.200.0.6"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -146,3 +164,4 @@ def test_kill_felix_under_10ms_ping_loses_nothing(lab):
           f"{sent} pings every 10 ms, {sent - received} lost")
     assert sent >= 300
     assert received == sent, out[-300:]
+    assert {host: _filter_ids(lab, host) for host in ("host1", "host2")} == before

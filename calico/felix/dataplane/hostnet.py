@@ -130,7 +130,7 @@ class HostNetworkManager(ManagerGroup):
                                 else lambda address: 0)
         self.conntrack = ConntrackManager(conntrack_delete)
         self.xlat = XlatManager(self.links, self.prefixes,
-                                translator or (lambda: default_translator(hostname)))
+                                translator or default_translator)
         super().__init__((self.sysctls, self.routes, self.ipip,
                           *((self.vxlan,) if self.vxlan else ()), self.conntrack, self.xlat))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()

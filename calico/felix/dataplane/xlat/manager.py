@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -44,13 +45,17 @@ class TranslatorAPI(Protocol):
     def attached(self) -> dict[str, State]: ...
 
 
-def default_translator(hostname: str = "") -> TranslatorAPI:
-    """The BPF Translator, its pins under a directory of this host's own: several Felixes
-    sharing one BPF filesystem (the lab's hosts are network namespaces of one machine) must
-    not share a map keyed by ifindex, which is per network namespace."""
+PIN_DIR_ENV = "CALICO_XLAT_PIN_DIR"
+
+
+def default_translator() -> TranslatorAPI:
+    """The BPF Translator, pinned under `$CALICO_XLAT_PIN_DIR` (default /sys/fs/bpf/calico/
+    xlat). One pin directory per network namespace (its map is keyed by ifindex): a Felix
+    started under `ip netns exec` (the lab's hosts) sees a bpffs that dies with it, so for
+    restart adoption it is given a directory on a bpffs mounted outside (calico/lab does)."""
     from calico.felix.dataplane.xlat.translator import DEFAULT_PIN_DIR, Translator
 
-    return Translator(f"{DEFAULT_PIN_DIR}/{hostname}" if hostname else DEFAULT_PIN_DIR)
+    return Translator(os.environ.get(PIN_DIR_ENV) or DEFAULT_PIN_DIR)
 
 
 class XlatManager:
