@@ -13,8 +13,10 @@ interface, the calc graph describes the endpoint by P::A:
   `xlat_ipv4` = A for the translator manager;
 - its policies and profiles are rendered for the space (`space_rule`): an IPv4 CIDR of a rule
   becomes its translated form P::N/(96+len), inside P, so it can only match the space's own
-  traffic; IPv4-only matches (ip_version 4, ICMP) become their IPv6 counterparts; a rule with
-  IPv6 CIDRs matches nothing (the space's workloads have no IPv6 addresses).
+  traffic; IPv4-only matches (ip_version 4, ICMP types and codes as RFC 7915 translates them)
+  become their IPv6 counterparts; a rule with IPv6 CIDRs, ip_version 6 or ICMPv6 matches
+  nothing (the space's workloads have no IPv6 addresses: in Calico too such a rule never
+  matches their traffic).
 
 `SpaceIndex` knows each space's prefix and which endpoints name it; when a space appears,
 changes or goes, the graph re-evaluates those endpoints. An endpoint whose space is unknown
@@ -79,33 +81,54 @@ def space_endpoint(update: m.WorkloadEndpointUpdate, space: str,
                    address_space=space, translation_prefix=str(prefix), xlat_ipv4=ipv4)
 
 
-def space_rule(rule: m.Rule, prefix: ipaddress.IPv6Network) -> m.Rule | None:
-    """`rule` as it must match the space's translated traffic; None: it can match nothing."""
+def space_rule(rule: m.Rule, prefix: ipaddress.IPv6Network) -> list[m.Rule]:
+    """`rule` as it must match the space's translated traffic: no rule when it can match
+    nothing there, several when one ICMP match becomes several ICMPv6 ones."""
     nets = {f: getattr(rule, f) for f in ("src_nets", "not_src_nets", "dst_nets", "not_dst_nets")}
-    if any(":" in n for v in nets.values() for n in v) or rule.ip_version == 6:
-        return None
+    if any(":" in n for v in nets.values() for n in v) or rule.ip_version == 6 \
+            or PROTO_ICMPV6 in (rule.protocol, rule.not_protocol):
+        return []  # an IPv6 match: never the space's (IPv4) traffic, as in Calico
     fields: dict[str, object] = {f: tuple(str(translated_net(prefix, n)) for n in v)
                                  for f, v in nets.items()}
     fields["ip_version"] = 6
-    if rule.protocol == PROTO_ICMP:
-        fields["protocol"] = PROTO_ICMPV6
-        fields["icmp_type"] = _icmp6(rule.icmp_type)
     if rule.not_protocol == PROTO_ICMP:
         fields["not_protocol"] = PROTO_ICMPV6
-        fields["not_icmp_type"] = _icmp6(rule.not_icmp_type)
-    if rule.protocol == PROTO_ICMPV6 or rule.not_protocol == PROTO_ICMPV6:
-        return None  # an ICMPv6 match is an IPv6 rule: nothing of the space's
-    if fields.get("icmp_type", 0) == -1 or fields.get("not_icmp_type", 0) == -1:
-        return None
-    if rule.icmp_code is not None and rule.icmp_type not in (0, 8):
-        return None  # codes differ between ICMP and ICMPv6 but for echo
-    return replace(rule, **fields)
+    negated = [(None, None)]
+    if rule.not_icmp_type is not None:
+        negated = icmp6_matches(rule.not_icmp_type, rule.not_icmp_code)
+        if len(negated) > 1:
+            return []  # "not one of several ICMPv6 types": not expressible in one rule
+    fields["not_icmp_type"], fields["not_icmp_code"] = negated[0] if negated else (None, None)
+    if rule.protocol != PROTO_ICMP:
+        return [replace(rule, **fields)]
+    fields["protocol"] = PROTO_ICMPV6
+    return [replace(rule, **fields, icmp_type=t, icmp_code=c)
+            for t, c in icmp6_matches(rule.icmp_type, rule.icmp_code)]
 
 
-def _icmp6(icmp_type: int | None) -> int | None:
+# RFC 7915 4.2: how the translator turns an ICMPv4 destination unreachable code into ICMPv6.
+UNREACH_CODES = {0: (1, 0), 1: (1, 0), 2: (4, 1), 3: (1, 4), 4: (2, 0), 5: (1, 0), 6: (1, 0),
+                 7: (1, 0), 8: (1, 0), 9: (1, 1), 10: (1, 1), 11: (1, 0), 12: (1, 0),
+                 13: (1, 1), 15: (1, 1)}
+
+
+def icmp6_matches(icmp_type: int | None, icmp_code: int | None
+                  ) -> list[tuple[int | None, int | None]]:
+    """The ICMPv6 (type, code) matches of an ICMP (type, code) match, as RFC 7915 translates
+    those messages; [] when the translator never produces such a message."""
     if icmp_type is None:
-        return None
-    return ICMP_TYPES.get(icmp_type, -1)
+        return [(None, None)]
+    if icmp_type in (0, 8):
+        return [(ICMP_TYPES[icmp_type], icmp_code)]
+    if icmp_type == 11:
+        return [(3, icmp_code)]
+    if icmp_type == 12:
+        return [(4, 0)] if icmp_code in (None, 0, 2) else []
+    if icmp_type == 3:
+        if icmp_code is None:
+            return sorted(set(UNREACH_CODES.values()))
+        return [UNREACH_CODES[icmp_code]] if icmp_code in UNREACH_CODES else []
+    return []
 
 
 def space_policy_id(pid: m.PolicyID, space: str) -> m.PolicyID:
@@ -118,7 +141,7 @@ def space_profile_id(pid: m.ProfileID, space: str) -> m.ProfileID:
 
 
 def space_rules(rules: tuple[m.Rule, ...], prefix: ipaddress.IPv6Network) -> tuple[m.Rule, ...]:
-    return tuple(r for r in (space_rule(rule, prefix) for rule in rules) if r is not None)
+    return tuple(r for rule in rules for r in space_rule(rule, prefix))
 
 
 class SpaceRenderer:

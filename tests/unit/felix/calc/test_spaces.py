@@ -90,3 +90,34 @@ def test_unknown_space_programs_nothing_until_it_exists():
     graph.on_update(space("blue", BLUE)[0], None)
     dp.apply_all(graph.flush())
     assert dp.endpoints == {}
+
+
+def test_space_rule_translation():
+    import ipaddress
+
+    from calico.felix.calc.spaces import space_rule
+
+    p = ipaddress.IPv6Network(BLUE)
+    allow = m.Action.ALLOW
+    (r,) = space_rule(m.Rule(allow, ip_version=4, src_nets=("10.0.0.0/8",),
+                             not_dst_nets=("0.0.0.0/0",)), p)
+    assert (r.ip_version, r.src_nets, r.not_dst_nets) == (6, ("64:ff9b:1::a00:0/104",),
+                                                           ("64:ff9b:1::/96",))
+    assert space_rule(m.Rule(allow, dst_nets=("fd00::/8",)), p) == []
+    assert space_rule(m.Rule(allow, ip_version=6), p) == []
+    assert space_rule(m.Rule(allow, protocol=58), p) == []
+    (port,) = space_rule(m.Rule(allow, protocol=1, icmp_type=3, icmp_code=3), p)
+    assert (port.protocol, port.icmp_type, port.icmp_code) == (58, 1, 4)
+    (frag,) = space_rule(m.Rule(allow, protocol=1, icmp_type=3, icmp_code=4), p)
+    assert (frag.icmp_type, frag.icmp_code) == (2, 0)
+    assert {(x.icmp_type, x.icmp_code)
+            for x in space_rule(m.Rule(allow, protocol=1, icmp_type=3), p)} == \
+        {(1, 0), (1, 1), (1, 4), (2, 0), (4, 1)}
+    (ttl,) = space_rule(m.Rule(allow, protocol=1, icmp_type=11, icmp_code=0), p)
+    assert (ttl.icmp_type, ttl.icmp_code) == (3, 0)
+    assert space_rule(m.Rule(allow, protocol=1, icmp_type=13), p) == []  # never translated
+    (not_echo,) = space_rule(m.Rule(allow, protocol=1, not_icmp_type=8), p)
+    assert not_echo.not_icmp_type == 128
+    assert space_rule(m.Rule(allow, protocol=1, not_icmp_type=3), p) == []
+    (tcp,) = space_rule(m.Rule(allow, protocol=6, dst_ports=((80, 80),)), p)
+    assert (tcp.protocol, tcp.dst_ports, tcp.ip_version) == (6, ((80, 80),), 6)
