@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from calico.api import ValidationError
+from calico.api import Resource, ValidationError
 from calico.api import addressspace as api_space
 from calico.api.addressspace import AddressSpace
 
@@ -49,7 +49,7 @@ def _pool_cidrs(client: ResourceClient) -> list[tuple[str, str]]:
     return [(p.name, p.spec.cidr) for p in client.list("IPPool").items]
 
 
-def check_write(client: ResourceClient, res) -> None:
+def check_write(client: ResourceClient, res: Resource) -> None:
     """Checks of an IPPool or WorkloadEndpoint against the stored address spaces."""
     if res.KIND == "IPPool":
         if res.spec.addressSpace is None and res.network.version == 4:

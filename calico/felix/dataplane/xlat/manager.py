@@ -140,6 +140,8 @@ class XlatManager:
 
     def _apply_one(self, iface: str) -> None:
         translator = self._translator_or_none()
+        if translator is None:
+            return  # logged; the next resync tries again
         have = self._have if self._have is not None else {}
         want = self._want.get(iface)
         try:
@@ -147,10 +149,10 @@ class XlatManager:
                 if self._links.get(iface) is None:
                     return  # not there yet: its link event marks it dirty again
                 if have.get(iface) != want:
-                    translator.attach(iface, *want)  # type: ignore[union-attr]
+                    translator.attach(iface, *want)
                     have[iface] = want
             elif iface in have and is_workload_interface(iface, self.prefixes):
-                translator.detach(iface)  # type: ignore[union-attr]
+                translator.detach(iface)
                 del have[iface]
             self.failures.pop(iface, None)
         except Exception as err:  # noqa: BLE001  (one interface's failure stops no other)
