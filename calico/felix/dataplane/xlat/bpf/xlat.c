@@ -165,7 +165,7 @@ static __always_inline int icmp6_to_4(__u8 *type, __u8 *code, __be32 *rest)
 	case 3: *type = 11; return 0;
 	case 2: /* Packet Too Big -> fragmentation needed, MTU - 20 */
 		mtu = bpf_ntohl(*rest);
-		mtu = mtu > 0xffff + 20 ? 0xffff : mtu - 20;
+		mtu = mtu > 0xffff + 20 ? 0xffff : (mtu < 88 ? 68 : mtu - 20);
 		*type = 3; *code = 4; *rest = bpf_htonl(mtu);
 		return 0;
 	case 1:
