@@ -156,7 +156,8 @@ class Translator:
         pinned yet; also returns their ids under `ids`."""
         if not os.path.exists(self.obj_path):
             raise TranslatorError(f"xlat: BPF object {self.obj_path} is missing: run "
-                                  "`make setup` to build it")
+                                  "`make setup` to build it (clang -O2 -g -target bpf, see "
+                                  "scripts/setup.sh)")
         with open(self.obj_path, "rb") as obj:
             digest = hashlib.sha256(obj.read()).hexdigest()[:12]
         progs = f"{self.pin_dir}/progs-{digest}"
