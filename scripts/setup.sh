@@ -42,7 +42,7 @@ fi
 # The address-space translator's BPF object (calico/felix/dataplane/xlat/bpf), rebuilt when
 # its source is newer; Felix loads it with bpftool.
 bpf=calico/felix/dataplane/xlat/bpf
-if [ ! -f "$bpf/xlat.o" ] || [ "$bpf/xlat.c" -nt "$bpf/xlat.o" ]; then
+if [ ! -f "$bpf/xlat.o" ] || [ -n "$(find "$bpf" -name '*.[ch]' -newer "$bpf/xlat.o")" ]; then
   clang -O2 -g -Wall -Werror -target bpf -I"/usr/include/$(gcc -dumpmachine)" \
     -c "$bpf/xlat.c" -o "$bpf/xlat.o.tmp"
   mv "$bpf/xlat.o.tmp" "$bpf/xlat.o"

@@ -6,6 +6,7 @@ on h2. Each workload's servers answer with the workload's name, so a reply names
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -56,6 +57,21 @@ def test_each_space_reaches_its_own_peer(lab, src, dst):
     assert topo.client(wl, "udp", "10.200.0.6", PORT, "hello") == f"{dst} hello"
     big = "x" * 20000  # many segments each way, GSO on the veths
     assert topo.client(wl, "tcp", "10.200.0.6", PORT, big) == f"{dst} {big}"
+
+
+@pytest.mark.parametrize(("src", "dst"), [("a1", "a2"), ("b1", "b2")])
+def test_fragmented_udp(lab, src, dst):
+    """A 3,000-byte datagram each way: IPv4 fragments, IPv6 Fragment headers in between. A
+    1,500-byte IPv4 fragment is 1,528 bytes as IPv6, so the first datagram each way meets
+    Packet Too Big, translated into frag-needed with MTU 1,472 (-20 for the header, -8 for
+    the Fragment header): the sender sees EMSGSIZE, then the replier's first answer is lost
+    (a timeout), and from then on the datagrams pass, fragmented at 1,472 bytes."""
+    wl, datagram = lab["wls"][src], "z" * 3000
+    replies = [topo.client(wl, "udp", "10.200.0.6", PORT, datagram) for _ in range(3)]
+    assert replies == [f"errno {errno.EMSGSIZE}", "TIMEOUT", f"{dst} {datagram}"]
+    route = wl.ns.run("ip", "route", "get", "10.200.0.6").stdout
+    assert re.search(r"\bmtu 1472\b", route), route
+    assert topo.client(wl, "udp", "10.200.0.6", PORT, datagram) == f"{dst} {datagram}"
 
 
 @pytest.mark.parametrize("src", ["a1", "b1"])

@@ -167,7 +167,7 @@ def test_ingress_translates_header_and_checksum(prog, proto, body, nh):
 
 @pytest.mark.parametrize(("what", "packet"), [
     ("UDP with a zero checksum", ip4(ME, PEER, 17, UDP)),
-    ("a fragment", ip4(ME, PEER, 17, l4_4(ME, PEER, 17, UDP), frag=0x2000)),
+    ("an ICMP fragment", ip4(ME, PEER, 1, l4_4(ME, PEER, 1, ECHO4), frag=0x2000)),
     ("GRE", ip4(ME, PEER, 47, b"\0" * 8)),
     ("ICMP timestamp", ip4(ME, PEER, 1, l4_4(ME, PEER, 1, b"\x0d" + b"\0" * 19))),
 ])
@@ -242,10 +242,14 @@ GREEN = topo.SPACES["green"]
     ("source outside every space", bytes(15) + b"\x01", v6(ME), 17),
     ("another address of the space", v6(PEER), v6(bytes([10, 200, 0, 7])), 17),
     ("destination in another space", v6(PEER, GREEN), v6(ME, GREEN), 17),
-    ("a Fragment header", v6(PEER), v6(ME), 44),
+    ("an ICMPv6 fragment", v6(PEER), v6(ME), 44),
+    ("a fragment from another space", v6(PEER, GREEN), v6(ME), 44),
+    ("a routing header", v6(PEER), v6(ME), 43),
 ])
 def test_egress_drops_what_is_not_for_this_endpoint(prog, what, src, dst, nh):
-    body = l4_6(src, dst, 17, UDP) if nh == 17 else bytes(16)
+    body = {17: l4_6(src, dst, 17, UDP), 44: struct.pack("!BBHI", 58 if src == v6(PEER)
+                                                          else 17, 0, 1, 7) + bytes(8),
+            43: bytes(16)}[nh]
     assert prog("egress", frame6(ip6(src, dst, nh, body)))[0] == SHOT, what
 
 
@@ -295,3 +299,61 @@ def test_egress_drops_an_error_about_someone_elses_packet(prog):
     inner = ip6(v6(other), v6(PEER), 17, l4_6(v6(other), v6(PEER), 17, UDP))
     router = ipaddress.IPv6Address("fd00:ff::1").packed
     assert prog("egress", frame6(error6(router, 2, 0, 1400, inner)))[0] == SHOT
+
+
+# ---- fragments ------------------------------------------------------------------------------
+
+DATA16 = b"0123456789abcdef"  # 8 + 16 bytes of UDP: fragments of 16 and 8 bytes
+
+
+def test_ingress_fragments_get_a_fragment_header(prog):
+    """Each IPv4 fragment becomes IPv6 with a Fragment header (ID in its low 16 bits); only
+    the first carries the UDP header, whose checksum covers the whole datagram."""
+    udp = l4_4(ME, PEER, 17, struct.pack("!HHHH", 40000, 7000, 24, 0) + DATA16)
+    pieces = [(0, 0x2000, udp[:16]), (2, 0, udp[16:])]
+    payload = b""
+    for off, more, piece in pieces:
+        packet = ip4(ME, PEER, 17, piece, frag=more | off)
+        packet = with_csum(packet[:4] + b"\x43\x21" + packet[6:20], 10) + packet[20:]
+        rc, out = prog("ingress", frame4(packet))
+        assert rc == OK
+        hdr, body = parse6(out)
+        assert (hdr["nh"], hdr["src"], hdr["dst"]) == (44, v6(ME), v6(PEER))
+        nh, _, frag_off, ident = struct.unpack("!BBHI", body[:8])
+        assert (nh, frag_off >> 3, frag_off & 1, ident) == (17, off, bool(more), 0x4321)
+        payload += body[8:]
+    assert csum(pseudo6(v6(ME), v6(PEER), 17, len(payload)) + payload) == 0
+
+
+def test_egress_fragments_lose_their_fragment_header(prog):
+    udp = l4_6(v6(PEER), v6(ME), 17, struct.pack("!HHHH", 40000, 7000, 24, 0) + DATA16)
+    payload = b""
+    for off, more, piece in [(0, 1, udp[:16]), (2, 0, udp[16:])]:
+        fh = struct.pack("!BBHI", 17, 0, off << 3 | more, 0x00014321)
+        rc, out = prog("egress", frame6(ip6(v6(PEER), v6(ME), 44, fh + piece)))
+        assert rc == OK
+        hdr, body = parse4(out)
+        assert (hdr["proto"], hdr["src"], hdr["dst"]) == (17, PEER, ME)
+        assert (hdr["frag"] & 0x1FFF, bool(hdr["frag"] & 0x2000)) == (off, bool(more))
+        assert struct.unpack("!H", out[18:20])[0] == 0x4321
+        payload += body
+    assert csum(pseudo4(PEER, ME, 17, len(payload)) + payload) == 0
+
+
+def test_packet_too_big_about_a_fragment(prog):
+    """The embedded packet keeps its fragment fields in IPv4 form, and the MTU loses the
+    Fragment header's 8 bytes too."""
+    udp = l4_6(v6(ME), v6(PEER), 17, struct.pack("!HHHH", 40000, 7000, 24, 0) + DATA16)
+    fh = struct.pack("!BBHI", 17, 0, 0 << 3 | 1, 0x4321)
+    inner = ip6(v6(ME), v6(PEER), 44, fh + udp[:16], hops=5)
+    router = ipaddress.IPv6Address("fd00:ff::1").packed
+    rc, out = prog("egress", frame6(error6(router, 2, 0, 1500, inner)))
+    assert rc == OK
+    hdr, icmp = parse4(out)
+    assert hdr["src"] == GATEWAY and csum(icmp) == 0
+    assert struct.unpack("!BBHI", icmp[:8])[::3] == (3, 1472)
+    embedded = icmp[8:28]
+    assert csum(embedded) == 0
+    _, _, tot, ident, frag, ttl, proto, _, src, dst = struct.unpack("!BBHHHBBH4s4s", embedded)
+    assert (tot, ident, frag, ttl, proto, src, dst) == (36, 0x4321, 0x2000, 5, 17, ME, PEER)
+    assert icmp[28:32] == udp[:4]  # the ports: how the sender finds its socket

@@ -96,7 +96,7 @@ class Translator:
                  run: Run = subprocess.run) -> None:
         self.pin_dir = pin_dir.rstrip("/")
         self.obj_path = obj_path or OBJ_PATH
-        self._run = run
+        self._runner = run
         self.map_path = f"{self.pin_dir}/maps/{MAP_NAME}"
 
     # ---- public API ---------------------------------------------------------------------
@@ -156,7 +156,8 @@ class Translator:
         pinned yet; also returns their ids under `ids`."""
         if not os.path.exists(self.obj_path):
             raise TranslatorError(f"xlat: BPF object {self.obj_path} is missing: run "
-                                  "`make setup` to build it")
+                                  "`make setup` to build it (clang -O2 -g -target bpf, see "
+                                  "scripts/setup.sh)")
         with open(self.obj_path, "rb") as obj:
             digest = hashlib.sha256(obj.read()).hexdigest()[:12]
         progs = f"{self.pin_dir}/progs-{digest}"
@@ -232,6 +233,13 @@ class Translator:
                     options.get("handle") == f"0x{FILTER_HANDLE}" and "prog" in options:
                 return options["prog"]["id"]
         return None
+
+    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        try:
+            return self._runner(args, **kwargs)
+        except FileNotFoundError as exc:
+            raise TranslatorError(f"xlat: program {args[0]!r} not found ({exc}): run "
+                                  "`make setup` to install it") from exc
 
     def _cmd(self, args: Sequence[str], what: str) -> str:
         proc = self._run(list(args), capture_output=True, text=True)

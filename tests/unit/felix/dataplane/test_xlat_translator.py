@@ -195,6 +195,13 @@ def test_missing_object_and_missing_interface_fail_loudly(tmp_path, obj):
         Translator(PIN, obj, run=FakeKernel({})).attach("calia1", BLUE, A)
 
 
+def test_a_missing_program_is_named(obj):
+    def run(args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", args[0])
+    with pytest.raises(TranslatorError, match="program 'bpftool' not found"):
+        Translator(PIN, obj, run=run).attach("calia1", BLUE, A)
+
+
 def test_value_encoding_round_trips():
     raw = encode_value("calia1", BLUE, A)
     assert len(raw) == 32

@@ -17,9 +17,9 @@
  *
  * Choices (see docs/xlat-datapath.md):
  *   - Header: TOS <-> traffic class, TTL <-> hop limit copied (the host's forwarding
- *     decrements it once, as for any routed hop), flow label 0, IPv4 ID 0 with DF set.
- *   - Fragments are not translated: IPv4 fragments (MF or offset) and IPv6 packets with a
- *     Fragment header (or any extension header) drop. IPv4 packets with options drop.
+ *     decrements it once, as for any routed hop), flow label 0, IPv4 ID 0 with DF set (unfragmented).
+ *   - Fragments of TCP and UDP are translated with a Fragment header and back (frag.h);
+ *     ICMP fragments, other IPv6 extension headers and IPv4 packets with options drop.
  *   - TCP/UDP checksums are adjusted incrementally for the pseudo-header change (works for
  *     CHECKSUM_PARTIAL/GSO skbs too); an IPv4 UDP datagram with a zero checksum drops (RFC
  *     7915 4.5 allows dropping instead of computing).
@@ -38,6 +38,8 @@
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "icmp_map.h"
 
 #define ETH_LEN 14
 #define IP4_LEN 20
@@ -126,74 +128,6 @@ static __always_inline int set_eth_proto(struct __sk_buff *skb, __u16 proto)
 	return bpf_skb_store_bytes(skb, 12, &p, sizeof(p), 0);
 }
 
-/* ---- ICMP type/code mapping (RFC 7915 4.2 and 5.2). Return 0 to translate, -1 to drop. ---- */
-
-static __always_inline int icmp4_to_6(__u8 *type, __u8 *code, __be32 *rest)
-{
-	__u32 mtu;
-
-	switch (*type) {
-	case 8: *type = 128; return 0;
-	case 0: *type = 129; return 0;
-	case 11: *type = 3; return 0; /* time exceeded, code kept */
-	case 3:
-		switch (*code) {
-		case 3: *type = 1; *code = 4; return 0; /* port unreachable */
-		case 2: /* protocol unreachable -> parameter problem, pointer to next header */
-			*type = 4; *code = 1; *rest = bpf_htonl(6); return 0;
-		case 4: /* fragmentation needed -> Packet Too Big, MTU + 20 */
-			mtu = bpf_ntohl(*rest) & 0xffff;
-			mtu = mtu ? mtu + 20 : 1280;
-			*type = 2; *code = 0; *rest = bpf_htonl(mtu < 1280 ? 1280 : mtu);
-			return 0;
-		case 9: case 10: case 13: case 15:
-			*type = 1; *code = 1; *rest = 0; return 0; /* administratively prohibited */
-		case 0: case 1: case 5: case 6: case 7: case 8: case 11: case 12:
-			*type = 1; *code = 0; *rest = 0; return 0; /* no route */
-		}
-	}
-	return -1;
-}
-
-static __always_inline int icmp6_to_4(__u8 *type, __u8 *code, __be32 *rest)
-{
-	__u32 mtu;
-
-	switch (*type) {
-	case 128: *type = 8; return 0;
-	case 129: *type = 0; return 0;
-	case 3: *type = 11; return 0;
-	case 2: /* Packet Too Big -> fragmentation needed, MTU - 20 */
-		mtu = bpf_ntohl(*rest);
-		mtu = mtu > 0xffff + 20 ? 0xffff : mtu - 20;
-		*type = 3; *code = 4; *rest = bpf_htonl(mtu);
-		return 0;
-	case 1:
-		*rest = 0;
-		switch (*code) {
-		case 0: case 2: case 3: *type = 3; *code = 1; return 0; /* host unreachable */
-		case 1: *type = 3; *code = 10; return 0; /* administratively prohibited */
-		case 4: *type = 3; *code = 3; return 0;  /* port unreachable */
-		}
-		return -1;
-	case 4:
-		if (*code == 1) { /* unrecognised next header -> protocol unreachable */
-			*type = 3; *code = 2; *rest = 0; return 0;
-		}
-	}
-	return -1;
-}
-
-static __always_inline int is_icmp4_error(__u8 type)
-{
-	return type == 3 || type == 11;
-}
-
-static __always_inline int is_icmp6_error(__u8 type)
-{
-	return type < 128;
-}
-
 /* ---- the embedded transport header of an error: only its first 8 bytes travel ---- */
 
 /* The checksum contribution of the ICMPv6 pseudo-header of `ip6`: added (going to v6) or
@@ -264,8 +198,6 @@ static __always_inline int usable_ip4(const struct iphdr *ip)
 {
 	if (ip->version != 4 || ip->ihl != 5)
 		return 0;
-	if (bpf_ntohs(ip->frag_off) & (IP_MF | IP_OFFMASK))
-		return 0;
 	return ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP ||
 	       ip->protocol == IPPROTO_ICMP;
 }
@@ -286,7 +218,8 @@ static __always_inline int error_4_to_6(struct __sk_buff *skb, const struct endp
 
 	if (bpf_skb_load_bytes(skb, ETH_LEN + IP4_LEN, &in, sizeof(in)))
 		return TC_ACT_SHOT;
-	if (in.ip.version != 4 || in.ip.ihl != 5 || (in.ip.protocol != IPPROTO_TCP &&
+	if (in.ip.version != 4 || in.ip.ihl != 5 ||
+	    (bpf_ntohs(in.ip.frag_off) & (IP_MF | IP_OFFMASK)) || (in.ip.protocol != IPPROTO_TCP &&
 	    in.ip.protocol != IPPROTO_UDP && in.ip.protocol != IPPROTO_ICMP))
 		return TC_ACT_SHOT;
 	out.type = in.type;
@@ -360,6 +293,29 @@ static __always_inline int plain_4_to_6(struct __sk_buff *skb, struct iphdr *ip4
 	return bpf_l4_csum_replace(skb, l4 + 2, 0, diff, 0) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
+static __always_inline void ip6_to_ip4(const struct ipv6hdr *ip6, struct iphdr *ip4,
+				       __be32 saddr, __be32 daddr)
+{
+	ip4->version = 4;
+	ip4->ihl = 5;
+	ip4->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
+	ip4->tot_len = bpf_htons(bpf_ntohs(ip6->payload_len) + IP4_LEN);
+	ip4->id = 0;
+	ip4->frag_off = bpf_htons(IP_DF);
+	ip4->ttl = ip6->hop_limit;
+	ip4->protocol = ip6->nexthdr == NH_ICMP6 ? IPPROTO_ICMP : ip6->nexthdr;
+	ip4->saddr = saddr;
+	ip4->daddr = daddr;
+	ip4->check = ip4_csum(ip4);
+}
+
+static __always_inline __s64 pseudo_diff_64(const struct ipv6hdr *ip6, const struct iphdr *ip4)
+{
+	return bpf_csum_diff((__be32 *)&ip6->saddr, 32, (__be32 *)&ip4->saddr, 8, 0);
+}
+
+#include "frag.h"
+
 SEC("tc")
 int xlat_ingress(struct __sk_buff *skb)
 {
@@ -379,6 +335,8 @@ int xlat_ingress(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip4, IP4_LEN) || !usable_ip4(&ip4))
 		return TC_ACT_SHOT;
 	ip4_to_ip6(&ip4, &ip6, ep);
+	if (is_fragment(&ip4))
+		return frag_4_to_6(skb, &ip4, &ip6);
 	if (ip4.protocol == IPPROTO_ICMP) {
 		if (bpf_skb_load_bytes(skb, ETH_LEN + IP4_LEN, &type, 1))
 			return TC_ACT_SHOT;
@@ -392,30 +350,9 @@ int xlat_ingress(struct __sk_buff *skb)
 
 /* ---- IPv6 -> IPv4 (xlat_egress) ---- */
 
-static __always_inline void ip6_to_ip4(const struct ipv6hdr *ip6, struct iphdr *ip4,
-				       __be32 saddr, __be32 daddr)
-{
-	ip4->version = 4;
-	ip4->ihl = 5;
-	ip4->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
-	ip4->tot_len = bpf_htons(bpf_ntohs(ip6->payload_len) + IP4_LEN);
-	ip4->id = 0;
-	ip4->frag_off = bpf_htons(IP_DF);
-	ip4->ttl = ip6->hop_limit;
-	ip4->protocol = ip6->nexthdr == NH_ICMP6 ? IPPROTO_ICMP : ip6->nexthdr;
-	ip4->saddr = saddr;
-	ip4->daddr = daddr;
-	ip4->check = ip4_csum(ip4);
-}
-
 static __always_inline int usable_nexthdr(__u8 nh)
 {
 	return nh == IPPROTO_TCP || nh == IPPROTO_UDP || nh == NH_ICMP6;
-}
-
-static __always_inline __s64 pseudo_diff_64(const struct ipv6hdr *ip6, const struct iphdr *ip4)
-{
-	return bpf_csum_diff((__be32 *)&ip6->saddr, 32, (__be32 *)&ip4->saddr, 8, 0);
 }
 
 /* An ICMPv6 error for the workload: rebuilt as ICMPv4. `saddr` is the outer IPv4 source:
@@ -427,10 +364,11 @@ static __always_inline int error_6_to_4(struct __sk_buff *skb, const struct endp
 	struct err6 in;
 	struct err4 out = {};
 	struct iphdr ip4 = {};
+	int frag_off = 0;
 
 	if (bpf_skb_load_bytes(skb, ETH_LEN + IP6_LEN, &in, sizeof(in)))
 		return TC_ACT_SHOT;
-	if (in.ip.version != 6 || !usable_nexthdr(in.ip.nexthdr))
+	if (in.ip.version != 6 || (!usable_nexthdr(in.ip.nexthdr) && in.ip.nexthdr != NH_FRAG))
 		return TC_ACT_SHOT;
 	if (!in_prefix(&in.ip.saddr, ep) || in.ip.saddr.s6_addr32[3] != ep->ipv4 ||
 	    !in_prefix(&in.ip.daddr, ep))
@@ -441,10 +379,17 @@ static __always_inline int error_6_to_4(struct __sk_buff *skb, const struct endp
 	if (icmp6_to_4(&out.type, &out.code, &out.rest))
 		return TC_ACT_SHOT;
 	ip6_to_ip4(&in.ip, &out.ip, in.ip.saddr.s6_addr32[3], in.ip.daddr.s6_addr32[3]);
+	if (in.ip.nexthdr == NH_FRAG) {
+		frag_off = inner_frag_6_to_4(skb, &in, &out.ip);
+		if (frag_off < 0)
+			return TC_ACT_SHOT;
+		if (out.type == 3 && out.code == 4) /* IPv4 has no Fragment header to carry */
+			out.rest = bpf_htonl(bpf_ntohl(out.rest) - sizeof(struct frag6));
+	}
 	__builtin_memcpy(out.l4, in.l4, L4_KEEP);
-	if (inner_l4(out.l4, in.ip.nexthdr, in.ip.nexthdr == NH_ICMP6 ?
-		     pseudo6_sum(&in.ip, 0) :
-		     pseudo_diff_64(&in.ip, &out.ip), 0))
+	if (frag_off == 0 && inner_l4(out.l4, out.ip.protocol == IPPROTO_ICMP ? NH_ICMP6 :
+				      out.ip.protocol, out.ip.protocol == IPPROTO_ICMP ?
+				      pseudo6_sum(&in.ip, 0) : pseudo_diff_64(&in.ip, &out.ip), 0))
 		return TC_ACT_SHOT;
 	ip6_to_ip4(ip6, &ip4, saddr, ep->ipv4);
 	ip4.tot_len = bpf_htons(IP4_LEN + sizeof(out));
@@ -514,12 +459,15 @@ int xlat_egress(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&xlat_endpoints, &ifindex);
 	if (!ep)
 		return TC_ACT_SHOT;
-	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip6, IP6_LEN) || ip6.version != 6 ||
-	    !usable_nexthdr(ip6.nexthdr))
+	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip6, IP6_LEN) || ip6.version != 6)
 		return TC_ACT_SHOT;
 	if (!in_prefix(&ip6.daddr, ep) || ip6.daddr.s6_addr32[3] != ep->ipv4)
 		return TC_ACT_SHOT;
 	inside = in_prefix(&ip6.saddr, ep);
+	if (ip6.nexthdr == NH_FRAG)
+		return inside ? frag_6_to_4(skb, &ip6) : TC_ACT_SHOT;
+	if (!usable_nexthdr(ip6.nexthdr))
+		return TC_ACT_SHOT;
 	if (ip6.nexthdr == NH_ICMP6) {
 		if (bpf_skb_load_bytes(skb, ETH_LEN + IP6_LEN, &type, 1))
 			return TC_ACT_SHOT;
