@@ -169,6 +169,7 @@ def test_upgrade_swaps_programs_without_loss(lab, tmp_path):
     fresh = [Translator(pin_dir=t.pin_dir, obj_path=str(new_obj), run=topo.netns_runner(h))
              for t, h in zip(lab["translators"], lab["hosts"], strict=True)]
     before = filter_prog(lab["hosts"][0], "calia1")
+    assert fresh[0].attached() == {}  # old programs: a Felix re-attaches every endpoint
     pinger = lab["wls"]["a1"].ns.popen("ping", "-q", "-c", "300", "-i", "0.01", "-W", "2",
                                        "10.200.0.6", stdout=subprocess.PIPE, text=True)
     for i, tr in enumerate(fresh):

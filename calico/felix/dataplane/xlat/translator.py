@@ -26,8 +26,11 @@ the interface's ifindex. docs/xlat-datapath.md has the translation rules.
 - `detach(ifname)` removes the filters (when the interface still exists) and then the map
   entry. The map value carries the interface name, so the entry of a vanished interface is
   still found and removed.
-- `attached()` is what the kernel has now: the map entries whose ifindex still belongs to an
-  interface of the recorded name.
+- `attached()` is what the kernel has now, as this Translator would attach it: the map
+  entries whose ifindex still belongs to an interface of the recorded name and whose tc
+  filters (both) run the programs of the object at `obj_path` (any xlat programs when that
+  file is missing). After an upgrade it is empty until the new object's programs are
+  swapped in, so a Felix reconciling against it re-attaches every endpoint.
 
 Everything reaching the outside goes through `run` (subprocess.run's signature): `ip`, `tc`,
 `bpftool`, `mount`, `mkdir`. Errors raise `TranslatorError` naming the interface and command.
@@ -134,10 +137,34 @@ class Translator:
     def attached(self) -> dict[str, Endpoint]:
         if not self._loaded():
             return {}
-        links = self._links()
-        return {name: (prefix, ipv4)
-                for ifindex, (name, prefix, ipv4) in self._map_entries().items()
-                if links.get(ifindex) == name}
+        links, running = self._links(), self._tc_programs()
+        current = self._current_prog_ids()
+        attached = {}
+        for ifindex, (name, prefix, ipv4) in self._map_entries().items():
+            ids = {d: running.get((ifindex, d)) for d in PROGRAMS}
+            if links.get(ifindex) != name or None in ids.values():
+                continue
+            if current is None or ids == current:
+                attached[name] = (prefix, ipv4)
+        return attached
+
+    def _current_prog_ids(self) -> dict[str, int | None] | None:
+        """The pinned programs of the object at obj_path by direction (None for a direction
+        not loaded yet); None when there is no object to compare with."""
+        if not os.path.exists(self.obj_path):
+            return None
+        return {d: self._prog_id(p) for d, p in self._prog_paths().items()}
+
+    def _tc_programs(self) -> dict[tuple[int, str], int]:
+        """(ifindex, "ingress"/"egress") -> id of the xlat program tc runs there."""
+        out = self._cmd(["bpftool", "-j", "net", "show"], "tc programs")
+        found = {}
+        for section in json.loads(out or "[]"):
+            for item in section.get("tc", []):
+                direction = item.get("kind", "").rpartition("/")[2]
+                if item.get("name", "").startswith(PROGRAMS.get(direction, "-")):
+                    found[(item["ifindex"], direction)] = item["id"]
+        return found
 
     # ---- BPF objects --------------------------------------------------------------------
 
@@ -158,10 +185,9 @@ class Translator:
             raise TranslatorError(f"xlat: BPF object {self.obj_path} is missing: run "
                                   "`make setup` to build it (clang -O2 -g -target bpf, see "
                                   "scripts/setup.sh)")
-        with open(self.obj_path, "rb") as obj:
-            digest = hashlib.sha256(obj.read()).hexdigest()[:12]
-        progs = f"{self.pin_dir}/progs-{digest}"
-        paths = {d: f"{progs}/{p}" for d, p in PROGRAMS.items()}
+        paths = self._prog_paths()
+        progs = os.path.dirname(paths["ingress"])
+        digest = progs.rpartition("progs-")[2]
         ids = {d: self._prog_id(p) for d, p in paths.items()}
         if all(i is not None for i in ids.values()) and self._map_pinned():
             return {"paths": paths, "ids": ids}
@@ -181,6 +207,12 @@ class Translator:
             if name.startswith("progs-") and name != f"progs-{digest}":
                 self._cmd(["rm", "-rf", f"{self.pin_dir}/{name}"], "load")
         return {"paths": paths, "ids": ids}
+
+    def _prog_paths(self) -> dict[str, str]:
+        """Where the programs of the object at obj_path are pinned, by direction."""
+        with open(self.obj_path, "rb") as obj:
+            digest = hashlib.sha256(obj.read()).hexdigest()[:12]
+        return {d: f"{self.pin_dir}/progs-{digest}/{p}" for d, p in PROGRAMS.items()}
 
     def _map_pinned(self) -> bool:
         return self._run(["bpftool", "map", "show", "pinned", self.map_path],

@@ -67,6 +67,11 @@ class FakeKernel:
             return 0, json.dumps([{"key": [hex(b) for b in k.to_bytes(4, "little")],
                                    "value": [hex(b) for b in v]}
                                   for k, v in self.entries.items()])
+        if a[:4] == ["bpftool", "-j", "net", "show"]:
+            return 0, json.dumps([{"xdp": [], "tc": [
+                {"devname": dev, "ifindex": self.links[dev], "kind": f"clsact/{direction}",
+                 "name": f"xlat_{direction}:[*fsobj]", "id": pid}
+                for (dev, direction), pid in self.filters.items()]}])
         if a[:2] == ["tc", "-j"]:
             pid = self.filters.get((a[5], a[6]))
             return 0, json.dumps([] if pid is None else [
@@ -167,7 +172,21 @@ def test_attached_reports_entries_whose_interface_is_still_there(obj):
     tr.attach("calia1", BLUE, A)
     tr.attach("calib1", BLUE, ipaddress.IPv4Address("10.200.0.7"))
     kernel.links = {"calia1": 7, "caliother": 8}  # index 8 now belongs to another link
+    kernel.filters = {k: v for k, v in kernel.filters.items() if k[0] == "calia1"}
     assert Translator(PIN, obj, run=kernel).attached() == {"calia1": (BLUE, A)}
+
+
+def test_attached_needs_both_filters_running_the_current_programs(obj, tmp_path):
+    kernel = FakeKernel({"calia1": 7, "calib1": 8})
+    tr = Translator(PIN, obj, run=kernel)
+    tr.attach("calia1", BLUE, A)
+    tr.attach("calib1", BLUE, ipaddress.IPv4Address("10.200.0.7"))
+    del kernel.filters[("calib1", "egress")]  # half attached: Felix must attach it again
+    assert set(tr.attached()) == {"calia1"}
+    kernel.filters[("calia1", "ingress")] = 5  # an older program
+    assert tr.attached() == {}
+    # Without an object to compare with, any xlat programs count.
+    assert set(Translator(PIN, str(tmp_path / "none.o"), run=kernel).attached()) == {"calia1"}
 
 
 def test_nothing_loaded_means_nothing_attached(obj):
