@@ -9,6 +9,7 @@ APT_PACKAGES=(
   iputils-ping socat dnsmasq-base systemd
   podman runc conmon containernetworking-plugins busybox-static isc-dhcp-client
   iperf3 gcc libc6-dev
+  clang libbpf-dev bpftool
 )
 
 missing=()
@@ -36,4 +37,13 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e '.[test,lab]'
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# The address-space translator's BPF object (calico/felix/dataplane/xlat/bpf), rebuilt when
+# its source is newer; Felix loads it with bpftool.
+bpf=calico/felix/dataplane/xlat/bpf
+if [ ! -f "$bpf/xlat.o" ] || [ -n "$(find "$bpf" -name '*.[ch]' -newer "$bpf/xlat.o")" ]; then
+  clang -O2 -g -Wall -Werror -target bpf -I"/usr/include/$(gcc -dumpmachine)" \
+    -c "$bpf/xlat.c" -o "$bpf/xlat.o.tmp"
+  mv "$bpf/xlat.o.tmp" "$bpf/xlat.o"
 fi

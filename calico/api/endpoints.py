@@ -43,6 +43,7 @@ from typing import Any
 
 from pydantic import model_validator
 
+from .addressspace import AddressSpaceName
 from .base import (
     CalicoModel,
     FieldError,
@@ -224,6 +225,19 @@ class WorkloadEndpointSpec(CalicoModel):
     allowSpoofedSourcePrefixes: list[CIDR] | None = None
     allowedIps: list[CIDR] | None = None  # networking-calico's: see the module docstring
     qosControls: QoSControls | None = None
+    # Our extension (calico/api/addressspace.py): absent = the default, global space.
+    addressSpace: AddressSpaceName = None
+
+    @model_validator(mode="after")
+    def _space_is_ipv4(self) -> WorkloadEndpointSpec:
+        if self.addressSpace is None:
+            return self
+        for i, net in enumerate(self.ipNetworks or []):
+            if parse_cidr(net).version != 4:
+                raise FieldError(f"is IPv6: an endpoint of address space "
+                                 f'"{self.addressSpace}" has IPv4 addresses only',
+                                 field=("ipNetworks", i), value=net)
+        return self
 
     @model_validator(mode="after")
     def _nats_inside_networks(self) -> WorkloadEndpointSpec:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
+from .addressspace import AddressSpaceName
 from .base import CalicoModel, FieldError, Resource, ValidationError, checked, render_value
 from .nets import parse_cidr
 from .rules import check_selector
@@ -81,6 +82,8 @@ class IPPoolSpec(CalicoModel):
     namespaceSelector: Selector = None
     allowedUses: checked(list[str] | None, _check_allowed_uses) = None
     assignmentMode: Literal["Automatic", "Manual"] | None = None
+    # Our extension (calico/api/addressspace.py): absent = the default, global space.
+    addressSpace: AddressSpaceName = None
     # Deprecated API v1 fields: Calico keeps them in the type but rejects any value.
     ipip: checked(Any, _must_be_unset) = None
     natOutgoingV1: checked(Any, _must_be_unset) = Field(None, alias="nat-outgoing")
@@ -158,12 +161,15 @@ class IPPool(Resource, kind="IPPool", plural="ippools"):
 
 
 def check_pool_overlap(new: IPPool, existing: Iterable[IPPool]) -> None:
-    """Raise ValidationError if `new` overlaps any other pool (a pool of the same name is the
-    one being replaced and is skipped), as clientv3 does before creating a pool."""
+    """Raise ValidationError if `new` overlaps any other pool of its address space (a pool of
+    the same name is the one being replaced and is skipped), as clientv3 does before creating
+    a pool."""
     net = new.network
     for other in existing:
         if other.name == new.name:
             continue
+        if other.spec.addressSpace != new.spec.addressSpace:
+            continue  # pools of different address spaces may overlap
         if other.network.version == net.version and other.network.overlaps(net):
             raise ValidationError("IPPool", new.name, "spec.cidr",
                                   f"{render_value(new.spec.cidr)} overlaps with IPPool "
@@ -173,7 +179,7 @@ def check_pool_overlap(new: IPPool, existing: Iterable[IPPool]) -> None:
 def check_pool_update(new: IPPool, old: IPPool) -> None:
     """Raise ValidationError if an update changes what clientv3 forbids changing: the CIDR
     and the block size (blocks already carved from the pool would no longer fit it)."""
-    for field in ("cidr", "blockSize"):
+    for field in ("cidr", "blockSize", "addressSpace"):
         was, now = getattr(old.spec, field), getattr(new.spec, field)
         if now != was:
             raise ValidationError("IPPool", new.name, f"spec.{field}",

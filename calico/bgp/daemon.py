@@ -21,12 +21,19 @@ Trailing newlines are stripped. A peer whose secret is missing is peered without
 as Calico's confd does, with a warning naming the secret (nothing is logged when the
 reference says `optional: true`).
 
+Address spaces (our extension): a space's pools and this node's blocks of the space
+(affinities under `/calico/ipam/v2/spaces/<space>/host/<node>/`) are rendered in their
+translated IPv6 form P::N/(96+len) — a blackhole per block and its export, as for any IPv6
+block — since outside its hosts' interfaces a space is IPv6 (calico/api/addressspace.py). A
+space pool or block whose space is unknown is left out.
+
 `CALICO_ROUTER_ID` (an IPv4 address, or `hash` for one derived from the node name, Calico's
 setting) is read from the environment and passed to the renderer.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import subprocess
@@ -37,8 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from calico.api.addressspace import translated_net
 from calico.bgp.render import DEFAULT_ROUTE_PROTOCOL, BGPInputs, RenderError, render
 from calico.datastore.client import parse_key
+from calico.datastore.ipamkeys import SPACES_PREFIX, SpaceKeys
 from calico.datastore.kv import Backend
 from calico.datastore.syncer import Syncer, SyncStatus, SyncUpdate
 from calico.ipam.model import affinities_prefix, parse_affinity_key
@@ -47,7 +56,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECRETS_DIR = "/etc/calico/bgp-secrets"
 MESH_PASSWORD = "__mesh__"  # the renderer's key for the node-to-node mesh password
-KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter", "WorkloadEndpoint")
+KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter", "WorkloadEndpoint",
+         "AddressSpace")
 
 
 class SecretStore:
@@ -78,9 +88,14 @@ class BGPState:
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)
     workloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # this node's only
     blocks: dict[str, str] = field(default_factory=dict)  # affinity key -> block CIDR
+    spaces: dict[str, str] = field(default_factory=dict)  # address space -> prefix
+    space_blocks: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (S, CIDR)
 
     def apply(self, updates: list[SyncUpdate]) -> None:
         for up in updates:
+            if up.key.startswith(SPACES_PREFIX):
+                self._apply_space_affinity(up.key, up.value)
+                continue
             # Affinity keys first: the client's parse_key also names them (BlockAffinity).
             affinity = parse_affinity_key(up.key)
             if affinity is not None:
@@ -88,6 +103,9 @@ class BGPState:
                     self._apply_affinity(up.key, str(affinity[1]), up.value)
                 continue
             target = parse_key(up.key)
+            if target and target[0] == "AddressSpace":
+                self._apply_space(target[2], up.value)
+                continue
             table = {"Node": self.nodes, "BGPPeer": self.peers, "BGPConfiguration":
                      self.configs, "IPPool": self.pools, "BGPFilter": self.filters,
                      }.get(target[0]) if target else None
@@ -100,6 +118,40 @@ class BGPState:
                 table.pop(target[2], None)
             else:
                 table[target[2]] = up.value.to_dict()
+
+    def _apply_space(self, name: str, value: Any) -> None:
+        prefix = None if value is None else value.spec.translationPrefix
+        if prefix:
+            self.spaces[name] = prefix
+        else:
+            self.spaces.pop(name, None)
+
+    def _apply_space_affinity(self, key: str, value: Any) -> None:
+        space = key[len(SPACES_PREFIX):].partition("/")[0]
+        affinity = SpaceKeys(space).parse_affinity_key(key)
+        if affinity is None or affinity[0] != self.hostname:
+            return  # a block or a handle of the space, or another node's affinity
+        self._apply_affinity(key, str(affinity[1]), value)
+        if key in self.blocks:
+            self.space_blocks[key] = (space, self.blocks.pop(key))
+        else:
+            self.space_blocks.pop(key, None)
+
+    def _translated(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """(the pools, space pools in their translated form; this node's blocks, likewise)."""
+        pools = []
+        for pool in self.pools.values():
+            spec = pool.get("spec") or {}
+            space = spec.get("addressSpace")
+            if space is None:
+                pools.append(pool)
+            elif space in self.spaces:
+                net = translated_net(ipaddress.IPv6Network(self.spaces[space]), spec["cidr"])
+                pools.append({**pool, "spec": {**spec, "cidr": str(net)}})
+        blocks = set(self.blocks.values())
+        blocks |= {str(translated_net(ipaddress.IPv6Network(self.spaces[s]), cidr))
+                   for s, cidr in self.space_blocks.values() if s in self.spaces}
+        return pools, sorted(blocks)
 
     def _apply_workload(self, key: str, value: Any) -> None:
         """Only this node's endpoints are kept (for local workload peering)."""
@@ -149,9 +201,9 @@ class BGPState:
                                 "the mesh runs without a password")
             else:
                 passwords[MESH_PASSWORD] = value
+        pools, blocks = self._translated()
         inp = BGPInputs(hostname=self.hostname, nodes=dict(self.nodes), peers=peers,
-                        configs=dict(self.configs), pools=list(self.pools.values()),
-                        blocks=sorted(set(self.blocks.values())),
+                        configs=dict(self.configs), pools=pools, blocks=blocks,
                         route_protocol=route_protocol, passwords=passwords,
                         router_id=os.environ.get("CALICO_ROUTER_ID") or None,
                         filters=dict(self.filters),
@@ -213,7 +265,8 @@ class BGPDaemon:
         self._stop = threading.Event()
         self._last_text: str | None = self._read_existing()
         self._last_problems: tuple[str, ...] = ()
-        self._syncer = Syncer(backend, [*KINDS, affinities_prefix(hostname)], self)
+        self._syncer = Syncer(backend, [*KINDS, affinities_prefix(hostname), SPACES_PREFIX],
+                              self)
 
     def _read_existing(self) -> str | None:
         try:

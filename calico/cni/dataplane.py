@@ -123,9 +123,12 @@ class LinuxDataplane:
     """Veths, addresses, routes and sysctls through rtnetlink (netlink.py) on the real kernel."""
 
     def setup(self, netns: str, ifname: str, host_name: str, addresses: Sequence[str],
-              mtu: int, allow_ip_forwarding: bool = False) -> VethInfo:
+              mtu: int, allow_ip_forwarding: bool = False, host_routes: bool = True
+              ) -> VethInfo:
         """Create and configure the veth; on any failure the host side is deleted again
-        (which deletes the container side too) before the error is raised."""
+        (which deletes the container side too) before the error is raised. Without
+        `host_routes` (an address-space endpoint: its address may repeat on this host in
+        another space), no host route is added: Felix routes its translated address."""
         nets = [ipaddress.ip_interface(a) for a in addresses]
         has_v4 = any(n.version == 4 for n in nets)
         has_v6 = any(n.version == 6 for n in nets)
@@ -144,7 +147,8 @@ class LinuxDataplane:
                     host.add_veth(host_name, HOST_MAC, mtu, ifname, fd)
                     try:
                         return self._configure(host, cont, netns, ifname, host_name, nets,
-                                               has_v4, has_v6, allow_ip_forwarding)
+                                               has_v4, has_v6, allow_ip_forwarding,
+                                               host_routes)
                     except BaseException:
                         with contextlib.suppress(NetlinkError):
                             index = (host.link(host_name) or {}).get("index")
@@ -159,7 +163,7 @@ class LinuxDataplane:
 
     def _configure(self, host: Netlink, cont: Netlink, netns: str, ifname: str,
                    host_name: str, nets: list, has_v4: bool, has_v6: bool,
-                   allow_ip_forwarding: bool) -> VethInfo:
+                   allow_ip_forwarding: bool, host_routes: bool = True) -> VethInfo:
         for key, value in host_sysctls(host_name, has_v4, has_v6).items():
             _write_sysctl(key, value)
         host_idx = host.link(host_name)["index"]
@@ -167,7 +171,7 @@ class LinuxDataplane:
             host.set_up(host_idx)
         except NetlinkError as err:
             raise DataplaneError(f"failed to set {host_name} up: {err.strerror}") from None
-        for net in nets:
+        for net in nets if host_routes else ():
             dst = f"{net.ip}/{net.max_prefixlen}"
             try:
                 host.add_route(dst, host_idx, scope=RT_SCOPE_LINK, proto=ROUTE_PROTOCOL)

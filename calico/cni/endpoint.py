@@ -43,6 +43,8 @@ def endpoint_doc(ids: WorkloadIDs, name: str, conf: NetConf, labels: dict[str, s
                             "interfaceName": host_name}
     if mac:
         spec["mac"] = mac
+    if conf.address_space:
+        spec["addressSpace"] = conf.address_space
     if not conf.policy_type:
         spec["profiles"] = [conf.name]
     return {"apiVersion": API_VERSION, "kind": "WorkloadEndpoint",

@@ -73,7 +73,7 @@ def assign(conf: NetConf, args: CmdArgs, backend: Backend,
     attrs = _attrs(ids)
     wanted = requested_ips(conf, args)
     try:
-        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node) as ipam:
+        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node, conf.address_space or None) as ipam:
             if wanted:
                 addresses = _assign_explicit(ipam, wanted, handle, attrs)
             else:
@@ -104,6 +104,9 @@ def _assign_explicit(ipam, wanted: list[str], handle: str, attrs: dict) -> list[
 
 def _assign_auto(ipam, conf: NetConf, handle: str, attrs: dict) -> list[str]:
     v4: list[str] = []
+    if conf.address_space:  # a space's workloads have IPv4 addresses only
+        v4, _ = ipam.auto_assign(1, 0, handle, attrs, pools=list(conf.ipam.ipv4_pools) or None)
+        return v4
     if conf.ipam.assign_ipv4:
         v4, _ = ipam.auto_assign(1, 0, handle, attrs, pools=list(conf.ipam.ipv4_pools) or None)
     try:
@@ -126,7 +129,7 @@ def release(conf: NetConf, args: CmdArgs, backend: Backend,
     ids = WorkloadIDs.of(conf, args)
     handle = ids.handle_id(conf.name)
     try:
-        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node) as ipam:
+        with host_lock(conf.ipam_lock_file), res.ipam(backend, ids.node, conf.address_space or None) as ipam:
             return ipam.release_by_handle(handle)
     except IPAMError as err:
         raise CNIError(IPAM_FAILURE, "failed to release IP addresses",
@@ -140,7 +143,7 @@ def check(conf: NetConf, args: CmdArgs, backend: Backend, addresses: list[str],
           res: Resources = ONE_SHOT) -> None:
     """CHECK: every address is still assigned to this container's handle."""
     ids = WorkloadIDs.of(conf, args)
-    with res.ipam(backend, ids.node) as ipam:
+    with res.ipam(backend, ids.node, conf.address_space or None) as ipam:
         _check(ipam, ids.handle_id(conf.name), addresses)
 
 

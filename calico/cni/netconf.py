@@ -142,6 +142,7 @@ class NetConf:
     policy_type: str = ""
     allow_ip_forwarding: bool = False
     runtime_ips: tuple[str, ...] = ()  # the `ips` capability and args.cni.ips
+    address_space: str = ""  # our extension: the network's AddressSpace ("" = the default)
     prev_result: Result | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -185,7 +186,8 @@ class NetConf:
             labels=labels, policy_type=_str(_dict(doc, "policy"), "type", where="policy."),
             allow_ip_forwarding=_bool(settings, "allow_ip_forwarding", False,
                                       "container_settings."),
-            runtime_ips=tuple(ips), prev_result=prev_result, raw=doc)
+            runtime_ips=tuple(ips), address_space=_str(doc, "address_space"),
+            prev_result=prev_result, raw=doc)
 
     def node(self) -> str:
         """Calico's DetermineNodename: the config, else the nodename file, else the hostname."""

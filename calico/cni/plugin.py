@@ -152,7 +152,9 @@ class Plugin:
         try:
             veth = self.dataplane.setup(self.args.netns, self.args.ifname, self.host_name,
                                         addresses, self.conf.mtu,
-                                        self.conf.allow_ip_forwarding)
+                                        self.conf.allow_ip_forwarding,
+                                        **({"host_routes": False} if self.conf.address_space
+                                           else {}))
         except NetnsNotFound as err:
             raise CNIError(UNKNOWN_CONTAINER, str(err), f"container {self.args.container_id}")\
                 from None

@@ -25,10 +25,10 @@ from calico.datastore.kv import Backend
 from .spec import open_backend
 
 
-def _new_ipam(backend: Backend, node: str) -> Any:
+def _new_ipam(backend: Backend, node: str, space: str | None = None) -> Any:
     from calico.ipam import IPAM
 
-    return IPAM(backend, node)
+    return IPAM(backend, node, address_space=space)
 
 
 class Resources(Protocol):
@@ -36,7 +36,8 @@ class Resources(Protocol):
 
     def backend(self, config: DatastoreConfig) -> Backend: ...
     def done(self, backend: Backend) -> None: ...
-    def ipam(self, backend: Backend, node: str) -> contextlib.AbstractContextManager: ...
+    def ipam(self, backend: Backend, node: str, space: str | None = None
+             ) -> contextlib.AbstractContextManager: ...
 
 
 class OneShot:
@@ -49,8 +50,8 @@ class OneShot:
         backend.close()
 
     @contextlib.contextmanager
-    def ipam(self, backend: Backend, node: str) -> Iterator[Any]:
-        yield _new_ipam(backend, node)
+    def ipam(self, backend: Backend, node: str, space: str | None = None) -> Iterator[Any]:
+        yield _new_ipam(backend, node, space)
 
 
 ONE_SHOT = OneShot()
@@ -88,12 +89,12 @@ class WarmResources:
         pass  # kept for the next request
 
     @contextlib.contextmanager
-    def ipam(self, backend: Backend, node: str) -> Iterator[Any]:
-        key = (id(backend), node)
+    def ipam(self, backend: Backend, node: str, space: str | None = None) -> Iterator[Any]:
+        key = (id(backend), node, space)
         with self._lock:
             entry = self._ipams.get(key)
             if entry is None:
-                entry = self._ipams[key] = (threading.Lock(), _new_ipam(backend, node))
+                entry = self._ipams[key] = (threading.Lock(), _new_ipam(backend, node, space))
         with entry[0]:
             yield entry[1]
 

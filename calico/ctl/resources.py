@@ -14,6 +14,7 @@ class KindInfo:
 
 
 _KINDS = [
+    KindInfo("AddressSpace", ("addressspace", "addressspaces")),  # our extension
     KindInfo("BGPConfiguration", ("bgpconfiguration", "bgpconfigurations", "bgpconfig",
                                   "bgpconfigs")),
     KindInfo("BGPPeer", ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps")),

@@ -150,6 +150,8 @@ TABLES: dict[str, Table] = {
          if _get(d, "spec.nodeToNodeMeshEnabled") is not None else "-",
          "ASNUMBER": lambda d, c: go_value(_get(d, "spec.asNumber"))
          if _get(d, "spec.asNumber") is not None else "-"}),
+    "AddressSpace": Table(("NAME", "PREFIX"), ("NAME", "PREFIX"),
+                          {"NAME": NAME, "PREFIX": text("spec.translationPrefix")}),
     "BGPPeer": Table(
         ("NAME", "PEERIP", "NODE", "ASN"), ("NAME", "PEERIP", "NODE", "ASN"),
         {"NAME": NAME, "PEERIP": text("spec.peerIP"), "NODE": _bgppeer_node,

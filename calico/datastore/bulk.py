@@ -37,7 +37,7 @@ from .kv import KV, Compare, DatastoreError, Put, Unreachable
 
 CHUNK = 100  # writes per transaction: within etcd's default --max-txn-ops (128)
 LIST_FROM = 50  # read a kind with one list when the batch holds at least this many of it
-SINGLE_KINDS = {"IPPool"}
+SINGLE_KINDS = {"IPPool", "AddressSpace"}  # their checks read other resources
 
 
 @dataclass

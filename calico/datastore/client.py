@@ -18,7 +18,8 @@ Every write is validated with `calico.api.validate` (which fills Calico's defaul
 IPPool is also checked against the other pools with `calico.api.ippool.check_pool_overlap`
 (that check reads then writes, so two pools created at the same instant can still overlap — as
 in Calico), and an update of one against its stored version (`check_pool_update`: CIDR and
-blockSize cannot change). Errors are `calico.datastore.errors` (subclasses of the KV errors) and
+blockSize cannot change). AddressSpaces (our extension) and the pools and endpoints naming
+them are checked, created and deleted by `spaces.py`. Errors are `calico.datastore.errors` (subclasses of the KV errors) and
 `calico.api.ValidationError`.
 """
 
@@ -38,7 +39,7 @@ from calico.api import KINDS, Resource, ValidationError, ippool, validate
 from calico.api.base import API_GROUP
 from calico.api.endpoints import check_workload_endpoint_name
 
-from . import builtins, ipamkinds
+from . import builtins, ipamkinds, spaces
 from .errors import (
     CorruptResource,
     OperationNotSupported,
@@ -46,7 +47,17 @@ from .errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from .kv import KV, Backend, EventType, KeyExists, KeyNotFound, RevisionConflict, Watcher
+from .kv import (
+    KV,
+    Backend,
+    Compare,
+    Delete,
+    EventType,
+    KeyExists,
+    KeyNotFound,
+    RevisionConflict,
+    Watcher,
+)
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +284,9 @@ class ResourceClient:
         if builtin := self.before_write("create", res):
             return builtin
         res, key, value = self.prepare_create(res)
+        if res.KIND == "AddressSpace":
+            res, revision = spaces.create(self, res, key)
+            return with_version(res, str(revision))
         try:
             revision = self.backend.create(key, value)
         except KeyExists:
@@ -314,6 +328,8 @@ class ResourceClient:
         uid, created = _stored_identity(current.value)
         res = with_version(res, None, uid=uid or self._new_uid(),
                             creationTimestamp=created or self._now())
+        if res.KIND == "AddressSpace":
+            res = spaces.before_update(res, decode(key, current.value, current.mod_revision))
         value = encode(res)
         if value == current.value or _same_json(value, current.value):
             # Nothing changed: no write, so no new revision and no watch event. Re-applying
@@ -376,7 +392,7 @@ class ResourceClient:
                 raise ResourceConflict(kind, name, namespace, key, expected,
                                        current.mod_revision)
             try:
-                self.backend.delete(key, mod_revision=current.mod_revision)
+                self._delete_kv(kind, key, current)
             except KeyNotFound:
                 raise ResourceNotFound(kind, name, namespace, key) from None
             except RevisionConflict as err:
@@ -389,6 +405,22 @@ class ResourceClient:
             except CorruptResource:
                 return None
         raise ResourceConflict(kind, name, namespace, key, 0, None)
+
+    def _delete_kv(self, kind: str, key: str, current: KV) -> None:
+        """Delete `current` (CAS); an AddressSpace with its prefix claim, in one txn."""
+        if kind != "AddressSpace":
+            self.backend.delete(key, mod_revision=current.mod_revision)
+            return
+        try:
+            space = decode(key, current.value, current.mod_revision)
+        except CorruptResource:
+            space = None
+        if self.backend.txn([Compare(key, current.mod_revision)],
+                            [Delete(key), *spaces.delete_ops(current, space)]) is None:
+            actual = self.backend.get(key)
+            if actual is None:
+                raise KeyNotFound(key)
+            raise RevisionConflict(key, current.mod_revision, actual.mod_revision)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -459,6 +491,8 @@ class ResourceClient:
         tier that still holds (staged) policies (clientv3 tier.go)."""
         if builtins.is_builtin(key):
             raise OperationNotSupported("Delete", f"Profile({name})")
+        if kind == "AddressSpace":
+            spaces.check_delete(self, name)
         if kind != "Tier":
             return
         if name in ("default", "kube-admin"):
@@ -473,10 +507,12 @@ class ResourceClient:
         (today IPPools only): a new pool must not overlap another."""
         if res.KIND == "IPPool":
             ippool.check_pool_overlap(res, self.list("IPPool").items)
+        spaces.check_write(self, res)
 
     def _check_update(self, res: Resource, key: str, current: KV) -> None:
         """Rules for an update against the stored version: an IPPool keeps its CIDR and
         blockSize. (Only then is the stored value decoded.)"""
+        spaces.check_write(self, res)
         if res.KIND != "IPPool":
             return
         try:

@@ -11,6 +11,11 @@ them at the same paths, so a datastore written by Calico's calicoctl reads the s
                                                             "auto_allocate_blocks": true,
                                                             "maxBlocksPerHost": 0}
 
+Our extension, address spaces (calico/datastore/spaces.py): the blocks, affinities and handles
+of a space other than the default live under `/calico/ipam/v2/spaces/<space>/` with the same
+layout below it (`SpaceKeys(space)`); the default space keeps the keys above, so every
+Calico key is unchanged. The IPAM config is one for all spaces.
+
 An affinity is created `pending` before its block is created and set `confirmed` after, so a
 crash mid-claim leaves a pending affinity that the next claim of the same block picks up (or
 IPAM's `check()` reports); `pendingDeletion` marks an affinity being released.
@@ -134,3 +139,59 @@ class IPAMConfig:
         return cls(strict_affinity=bool(d.get("strict_affinity", False)),
                    auto_allocate_blocks=bool(d.get("auto_allocate_blocks", False)),
                    max_blocks_per_host=int(d.get("maxBlocksPerHost") or 0))
+
+
+SPACES_PREFIX = PREFIX + "spaces/"
+
+
+@dataclass(frozen=True)
+class SpaceKeys:
+    """The IPAM keys of one address space (None: the default space, Calico's keys)."""
+
+    space: str | None = None
+
+    @property
+    def root(self) -> str:
+        return PREFIX if self.space is None else f"{SPACES_PREFIX}{self.space}/"
+
+    def block_key(self, cidr: IPNetwork) -> str:
+        return f"{self.root}assignment/ipv{cidr.version}/block/{_cidr_part(cidr)}"
+
+    def blocks_prefix(self, version: int | None = None) -> str:
+        return f"{self.root}assignment/" + (f"ipv{version}/block/" if version else "")
+
+    def affinity_key(self, host: str, cidr: IPNetwork) -> str:
+        return f"{self.root}host/{host}/ipv{cidr.version}/block/{_cidr_part(cidr)}"
+
+    def affinities_prefix(self, host: str | None = None, version: int | None = None) -> str:
+        if host is None:
+            return f"{self.root}host/"
+        return f"{self.root}host/{host}/" + (f"ipv{version}/block/" if version else "")
+
+    @property
+    def handles_prefix(self) -> str:
+        return f"{self.root}handle/"
+
+    def handle_key(self, handle_id: str) -> str:
+        handle_key(handle_id)  # the same checks
+        return self.handles_prefix + handle_id
+
+    def _rel(self, key: str) -> str | None:
+        if self.space is None:
+            return key if not key.startswith(SPACES_PREFIX) else None
+        return PREFIX + key[len(self.root):] if key.startswith(self.root) else None
+
+    def parse_block_key(self, key: str) -> IPNetwork | None:
+        rel = self._rel(key)
+        return parse_block_key(rel) if rel else None
+
+    def parse_affinity_key(self, key: str) -> tuple[str, IPNetwork] | None:
+        rel = self._rel(key)
+        return parse_affinity_key(rel) if rel else None
+
+    def parse_handle_key(self, key: str) -> str | None:
+        rel = self._rel(key)
+        return parse_handle_key(rel) if rel else None
+
+
+DEFAULT_KEYS = SpaceKeys()

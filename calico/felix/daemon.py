@@ -71,7 +71,7 @@ log = logging.getLogger("calico.felix")
 
 SYNC_KINDS = ("FelixConfiguration", "Node", "IPPool", "Profile", "GlobalNetworkPolicy",
               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "HostEndpoint",
-              "WorkloadEndpoint", "Tier",
+              "WorkloadEndpoint", "Tier", "AddressSpace",
               "/calico/ipam/v2/assignment/")  # IPAM blocks: VXLAN routes
 MAX_BATCH = 10_000  # queue items (syncer batches) taken into one calc-graph flush
 POLL = 0.25  # longest sleep of the main loop: how quickly it notices a stop request

@@ -205,6 +205,11 @@ class WorkloadEndpointUpdate:
     ipv4_nat: tuple[tuple[str, str], ...] = ()
     ipv6_nat: tuple[tuple[str, str], ...] = ()
     orchestrator: str = ""  # spec.orchestrator: "openstack" endpoints always get their NATs
+    # Address spaces (our extension, calc/spaces.py): set for an endpoint of a space, whose
+    # nets above are then its translated addresses (prefix::A/128) and `xlat_ipv4` is A.
+    address_space: str = ""
+    translation_prefix: str = ""  # "64:ff9b:1::/96"
+    xlat_ipv4: str = ""  # "10.200.0.5"
 
 
 @dataclass(frozen=True, slots=True)

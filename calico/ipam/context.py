@@ -82,9 +82,9 @@ class AllocationContext:
         return chosen
 
 
-def read_context(backend: Backend, host: str, clock: Callable[[], float] = time.monotonic
-                 ) -> AllocationContext:
-    pools = read_pool_revisions(backend)
+def read_context(backend: Backend, host: str, clock: Callable[[], float] = time.monotonic,
+                 space: str | None = None) -> AllocationContext:
+    pools = read_pool_revisions(backend, space)
     node = backend.get(NODES_PREFIX + host)
     labels: dict[str, str] = {}
     if node is not None:
@@ -107,15 +107,16 @@ class ContextCache:
     Unlocked: one per IPAM instance."""
 
     def __init__(self, backend: Backend, host: str, refresh_seconds: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.backend, self.host = backend, host
+                 clock: Callable[[], float] = time.monotonic, space: str | None = None) -> None:
+        self.backend, self.host, self.space = backend, host, space
         self.refresh_seconds, self.clock = refresh_seconds, clock
         self._ctx: AllocationContext | None = None
 
     def get(self, fresh: bool = False) -> AllocationContext:
         ctx = self._ctx
         if fresh or ctx is None or self.clock() - ctx.read_at >= self.refresh_seconds:
-            ctx = self._ctx = read_context(self.backend, self.host, self.clock)
+            ctx = self._ctx = read_context(self.backend, self.host, self.clock,
+                                                   self.space)
         return ctx
 
     def cached(self) -> AllocationContext | None:

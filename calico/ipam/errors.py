@@ -32,9 +32,10 @@ class StrictAffinityError(PoolExhaustedError):
 class AddressInUseError(IPAMError):
     """`assign_ip` asked for an address that is already allocated."""
 
-    def __init__(self, ip: str, handle_id: str | None) -> None:
+    def __init__(self, ip: str, handle_id: str | None, space: str | None = None) -> None:
         owner = f" (handle {handle_id})" if handle_id else ""
-        super().__init__(f"address {ip} is already assigned{owner}")
+        where = f' in address space "{space}"' if space else ""
+        super().__init__(f"address {ip} is already assigned{where}{owner}")
         self.ip, self.handle_id = ip, handle_id
 
 

@@ -35,6 +35,11 @@ Public API (all return data; nothing prints):
 
 Errors (errors.py) are `IPAMError`s with one-line messages: NoPoolsError, PoolExhaustedError
 (and StrictAffinityError) with `.pools`, AddressInUseError, NotInPoolError.
+
+Address spaces (our extension): `IPAM(..., address_space=S)` allocates only from the pools of
+space S and keeps its blocks, affinities and handles under S's keys (ipamkeys.SpaceKeys), so
+an address is unique within its space and may repeat in another; the default (None) is
+Calico's IPAM with Calico's keys, blind to every space's pools.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from . import report as _report
 from .block import AllocationBlock, IPNetwork
 from .context import AllocationContext, ContextCache
 from .errors import (
+    AddressInUseError,
     ConflictRetriesExhausted,
     IPAMError,
     NoPoolsError,
@@ -58,7 +64,7 @@ from .errors import (
     PoolExhaustedError,
     StrictAffinityError,
 )
-from .model import STATE_CONFIRMED, IPAMConfig, IPAMHandle
+from .model import STATE_CONFIRMED, IPAMConfig, IPAMHandle, SpaceKeys
 from .pools import Pool, pool_for, read_pools
 from .store import CONFLICTS, MAX_RETRIES, BlockClaimConflict, HandleState, IPAMStore
 
@@ -98,13 +104,20 @@ class IPAM:
     hand out an address twice. One instance serves one thread at a time (unlocked caches)."""
 
     def __init__(self, backend: Backend, hostname: str, *, max_retries: int = MAX_RETRIES,
-                 rng: random.Random | None = None, refresh_seconds: float = 5.0) -> None:
+                 rng: random.Random | None = None, refresh_seconds: float = 5.0,
+                 address_space: str | None = None) -> None:
         self.backend = backend
         self.hostname = hostname
+        self.address_space = address_space  # None: the default space (Calico's keys)
         self.rng = rng or random.Random()
-        self.store = IPAMStore(backend, max_retries=max_retries, rng=self.rng)
+        self.store = IPAMStore(backend, max_retries=max_retries, rng=self.rng,
+                               keys=SpaceKeys(address_space))
         self._cache: dict[IPNetwork, _Cached] = {}
-        self._context = ContextCache(backend, hostname, refresh_seconds)
+        self._context = ContextCache(backend, hostname, refresh_seconds,
+                                     space=address_space)
+
+    def _of_space(self) -> str:
+        return "" if self.address_space is None else f' of address space "{self.address_space}"'
 
     # ---- configuration and pools ------------------------------------------------------------
 
@@ -345,7 +358,8 @@ class IPAM:
         ctx = self._context.get(fresh=True)
         pool = pool_for([p for p in ctx.pools if not p.disabled], addr)
         if pool is None:
-            raise NotInPoolError(f"address {addr} is not in any enabled IP pool")
+            raise NotInPoolError(f"address {addr} is not in any enabled IP pool"
+                                 + self._of_space())
         cidr = _release.block_cidr(self.store, addr, pool)
         handle = HandleState(handle_id, IPAMHandle(), 0, known=False)
         attrs = dict(attrs or {})
@@ -370,7 +384,10 @@ class IPAM:
                     f"strict affinity forbids host {self.hostname} to use it", [pool.name])
             if not handle.known:
                 self._reload_handle(handle)
-            block.assign(addr, handle_id, attrs)
+            try:
+                block.assign(addr, handle_id, attrs)
+            except AddressInUseError as err:
+                raise AddressInUseError(err.ip, err.handle_id, self.address_space) from None
             self._commit_assignment(block, rev, handle, 1, [str(addr)], ctx.guards(pool))
 
         self.store.retry(attempt, f"assigning {addr}")
@@ -382,7 +399,8 @@ class IPAM:
         """Release addresses; returns those that were not allocated. With `expect`
         (ip -> (handle_id, sequence)), an address reallocated since then is left alone and
         also returned."""
-        return _release.release_ips(self.store, read_pools(self.backend), ips, expect,
+        return _release.release_ips(self.store, read_pools(self.backend, self.address_space),
+                                    ips, expect,
                                     self._remember)
 
     def release_by_handle(self, handle_id: str) -> list[str]:
@@ -419,7 +437,7 @@ class IPAM:
 
     def get_assignment(self, ip: str) -> Assignment | None:
         addr = ipaddress.ip_address(ip)
-        pool = pool_for(read_pools(self.backend), addr)
+        pool = pool_for(read_pools(self.backend, self.address_space), addr)
         try:
             got = self.store.get_block(_release.block_cidr(self.store, addr, pool))
         except NotInPoolError:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from calico.datastore.ipamkeys import (
     BLOCKS_PREFIX,
     CONFIG_KEY,
+    DEFAULT_KEYS,
     HANDLES_PREFIX,
     HOSTS_PREFIX,
     PREFIX,
@@ -23,6 +24,7 @@ from calico.datastore.ipamkeys import (
     STATE_PENDING_DELETION,
     BlockAffinity,
     IPAMConfig,
+    SpaceKeys,
     affinities_prefix,
     affinity_key,
     block_key,
@@ -34,7 +36,7 @@ from calico.datastore.ipamkeys import (
 )
 
 __all__ = [
-    "BLOCKS_PREFIX", "CONFIG_KEY", "HANDLES_PREFIX", "HOSTS_PREFIX", "PREFIX", "STATE_CONFIRMED",
+    "BLOCKS_PREFIX", "CONFIG_KEY", "DEFAULT_KEYS", "SpaceKeys", "HANDLES_PREFIX", "HOSTS_PREFIX", "PREFIX", "STATE_CONFIRMED",
     "STATE_PENDING", "STATE_PENDING_DELETION", "BlockAffinity", "IPAMConfig", "IPAMHandle",
     "affinities_prefix", "affinity_key", "block_key", "blocks_prefix", "handle_key",
     "parse_affinity_key", "parse_block_key", "parse_handle_key",

@@ -45,6 +45,7 @@ class Pool:
     node_selector: str = "all()"
     disabled: bool = False
     allowed_uses: tuple[str, ...] = ("Workload", "Tunnel")
+    address_space: str | None = None  # our extension: None is the default, global space
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cidr})"
@@ -100,7 +101,8 @@ class Pool:
         return cls(name=res.name, cidr=ipaddress.ip_network(spec.cidr),
                    block_size=int(spec.blockSize), node_selector=spec.nodeSelector or "all()",
                    disabled=bool(spec.disabled),
-                   allowed_uses=tuple(spec.allowedUses or ("Workload", "Tunnel")))
+                   allowed_uses=tuple(spec.allowedUses or ("Workload", "Tunnel")),
+                   address_space=spec.addressSpace)
 
 
 # Validated pools by (key, value): validation costs far more than listing, and a stored pool
@@ -109,13 +111,16 @@ _parsed: dict[tuple[str, str], Pool | None] = {}
 _PARSED_MAX = 4096
 
 
-def read_pools(backend: Backend) -> list[Pool]:
-    """Every valid IPPool in the datastore (enabled or not), by name."""
-    return [pool for pool, _key, _rev in read_pool_revisions(backend)]
+def read_pools(backend: Backend, space: str | None = None) -> list[Pool]:
+    """Every valid IPPool of address space `space` (enabled or not), by name."""
+    return [pool for pool, _key, _rev in read_pool_revisions(backend, space)]
 
 
-def read_pool_revisions(backend: Backend) -> list[tuple[Pool, str, int]]:
-    """Every valid IPPool with its key and mod revision, by name."""
+def read_pool_revisions(backend: Backend, space: str | None = None
+                        ) -> list[tuple[Pool, str, int]]:
+    """Every valid IPPool of address space `space` (None: the default space) with its key
+    and mod revision, by name. Pools of other spaces are not seen: a space's addresses come
+    only from its own pools."""
     kvs, _ = backend.list(POOLS_PREFIX)
     if len(_parsed) > _PARSED_MAX:
         _parsed.clear()
@@ -129,7 +134,7 @@ def read_pool_revisions(backend: Backend) -> list[tuple[Pool, str, int]]:
                 log.warning("ignoring IP pool at %s: %s", kv.key, err)
                 _parsed[cache_key] = None
         pool = _parsed[cache_key]
-        if pool is not None:
+        if pool is not None and pool.address_space == space:
             pools.append((pool, kv.key, kv.mod_revision))
     return sorted(pools, key=lambda p: p[0].name)
 

@@ -75,9 +75,10 @@ class IPAMStore:
     conflicting. Unlocked (`last_text`, `conflicts`): one per IPAM instance."""
 
     def __init__(self, backend: Backend, *, max_retries: int = MAX_RETRIES,
-                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep
-                 ) -> None:
+                 rng: random.Random | None = None, sleep: Callable[[float], None] = time.sleep,
+                 keys: model.SpaceKeys = model.DEFAULT_KEYS) -> None:
         self.backend = backend
+        self.keys = keys  # the address space's key layout (the default space: Calico's)
         self.max_retries = max_retries
         self.rng = rng or random.Random()
         self.sleep = sleep
@@ -97,25 +98,25 @@ class IPAMStore:
     # ---- reads ------------------------------------------------------------------------------
 
     def get_block(self, cidr: IPNetwork) -> tuple[AllocationBlock, int] | None:
-        kv = self.backend.get(model.block_key(cidr))
+        kv = self.backend.get(self.keys.block_key(cidr))
         return (AllocationBlock.from_json(kv.value), kv.mod_revision) if kv else None
 
     def list_blocks(self, version: int | None = None) -> list[tuple[AllocationBlock, int]]:
-        kvs, _ = self.backend.list(model.blocks_prefix(version))
+        kvs, _ = self.backend.list(self.keys.blocks_prefix(version))
         return [(AllocationBlock.from_json(kv.value), kv.mod_revision) for kv in kvs
-                if model.parse_block_key(kv.key) is not None]
+                if self.keys.parse_block_key(kv.key) is not None]
 
     def get_handle(self, handle_id: str) -> HandleState:
-        kv = self.backend.get(model.handle_key(handle_id))
+        kv = self.backend.get(self.keys.handle_key(handle_id))
         if kv is None:
             return HandleState(handle_id, IPAMHandle(), 0)
         return HandleState(handle_id, IPAMHandle.from_json(kv.value), kv.mod_revision)
 
     def list_handles(self) -> dict[str, tuple[IPAMHandle, int]]:
-        kvs, _ = self.backend.list(model.HANDLES_PREFIX)
+        kvs, _ = self.backend.list(self.keys.handles_prefix)
         out = {}
         for kv in kvs:
-            hid = model.parse_handle_key(kv.key)
+            hid = self.keys.parse_handle_key(kv.key)
             if hid is not None:
                 out[hid] = (IPAMHandle.from_json(kv.value), kv.mod_revision)
         return out
@@ -123,10 +124,10 @@ class IPAMStore:
     def list_affinities(self, host: str | None = None, version: int | None = None
                         ) -> list[tuple[str, IPNetwork, BlockAffinity, int]]:
         """(host, block CIDR, affinity, mod revision) for every affinity under the prefix."""
-        kvs, _ = self.backend.list(model.affinities_prefix(host, version))
+        kvs, _ = self.backend.list(self.keys.affinities_prefix(host, version))
         out = []
         for kv in kvs:
-            parsed = model.parse_affinity_key(kv.key)
+            parsed = self.keys.parse_affinity_key(kv.key)
             if parsed is not None and (version is None or parsed[1].version == version):
                 out.append((parsed[0], parsed[1], BlockAffinity.from_json(kv.value),
                             kv.mod_revision))
@@ -146,7 +147,7 @@ class IPAMStore:
         """Write `block` (bumping its sequence number; deleting it if it is empty and has no
         affinity) and `handles` (deleting empty ones), if none of them changed since read and
         every guard holds. Returns the new store revision; raises Conflict otherwise."""
-        key = model.block_key(block.cidr)
+        key = self.keys.block_key(block.cidr)
         compares = [Compare(key, rev), *guards]
         ops: list[Put | Delete] = []
         self.last_text = None
@@ -157,7 +158,7 @@ class IPAMStore:
             self.last_text = block.to_json()
             ops.append(Put(key, self.last_text))
         for h in handles:
-            hkey = model.handle_key(h.handle_id)
+            hkey = self.keys.handle_key(h.handle_id)
             compares.append(Compare(hkey, h.rev))
             if not h.value.empty:
                 ops.append(Put(hkey, h.value.to_json()))
@@ -193,7 +194,7 @@ class IPAMStore:
 
     def write_handle(self, h: HandleState) -> None:
         """CAS-write one handle on its own (deleting it when empty). Raises Conflict."""
-        hkey = model.handle_key(h.handle_id)
+        hkey = self.keys.handle_key(h.handle_id)
         op = Put(hkey, h.value.to_json()) if not h.value.empty else Delete(hkey)
         if self.backend.txn([Compare(hkey, h.rev)], [op]) is None:
             raise Conflict(hkey)
@@ -203,11 +204,11 @@ class IPAMStore:
     def claim_block(self, host: str, cidr: IPNetwork) -> tuple[AllocationBlock, int]:
         """Claim the block `cidr` for `host`: returns the block (new, or already ours) and its
         revision. Raises BlockClaimConflict if another host owns it."""
-        aff_key = model.affinity_key(host, cidr)
+        aff_key = self.keys.affinity_key(host, cidr)
         aff_rev = self._pending_affinity(aff_key)
         block = AllocationBlock.new(cidr, host)
         try:
-            rev = self.backend.create(model.block_key(cidr), block.to_json())
+            rev = self.backend.create(self.keys.block_key(cidr), block.to_json())
         except KeyExists:
             got = self.get_block(cidr)
             if got is not None and got[0].host == host:
@@ -251,10 +252,10 @@ class IPAMStore:
 
     def confirm_affinity(self, host: str, cidr: IPNetwork, rev: int) -> None:
         """Confirm a pending affinity whose block turned out to be ours (crash recovery)."""
-        self._confirm_affinity(model.affinity_key(host, cidr), rev)
+        self._confirm_affinity(self.keys.affinity_key(host, cidr), rev)
 
     def delete_affinity(self, host: str, cidr: IPNetwork, rev: int) -> None:
-        self._delete_quietly(model.affinity_key(host, cidr), rev)
+        self._delete_quietly(self.keys.affinity_key(host, cidr), rev)
 
     def _delete_quietly(self, key: str, rev: int) -> None:
         try:
@@ -267,7 +268,7 @@ class IPAMStore:
         """Release `host`'s affinity for `cidr` (Calico's releaseBlockAffinity). Returns False
         if there was no affinity. Raises BlockNotEmptyError (with `require_empty`) or Conflict
         (a CAS lost: call it through `retry`)."""
-        aff_key = model.affinity_key(host, cidr)
+        aff_key = self.keys.affinity_key(host, cidr)
         kv = self.backend.get(aff_key)
         if kv is None:
             return False
@@ -286,8 +287,8 @@ class IPAMStore:
         if got is not None:
             block, rev = got
             if block.empty():
-                if not self.backend.txn([Compare(model.block_key(cidr), rev)],
-                                        [Delete(model.block_key(cidr))]):
+                if not self.backend.txn([Compare(self.keys.block_key(cidr), rev)],
+                                        [Delete(self.keys.block_key(cidr))]):
                     raise Conflict(str(cidr))
             elif block.host == host:
                 block.affinity = None

@@ -5,7 +5,7 @@
     calico-lab up --racks R --hosts-per-rack H [--spines S] [--as-per-host] ...
                                           (an L3 leaf-spine fabric: ToRs, spines, racks)
     calico-lab status [-o table|json]
-    calico-lab add-workload HOST NAME [--labels k=v,...]
+    calico-lab add-workload HOST NAME [--labels k=v,...] [--address-space S] [--ip A]
     calico-lab remove-workload NAME
     calico-lab stop-node HOST | start-node HOST
     calico-lab link ROUTER IFNAME up|down (a fabric link, e.g. `link tor1 spine1 down`)
@@ -186,10 +186,13 @@ def link(lab_name, router, ifname, state):
 @click.argument("host")
 @click.argument("name")
 @click.option("--labels", default="", help="k=v,k2=v2")
-def add_workload(lab_name, host, name, labels):
+@click.option("--address-space", "space", default=None,
+              help="The AddressSpace the workload joins (our extension; default: none).")
+@click.option("--ip", default=None, help="An explicit IPv4 address (from the space's pools).")
+def add_workload(lab_name, host, name, labels, space, ip):
     """Add a workload NAME on HOST (through the CNI plugin)."""
     try:
-        rec = _lab(lab_name).add_workload(host, name, _parse_labels(labels))
+        rec = _lab(lab_name).add_workload(host, name, _parse_labels(labels), space, ip)
     except LabError as err:
         _fail(err)
     click.echo(f"workload {name} on {host}: {' '.join(rec['addresses'])}")

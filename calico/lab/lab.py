@@ -57,6 +57,7 @@ from .proc import (
     netns_delete,
     netns_exec,
     netns_list,
+    sh,
     spawn,
     stop_daemon,
 )
@@ -300,11 +301,22 @@ class Lab:
                     "CALICO_RUN_DIR": h["run_dir"], "CALICO_BIRD_SOCKET":
                     os.path.join(h["run_dir"], "bird.ctl"),
                     "CALICO_BGP_SECRETS_DIR": os.path.join(self.dir, "secrets"),
+                    # the address-space translator's pins: a bpffs of the lab's, one
+                    # directory per host (a netns), surviving Felix restarts
+                    "CALICO_XLAT_PIN_DIR": os.path.join(self._bpffs(), h["name"]),
                     # Felix's own log beside the host's other files; no syslog in a lab.
                     "FELIX_LOGFILEPATH": os.path.join(h["run_dir"], "felix.log"),
                     "FELIX_LOGSEVERITYSYS": "none",
                     "PYTHONUNBUFFERED": "1"})
         return env
+
+    def _bpffs(self) -> str:
+        """The lab's BPF filesystem (mounted on first use, unmounted by `down`)."""
+        path = os.path.join(self.dir, "bpf")
+        os.makedirs(path, exist_ok=True)
+        if not os.path.ismount(path):
+            sh("mount", "-t", "bpf", "bpf", path)
+        return path
 
     def start_node(self, host: str) -> None:
         h = self.host(host)
@@ -361,8 +373,8 @@ class Lab:
 
     # ---- workloads -----------------------------------------------------------------------
 
-    def add_workload(self, host: str, name: str, labels: dict[str, str] | None = None
-                     ) -> dict[str, Any]:
+    def add_workload(self, host: str, name: str, labels: dict[str, str] | None = None,
+                     space: str | None = None, ip: str | None = None) -> dict[str, Any]:
         if any(w["name"] == name for w in self.state["workloads"]):
             raise LabError(f"workload {name!r} already exists")
         if not name.replace("-", "").isalnum() or name != name.lower() or len(name) > 30:
@@ -371,7 +383,7 @@ class Lab:
         h = self.host(host)
         rec = wl_mod.add(name, h, f"{self.prefix}w-{name}", self.datastore_env(inside=True),
                          self.state["ipv6"], os.path.join(h["run_dir"], "ipam.lock"),
-                         labels or {})
+                         labels or {}, space, ip)
         self._update(lambda state: state["workloads"].append(rec))
         return rec
 
@@ -415,8 +427,10 @@ class Lab:
                                                      "local" else {"endpoints":
                                                                    ds["endpoints"]})},
                 "hosts": hosts,
-                "workloads": [{k: w[k] for k in ("name", "host", "netns", "addresses",
-                                                 "labels")} for w in self.state["workloads"]],
+                "workloads": [{**{k: w[k] for k in ("name", "host", "netns", "addresses",
+                                                    "labels")},
+                               "address_space": w.get("address_space")}
+                              for w in self.state["workloads"]],
                 "tor": None if not tor else {"kind": tor["kind"], "netns": tor["netns"],
                                              "address": tor["address"], "asn": tor["asn"],
                                              "running": alive(tor.get("daemon"))},
@@ -448,6 +462,8 @@ class Lab:
         gone = [n for n in netns_list() if n.startswith(self.prefix)]
         for ns in gone:
             netns_delete(ns)
+        if os.path.ismount(os.path.join(self.dir, "bpf")):
+            sh("umount", "-l", os.path.join(self.dir, "bpf"), check=False)
         if os.path.isdir(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.state = {}

@@ -23,7 +23,8 @@ NETWORK = "calico-lab"
 
 
 def netconf(host: str, datastore_env: dict[str, str], ipv6: bool, lock_file: str,
-            labels: dict[str, str]) -> dict[str, Any]:
+            labels: dict[str, str], space: str | None = None, ip: str | None = None
+            ) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "cniVersion": "1.0.0", "name": NETWORK, "type": "calico", "nodename": host,
         "mtu": 1500, "log_level": "warning", "ipam_lock_file": lock_file,
@@ -33,6 +34,10 @@ def netconf(host: str, datastore_env: dict[str, str], ipv6: bool, lock_file: str
                  "assign_ipv6": "true" if ipv6 else "false"},
         "args": {"cni": {"labels": [{"key": k, "value": v} for k, v in labels.items()]}},
     }
+    if space:  # our extension: the workload's address space (IPv4 only)
+        conf["address_space"] = space
+    if ip:
+        conf["args"]["cni"]["ips"] = [ip]
     conf["datastore_type"] = datastore_env["DATASTORE_TYPE"]
     if datastore_env["DATASTORE_TYPE"] == "local":
         conf["datastore_path"] = datastore_env["CALICO_DATASTORE_PATH"]
@@ -60,10 +65,12 @@ def _cni(command: str, host_ns: str, wl_ns: str, name: str, conf: dict[str, Any]
 
 
 def add(name: str, host: dict, wl_ns: str, datastore_env: dict[str, str], ipv6: bool,
-        lock_file: str, labels: dict[str, str]) -> dict[str, Any]:
-    """Create the workload's namespace and run CNI ADD; returns its state record."""
+        lock_file: str, labels: dict[str, str], space: str | None = None,
+        ip: str | None = None) -> dict[str, Any]:
+    """Create the workload's namespace and run CNI ADD (in address space `space`, with the
+    explicit address `ip`, when given); returns its state record."""
     netns_add(wl_ns)
-    conf = netconf(host["name"], datastore_env, ipv6, lock_file, labels)
+    conf = netconf(host["name"], datastore_env, ipv6, lock_file, labels, space, ip)
     try:
         result = _cni("ADD", host["netns"], wl_ns, name, conf)
     except BaseException:
@@ -71,14 +78,15 @@ def add(name: str, host: dict, wl_ns: str, datastore_env: dict[str, str], ipv6: 
         raise
     addresses = [ip["address"].split("/")[0] for ip in (result or {}).get("ips", [])]
     return {"name": name, "host": host["name"], "netns": wl_ns, "addresses": addresses,
-            "labels": labels}
+            "labels": labels, "address_space": space}
 
 
 def remove(record: dict[str, Any], host: dict, datastore_env: dict[str, str], ipv6: bool,
            lock_file: str) -> None:
     """CNI DEL (releases the addresses, deletes the endpoint and the veth), then the
     namespace. The namespace goes even if DEL fails; the error is raised afterwards."""
-    conf = netconf(host["name"], datastore_env, ipv6, lock_file, record.get("labels") or {})
+    conf = netconf(host["name"], datastore_env, ipv6, lock_file, record.get("labels") or {},
+                   record.get("address_space"))
     try:
         _cni("DEL", host["netns"], record["netns"], record["name"], conf)
     finally:

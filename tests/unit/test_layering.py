@@ -52,7 +52,7 @@ DEPENDS: dict[str, set[str]] = {
     "datastore": {"api", "version"},
     "ipam": {"api", "datastore", "selector"},
     "felix": {"api", "datastore", "logsetup", "selector"},
-    "bgp": {"datastore", "ipam", "selector"},
+    "bgp": {"api", "datastore", "ipam", "selector"},
     "cni": {"api", "datastore", "ipam"},
     "openstack": {"api", "datastore", "ipam"},
     "ctl": {"api", "bgp", "datastore", "ipam", "version"},

@@ -17,6 +17,9 @@ much reduced):
     tiers (order) ──────────────► PolicyCalculator (the order of each endpoint's tiers)
     nodes, IP pools, FelixConfiguration, sync status ─────────────────────────► (pass-through)
     nodes, IP pools, IPAM blocks ──► VXLANResolver (VTEPs, routes in VXLAN pools) ──► sequencer
+    address spaces ──► SpaceIndex: a space endpoint is its translated addresses everywhere, and
+                       SpaceRenderer (before the sequencer) renders its policies per space
+                       (spaces.py; our extension)
 
 An endpoint is local when its `spec.node` is our hostname. Every endpoint and network set
 feeds IP-set membership; only local endpoints are matched against policy selectors. As in
@@ -43,6 +46,7 @@ from dataclasses import replace
 from typing import Any
 
 from calico.api import Resource
+from calico.api.addressspace import AddressSpace
 from calico.api.cluster import Node
 from calico.api.endpoints import (
     HostEndpoint,
@@ -68,6 +72,7 @@ from .selectors import (
     own_labels,
 )
 from .sequencer import EventSequencer
+from .spaces import SpaceIndex, SpaceRenderer, space_endpoint
 from .vxlan import BLOCKS_PREFIX, VXLANResolver
 
 KEY_PREFIX = "/calico/resources/v3/projectcalico.org/"
@@ -81,7 +86,10 @@ class CalcGraph:
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
         self._ipsets: IPSetCalculator
-        self._seq = EventSequencer(lambda set_id: self._ipsets.members(set_id))
+        self._spaces = SpaceIndex()
+        self._seq = SpaceRenderer(EventSequencer(lambda set_id: self._ipsets.members(set_id)),
+                                  self._spaces)
+        self._space_weps: dict[str, tuple[str, str, WorkloadEndpoint]] = {}  # key -> endpoint
         self._ipsets = IPSetCalculator(self._seq)
         self._policies = PolicyCalculator(self._seq, IPSetRefs(self._ipsets), self._dirty_ep)
         self._vxlan = VXLANResolver(hostname, self._seq)
@@ -101,6 +109,7 @@ class CalcGraph:
             "nodes": self._on_node,
             "felixconfigurations": self._on_felix_config,
             "tiers": self._on_tier,
+            "addressspaces": self._on_address_space,
         }
 
     # ---- the API ---------------------------------------------------------------------------
@@ -149,7 +158,18 @@ class CalcGraph:
     def _on_workload_endpoint(self, key: str, namespace: str, name: str,
                               value: WorkloadEndpoint | None) -> None:
         ep = m.WorkloadEndpointID(namespace, name)
-        if value is None or not value.spec.ipNetworks:
+        space = None if value is None else value.spec.addressSpace
+        self._spaces.join(key, space)
+        if space is not None:
+            self._space_weps[key] = (namespace, name, value)
+        else:
+            self._space_weps.pop(key, None)
+        nets = None
+        if value is not None and value.spec.ipNetworks:
+            nets = normalise_nets(value.spec.ipNetworks)
+            if space is not None:
+                nets = self._spaces.translate_nets(space, nets)  # None: space unknown
+        if value is None or not nets:
             self._ipsets.remove_item(ep)
             self._remove_local(ep)
             return
@@ -162,14 +182,18 @@ class CalcGraph:
             labels[LABEL_SERVICE_ACCOUNT] = service_account
         profiles = tuple(spec.profiles or ())
         parents = implicit_parents(list(profiles), namespace, service_account)
-        nets = normalise_nets(spec.ipNetworks)
         self._ipsets.update_item(ep, labels, parents, nets, _named_ports(spec))
         if spec.node != self.hostname:
             self._remove_local(ep)
             return
-        routed = nets + tuple(n for n in normalise_nets(spec.allowedIps)
-                              if n not in nets and ipaddress.ip_network(n).num_addresses > 1)
-        self._local[ep] = _workload_endpoint_update(ep, spec, routed, profiles)
+        if space is None:
+            routed = nets + tuple(n for n in normalise_nets(spec.allowedIps)
+                                  if n not in nets and ipaddress.ip_network(n).num_addresses > 1)
+            self._local[ep] = _workload_endpoint_update(ep, spec, routed, profiles)
+        else:
+            self._local[ep] = space_endpoint(
+                _workload_endpoint_update(ep, spec, (), profiles), space,
+                self._spaces.prefixes[space], normalise_nets(spec.ipNetworks))
         self._policies.update_endpoint(ep, labels, parents, profiles)
 
     def _on_host_endpoint(self, key: str, namespace: str, name: str,
@@ -251,7 +275,16 @@ class CalcGraph:
             self._seq.host_update(m.HostMetadataUpdate(name, bgp.ipv4Address or "",
                                                        bgp.ipv6Address or ""))
 
+    def _on_address_space(self, key: str, namespace: str, name: str,
+                          value: AddressSpace | None) -> None:
+        prefix = None if value is None else value.spec.translationPrefix
+        for ep_key in sorted(self._spaces.update(name, prefix)):
+            self._on_workload_endpoint(ep_key, *self._space_weps[ep_key])
+        self._seq.resend_space(name)
+
     def _on_pool(self, key: str, namespace: str, name: str, value: IPPool | None) -> None:
+        if value is not None and value.spec.addressSpace is not None:
+            value = None  # a space's pool is IPv6 outside its hosts' interfaces: not a v4 pool
         if value is None:
             self._vxlan.on_pool(name, None)
             self._seq.pool_remove(name)

@@ -14,7 +14,8 @@ In:  every calc-graph message, to each of its managers in list order (manager.py
      `IPIPManager` (HostMetadataUpdate/Remove, IPAMPoolUpdate/Remove, ConfigUpdate's ipipMTU
      and IpInIpTunnelAddr), `VXLANManager` (VTEPs, RouteUpdate/Remove, pools, the VXLAN
      settings; listed only when the kernel shim offers VXLAN calls), `ConntrackManager`
-     (endpoints' ipNATs: the flows of a floating IP that moved are forgotten). The group
+     (endpoints' ipNATs: the flows of a floating IP that moved are forgotten), `XlatManager`
+     (address-space endpoints: the translator at their interfaces, xlat/manager.py). The group
      itself reads the host-network-wide part of ConfigUpdate,
      shared by routes and sysctls and needing a kernel re-read when it changes (by
      FelixConfiguration field name: interfacePrefix, deviceRouteProtocol,
@@ -55,6 +56,7 @@ from calico.felix.dataplane.sysctls import SysctlManager
 from calico.felix.dataplane.vxlan import Kernel as VXLANKernelShim
 from calico.felix.dataplane.vxlan import VXLANManager
 from calico.felix.dataplane.vxlan_kernel import VXLANKernel
+from calico.felix.dataplane.xlat.manager import TranslatorAPI, XlatManager, default_translator
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,8 @@ class HostNetworkManager(ManagerGroup):
                  wake: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  vxlan_kernel: VXLANKernelShim | None = None,
-                 conntrack_delete: Callable[[str], int] | None = None) -> None:
+                 conntrack_delete: Callable[[str], int] | None = None,
+                 translator: Callable[[], TranslatorAPI] | None = None) -> None:
         self._kernel = kernel
         self._wake = wake or (lambda: None)
         self._clock = clock
@@ -126,8 +129,10 @@ class HostNetworkManager(ManagerGroup):
             conntrack_delete = (delete_entries if isinstance(kernel, NetlinkKernel)
                                 else lambda address: 0)
         self.conntrack = ConntrackManager(conntrack_delete)
+        self.xlat = XlatManager(self.links, self.prefixes,
+                                translator or default_translator)
         super().__init__((self.sysctls, self.routes, self.ipip,
-                          *((self.vxlan,) if self.vxlan else ()), self.conntrack))
+                          *((self.vxlan,) if self.vxlan else ()), self.conntrack, self.xlat))
         self._events: collections.deque[tuple[Link | None, bool]] = collections.deque()
         self._events_lock = threading.Lock()
         self._resync_requested = True
@@ -180,6 +185,7 @@ class HostNetworkManager(ManagerGroup):
                                                     self.sysctls.route_localnet):
             self.prefixes = prefixes
             self.routes.prefixes = prefixes
+            self.xlat.prefixes = prefixes
             self.routes.set_protocol(protocol)
             self.sysctls.set_config(prefixes, ipv6, localnet)
             self._resync_requested = True

@@ -6,7 +6,11 @@ when they come up; a new interface starts with the kernel defaults, so "came up"
 "configure again"):
 
 - `net.ipv4.conf.<if>.rp_filter=1`: strict reverse-path filtering, so a workload (a VM above
-  all) cannot spoof its source address;
+  all) cannot spoof its source address; 0 on the interface of an address-space endpoint (our
+  extension): its IPv4 address has no host route (another space may use it on this host), so
+  strict filtering would refuse even its ARP for 169.254.1.1; its IPv4 packets never reach
+  the host's IPv4 stack (the translator turns them into IPv6 from P::src, and the endpoint's
+  policy chain admits only its own P::A);
 - `net.ipv4.conf.<if>.proxy_arp=1` and `net.ipv4.neigh.<if>.proxy_delay=0`: the host answers
   the workload's ARP for its gateway 169.254.1.1 (never assigned anywhere) with its own MAC,
   immediately;
@@ -35,7 +39,7 @@ from collections.abc import Iterable
 
 from calico.felix.dataplane.links import LinkTable, is_workload_interface
 from calico.felix.dataplane.netlink import Kernel, Link
-from calico.felix.messages import Message
+from calico.felix.messages import Message, WorkloadEndpointRemove, WorkloadEndpointUpdate
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +85,19 @@ class SysctlManager:
         self._up: set[str] = set()  # workload interfaces that are oper up
         self._dirty: set[str] = set()
         self._globals_dirty = True
+        self._space_eps: dict[object, str] = {}  # address-space endpoint -> its interface
 
     def on_message(self, msg: Message) -> None:
-        """No message concerns sysctls: they follow interfaces (`on_link_change`)."""
+        """Sysctls follow interfaces (`on_link_change`); endpoint messages only say which
+        interfaces belong to address-space endpoints (rp_filter 0, see above)."""
+        if not isinstance(msg, WorkloadEndpointUpdate | WorkloadEndpointRemove):
+            return
+        old = self._space_eps.pop(msg.id, None)
+        if isinstance(msg, WorkloadEndpointUpdate) and msg.address_space:
+            self._space_eps[msg.id] = msg.interface
+        for name in {old, self._space_eps.get(msg.id)} - {None}:
+            if name in self._up:
+                self._dirty.add(name)
 
     def complete_deferred_work(self) -> None:
         """Nothing deferred."""
@@ -107,7 +121,10 @@ class SysctlManager:
         self._globals_dirty = True  # the caller re-reads the links, which re-marks interfaces
 
     def _iface(self, name: str) -> dict[str, str]:
-        return interface_sysctls(name, self.ipv6, self.route_localnet)
+        values = interface_sysctls(name, self.ipv6, self.route_localnet)
+        if name in self._space_eps.values():
+            values[f"net/ipv4/conf/{name}/rp_filter"] = "0"
+        return values
 
     def apply(self) -> None:
         values = dict(self._globals()) if self._globals_dirty else {}

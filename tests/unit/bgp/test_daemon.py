@@ -171,3 +171,36 @@ def test_daemon_waits_for_its_node(backend, tmp_path, secrets):
     finally:
         daemon.stop()
         t.join(5)
+
+
+def test_space_pools_and_blocks_are_rendered_translated(secrets):
+    from calico.api import validate
+    from calico.bgp.render import render
+
+    space = validate({"apiVersion": "projectcalico.org/v3", "kind": "AddressSpace",
+                      "metadata": {"name": "blue"},
+                      "spec": {"translationPrefix": "64:ff9b:1::/96"}})
+    pool = validate({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                     "metadata": {"name": "pb"},
+                     "spec": {"cidr": "10.200.0.0/24", "addressSpace": "blue"}})
+    h1 = node("h1", "10.0.0.1/24")
+    h1["spec"]["bgp"]["ipv6Address"] = "fd00:10::1/64"  # space routes are IPv6 routes
+    st = BGPState("h1", nodes={"h1": h1})
+    space_aff = "/calico/ipam/v2/spaces/blue/host/{}/ipv4/block/10.200.0.0-26"
+    st.apply([
+        SyncUpdate("/calico/resources/v3/projectcalico.org/ippools/pb", pool, 1),
+        SyncUpdate(space_aff.format("h1"), {"state": "confirmed"}, 2),
+        SyncUpdate(space_aff.format("h2"), {"state": "confirmed"}, 3),
+        SyncUpdate("/calico/ipam/v2/spaces/blue/assignment/ipv4/block/10.200.0.0-26", {}, 4),
+    ])
+    inp, _ = st.inputs(secrets)
+    assert inp.pools == [] and inp.blocks == []  # space unknown: nothing
+    st.apply([SyncUpdate("/calico/resources/v3/projectcalico.org/addressspaces/blue", space, 5)])
+    inp, _ = st.inputs(secrets)
+    assert [p["spec"]["cidr"] for p in inp.pools] == ["64:ff9b:1::ac8:0/120"]
+    assert inp.blocks == ["64:ff9b:1::ac8:0/122"]
+    conf = render(inp)
+    assert "route 64:ff9b:1::ac8:0/122 blackhole;" in conf
+    assert "10.200.0.0" not in conf
+    st.apply([SyncUpdate(space_aff.format("h1"), None, 6)])
+    assert st.inputs(secrets)[0].blocks == []

@@ -102,3 +102,29 @@ def test_check(store, tmp_path):
     run(CALICO_IPAM, "DEL", conf)
     ans = run(CALICO_IPAM, "CHECK", {**conf, "prevResult": added})
     assert ans.error["code"] == 103
+
+
+def test_address_space_same_address_twice_and_its_errors(tmp_path):
+    """Our extension: `address_space` in the netconf allocates in that space's pools."""
+    path = str(tmp_path / "calico.db")
+    client = make_store(path, v6=None)
+    for space in ("blue", "green"):
+        client.create({"apiVersion": "projectcalico.org/v3", "kind": "AddressSpace",
+                       "metadata": {"name": space}, "spec": {}})
+        client.create({"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                       "metadata": {"name": space}, "spec": {"cidr": "10.200.0.0/24",
+                                                             "addressSpace": space}})
+    for space, cid in (("blue", "a1"), ("green", "b1")):
+        ans = run(CALICO_IPAM, "ADD", netconf(path, str(tmp_path), address_space=space),
+                  container_id=cid, cni_args="IP=10.200.0.5")
+        assert ans.rc == 0, ans.stdout
+        assert [ip["address"] for ip in ans.doc["ips"]] == ["10.200.0.5/32"]
+    ans = run(CALICO_IPAM, "ADD", netconf(path, str(tmp_path), address_space="blue"),
+              container_id="a9", cni_args="IP=10.200.0.5")
+    assert 'already assigned in address space "blue"' in ans.error["details"]
+    ans = run(CALICO_IPAM, "ADD", netconf(path, str(tmp_path), address_space="blue"),
+              container_id="a8", cni_args="IP=10.77.0.5")
+    assert 'not in any enabled IP pool of address space "blue"' in ans.error["details"]
+    ans = run(CALICO_IPAM, "ADD", netconf(path, str(tmp_path), address_space="blue"),
+              container_id="a7")
+    assert ans.doc["ips"][0]["address"].startswith("10.200.0.")

@@ -113,3 +113,47 @@ def test_ipam_split_refusals_write_nothing(env):
         assert res.exit_code == 1 and why in res.output, (args, res.output)
     assert client.backend.revision() == before
     assert [p.name for p in client.list("IPPool").items] == ["a"]
+
+
+SPACES = """\
+apiVersion: projectcalico.org/v3
+kind: AddressSpace
+metadata: {name: blue}
+---
+apiVersion: projectcalico.org/v3
+kind: AddressSpace
+metadata: {name: green}
+spec: {translationPrefix: "fd00:64::/96"}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: blue}
+spec: {cidr: 10.200.0.0/24, addressSpace: blue}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: green}
+spec: {cidr: 10.200.0.0/24, addressSpace: green}
+"""
+
+
+def test_address_spaces_apply_get_delete(env):
+    """Our extension through calicoctl: spaces and the pools that name them in one manifest
+    (spaces first), the table, one-line refusals, delete in order."""
+    res = run("apply", "-f", "-", input=SPACES)
+    assert res.exit_code == 0, res.stderr
+    res = run("get", "addressspaces")
+    assert res.stdout.split() == ["NAME", "PREFIX", "blue", "64:ff9b:1::/96",
+                                  "green", "fd00:64::/96"]
+    res = run("get", "ippool", "blue", "-o", "yaml")
+    assert "addressSpace: blue" in res.stdout
+    res = run("create", "-f", "-", input=SPACES.split("---\n")[2].replace(
+        "name: blue", "name: blue2").replace("10.200.0.0/24", "10.200.0.0/25"))
+    assert res.exit_code == 1
+    assert 'IPPool "blue2": spec.cidr: "10.200.0.0/25" overlaps with IPPool "blue"' in res.stderr
+    res = run("delete", "addressspace", "blue")
+    assert res.exit_code == 1 and 'IPPool "blue" is in address space "blue"' in res.stderr
+    assert run("delete", "ippool", "blue").exit_code == 0
+    assert run("delete", "addressspace", "blue").exit_code == 0
+    assert run("get", "addressspaces").stdout.split() == ["NAME", "PREFIX", "green",
+                                                          "fd00:64::/96"]

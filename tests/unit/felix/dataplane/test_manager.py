@@ -47,7 +47,8 @@ def test_every_listed_manager_implements_the_interface():
     names = {type(x).__name__ for x in managers}
     assert names == {"DataplaneStatus", "NftDataplane", "IPSetsManager", "PolicyManager",
                      "EndpointManager", "NatManager", "DNATManager", "HostNetworkManager",
-                     "RouteManager", "SysctlManager", "IPIPManager", "ConntrackManager"}
+                     "RouteManager", "SysctlManager", "IPIPManager", "ConntrackManager",
+                     "XlatManager"}
     assert all(isinstance(x, Manager) for x in managers)
     hostnet = next(x for x in managers if isinstance(x, HostNetworkManager))
     assert all(isinstance(x, NetlinkManager) for x in hostnet.managers)

@@ -73,3 +73,34 @@ def test_first_apply_writes_each_drifted_sysctl_once(kernel, hn):
     feed(hn)
     assert kernel.sysctl_writes - before == drifted
     assert all(kernel.sysctls[k] == v for k, v in wanted.items())
+
+
+def test_address_space_endpoint_interface_gets_rp_filter_0():
+    from calico.felix import messages as m
+    from calico.felix.dataplane.links import LinkTable
+    from calico.felix.dataplane.netlink import Link
+    from calico.felix.dataplane.sysctls import SysctlManager
+
+    class Kernel:
+        def __init__(self):
+            self.written = {}
+
+        def write_sysctls(self, values):
+            self.written.update(values)
+            return []
+
+    kernel, links = Kernel(), LinkTable()
+    mgr = SysctlManager(kernel, links)
+    link = Link(3, "calia1", True)
+    links.update(link)
+    mgr.on_link_change("calia1", None, link)
+    mgr.apply()
+    assert kernel.written["net/ipv4/conf/calia1/rp_filter"] == "1"
+    ep = m.WorkloadEndpointUpdate(m.WorkloadEndpointID("ns", "a1"), "calia1",
+                                  address_space="blue")
+    mgr.on_message(ep)
+    mgr.apply()
+    assert kernel.written["net/ipv4/conf/calia1/rp_filter"] == "0"
+    mgr.on_message(m.WorkloadEndpointRemove(ep.id))
+    mgr.apply()
+    assert kernel.written["net/ipv4/conf/calia1/rp_filter"] == "1"
