@@ -18,7 +18,11 @@ peers sit in a throwaway namespace. Each host routes the other's workload block 
       packets walk), plus the policy allowing the benchmark's traffic, ordered after them.
       Felix's table is saved and Felix stopped (table and routes stay), so it takes no CPU
       from the traffic; the configurations are then applied in turn, round robin over
-      --reps, (c) by reloading the saved table with `nft -f`.
+      --reps, (c) by reloading the saved table with `nft -f`. nft's listing is not always
+      what was written (it folds `meta l4proto 6 ... th dport 80` into `tcp dport 80` and
+      re-derives where the protocol test goes), so the reloaded table's bytecode is compared
+      with Felix's, rule by rule, and the run stops if they differ: (c) measures the very
+      bytecode Felix programmed.
 
 Traffic: (1) 64-byte frames (18 bytes of UDP payload) from one sender that saturates one core
 (a small C program using sendmmsg, compiled here with `cc`), counted as they arrive on the
@@ -257,22 +261,32 @@ def ruleset_size(host: Netns) -> tuple[int, int]:
     return rules, chains
 
 
-def felix_tables(topo: dict, db: str, tmp: str) -> tuple[list[str], str]:
+def bytecode(host: Netns) -> list[str]:
+    """The expressions of every rule in our table, in order (`nft --debug=netlink`), without
+    the handles and set ids that differ between two loads of the same text."""
+    text = host.run("nft", "--debug=netlink", "list", "table", "inet", "calico",
+                    timeout=600).stdout
+    return [line.strip() for line in text.splitlines() if line.startswith("  [")]
+
+
+def felix_tables(topo: dict, db: str, tmp: str) -> tuple[list[str], list[str], str]:
     """Run the real Felix on both hosts until programmed; return each host's `calico`
-    table as Felix left it (`nft list` output, reloadable) and a line about it. Felix is then
-    stopped (its table and routes stay), so it takes no CPU from the traffic on 2 cores."""
+    table as Felix left it (`nft list` output, reloadable), the receiving host's bytecode and
+    a line about it. Felix is then stopped (its table and routes stay), so it takes no CPU
+    from the traffic on 2 cores."""
     t0 = time.perf_counter()
     felixes = start_felix(topo, db, tmp)
     took = time.perf_counter() - t0
     try:
         tables = [host.run("nft", "-s", "list", "table", "inet", "calico", timeout=300).stdout
                   for host in topo["hosts"]]
+        code = bytecode(topo["hosts"][1])
     finally:
         for proc in felixes:
             proc.terminate()
             proc.wait(30)
     rules, chains = ruleset_size(topo["hosts"][1])
-    return tables, (f"both Felixes programmed in {took:.1f}s; Felix's table on the receiving "
+    return tables, code, (f"both Felixes programmed in {took:.1f}s; Felix's table on the receiving "
                     f"host: {rules} rules in {chains} chains")
 
 
@@ -285,6 +299,19 @@ def apply(topo: dict, config: str, tables: list[str]) -> None:
             host.run("nft", "-f", "-", input=CONNTRACK_ONLY)
         elif config == "c":
             host.run("nft", "-f", "-", input=table, timeout=300)
+
+
+def check_reload(topo: dict, tables: list[str], felix_code: list[str]) -> None:
+    """Stop unless reloading the saved listing gives the bytecode Felix programmed."""
+    apply(topo, "c", tables)
+    reloaded = bytecode(topo["hosts"][1])
+    if reloaded != felix_code:
+        diff = next(i for i, (a, b) in enumerate(zip(reloaded, felix_code, strict=False))
+                    if a != b) if len(reloaded) == len(felix_code) else None
+        sys.exit(f"datapath: the reloaded table's bytecode differs from Felix's "
+                 f"({len(reloaded)} vs {len(felix_code)} expressions; first difference at "
+                 f"{diff}): (c) would not measure Felix's ruleset")
+    print(f"setup: the reloaded table's bytecode is Felix's ({len(reloaded)} expressions)")
 
 
 def main() -> None:
@@ -307,8 +334,9 @@ def main() -> None:
               f"{time.perf_counter() - t0:.1f}s")
         db = os.path.join(tmp, "calico.db")
         count = write_state(db, opts.local, opts.remote, opts.policies)
-        tables, about = felix_tables(topo, db, tmp)
+        tables, code, about = felix_tables(topo, db, tmp)
         print(f"setup: {count} resources; {about}")
+        check_reload(topo, tables, code)
         # Round robin, so that a change in the machine's load hits every configuration.
         for _ in range(opts.reps):
             for config in runs:
