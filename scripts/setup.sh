@@ -37,3 +37,7 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# Byte-compile the package as an installed one is: an editable install compiles nothing, and
+# with PYTHONDONTWRITEBYTECODE set every daemon start re-compiles ~80 modules (0.1-0.15 s of
+# Felix's and calico-node's start). Quick when nothing changed.
+.venv/bin/python -m compileall -q calico >/dev/null
