@@ -339,7 +339,13 @@ def main() -> None:
         blaster = compile_sender(tmp)
         t0 = time.perf_counter()
         topo = build(nets, opts.local)
-        topo["wls"][0].run("ping", "-c", "1", "-W", "5", topo["ips"][1])
+        for _ in range(10):  # the first may find no neighbour entry yet (ENOBUFS)
+            if topo["wls"][0].run("ping", "-c", "1", "-W", "5", topo["ips"][1],
+                                  check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            sys.exit("datapath: the two workloads cannot reach each other")
         print(f"setup: 2 hosts, 2 x {opts.local} local endpoints in "
               f"{time.perf_counter() - t0:.1f}s")
         db = os.path.join(tmp, "calico.db")
