@@ -25,8 +25,9 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
 A `hep-*` verdict-map rule is in its base chain only while its map has entries (a host
 endpoint with that kind of policy): with no host endpoints, as on most hosts, a packet pays
 none of the six interface-name lookups (`benchmarks/datapath.py`, new flows, per
-CPU-second: 0.59-0.61 of conntrack-only before, 0.62-0.66 after). The rule comes back in the transaction that adds the first
-entry, so there is no moment where an entry exists and is not looked up.
+CPU-second: 0.59-0.61 of conntrack-only before, 0.62-0.66 after). The rule comes back in
+the transaction that adds the first entry, so there is no moment where an entry exists and
+is not looked up.
 
 Dispatch is a verdict-map lookup per packet (constant time); `wl-*-dispatch` end in `drop`,
 so an interface with a workload prefix but no endpoint is dropped. Their map entries are
