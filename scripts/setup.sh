@@ -47,3 +47,8 @@ if [ ! -f "$bpf/xlat.o" ] || [ -n "$(find "$bpf" -name '*.[ch]' -newer "$bpf/xla
     -c "$bpf/xlat.c" -o "$bpf/xlat.o.tmp"
   mv "$bpf/xlat.o.tmp" "$bpf/xlat.o"
 fi
+
+# Byte-compile the package as an installed one is: an editable install compiles nothing, and
+# with PYTHONDONTWRITEBYTECODE set every daemon start re-compiles ~80 modules (0.1-0.15 s of
+# Felix's and calico-node's start). Quick when nothing changed.
+.venv/bin/python -m compileall -q calico >/dev/null

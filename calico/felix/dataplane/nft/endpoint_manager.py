@@ -54,6 +54,7 @@ class EndpointManager:
         self._by_iface: dict[str, set[m.WorkloadEndpointID]] = {}  # workloads per interface
         # What we wrote per endpoint: map name -> {key: verdict}, and chain names.
         self._written: dict[object, tuple[dict[str, str], set[str]]] = {}
+        self._hep_maps: frozenset[str] = frozenset()  # host-endpoint maps with entries
         for name in ep.MAPS:
             table.put_set(name, ep.IFACE_MAP, {})
         self._put_static()
@@ -78,6 +79,7 @@ class EndpointManager:
             self._render_hosts()
         elif isinstance(msg, m.HostEndpointRemove):
             self._hosts.pop(msg.id, None)
+            self._write(msg.id, {}, {})  # its chains and map entries go
             self._render_hosts()
         elif isinstance(msg, m.IPAMPoolUpdate | m.IPAMPoolRemove):
             before = self._vxlan_on()
@@ -126,8 +128,8 @@ class EndpointManager:
         return any(self._vxlan_pools.values())
 
     def _put_static(self) -> None:
-        for name, chain in ep.static_chains(self.config, self._marks,
-                                            self._vxlan_on()).items():
+        for name, chain in ep.static_chains(self.config, self._marks, self._vxlan_on(),
+                                            self._hep_maps).items():
             self._table.put_chain(name, chain)
         self._table.put_set(ep.FAILSAFE_IN, ep.PROTO_PORT,
                             ep.failsafe_elements(self.config.failsafe_inbound))
@@ -160,6 +162,12 @@ class EndpointManager:
             for iface in ifaces:
                 self._render_host_iface(hep, iface, maps, chains)
             self._write(hep_id, maps, chains)
+        used = frozenset(name for owner, (maps, _) in self._written.items()
+                         if isinstance(owner, m.HostEndpointID)
+                         for name, elems in maps.items() if elems)
+        if used != self._hep_maps:
+            self._hep_maps = used
+            self._put_static()  # look up only the maps with entries (endpoints.py)
 
     def _resolve(self, hep: m.HostEndpointUpdate) -> list[str]:
         want = {str(ipaddress.ip_address(a)) for a in

@@ -218,6 +218,30 @@ def test_pending_changes_in_a_refresh_are_not_drift(dp, caplog):
     assert len(out) == 2
 
 
+def test_host_endpoint_maps_are_looked_up_only_while_they_have_entries(dp):
+    """No host endpoint: no `hep-*` lookups in the base chains. The first forward-policy host
+    endpoint brings back the forward chain's lookups in the transaction that adds its entries;
+    removing it takes them out again."""
+    def forward() -> tuple[str, ...]:
+        return dp.table.chains["filter-forward"].rules
+
+    assert not any("@hep-" in r for c in dp.table.chains.values() for r in c.rules)
+    hep = m.HostEndpointID("h1")
+    dp.on_message(m.HostEndpointUpdate(hep, interface="eth1", forward_tiers=(
+        m.TierInfo("default", (P1,), ()),)))
+    script = dp.apply()
+    assert "iifname vmap @hep-fwd-from" in forward()
+    assert "oifname vmap @hep-fwd-to" not in forward()
+    assert "iifname vmap @hep-from" in dp.table.chains["filter-input"].rules
+    # The entry and the rule looking it up are in one transaction.
+    assert '"eth1" : jump fhf-eth1' in script
+    assert "filter-forward iifname vmap @hep-fwd-from" in script
+    assert not any("@hep-untracked" in r for r in dp.table.chains["raw-prerouting"].rules)
+    dp.on_message(m.HostEndpointRemove(hep))
+    dp.apply()
+    assert not any("@hep-" in r for c in dp.table.chains.values() for r in c.rules)
+
+
 def test_config_update_changes_static_chains_only(dp):
     dp.on_message(m.ConfigUpdate({"DefaultEndpointToHostAction": "Accept"}))
     out = lines(dp.apply())

@@ -6,7 +6,13 @@ from calico.felix.dataplane.nft import endpoints as ep
 from calico.felix.dataplane.nft.config import NftConfig, ProtoPort, parse_ports
 from calico.felix.dataplane.nft.names import ip_set_name, policy_chain_name
 from calico.felix.dataplane.nft.readback import parse_table, parse_text
-from calico.felix.dataplane.nft.rules import MAX_EXPANSION, Marks, action_verdict, render_rule
+from calico.felix.dataplane.nft.rules import (
+    MAX_EXPANSION,
+    Marks,
+    action_verdict,
+    render_rule,
+    render_rules,
+)
 from calico.felix.messages import Action, IPSetType, PolicyID, Rule
 
 M = Marks()
@@ -35,8 +41,8 @@ def test_nets_split_by_family_and_expand_one_rule_per_value():
 def test_not_nets_and_not_ports_are_conjunctions():
     out = rules(Rule(Action.DENY, protocol=17, not_src_nets=("10.0.0.0/8", "10.2.0.0/16"),
                      not_dst_ports=((53, 53), (100, 200))))
-    assert out == ["meta l4proto 17 ip saddr != 10.0.0.0/8 ip saddr != 10.2.0.0/16 "
-                   "th dport != 53 th dport != 100-200 accept",
+    assert out == ["meta l4proto 17 th dport != 53 th dport != 100-200 "
+                   "ip saddr != 10.0.0.0/8 ip saddr != 10.2.0.0/16 accept",
                    # IPv4 not-nets say nothing about IPv6 packets
                    "meta nfproto ipv6 meta l4proto 17 th dport != 53 th dport != 100-200 accept"]
 
@@ -70,6 +76,29 @@ def test_no_inline_anonymous_sets_ever():
                          not_dst_ports=((1, 1), (2, 2)), src_ip_set_ids=("a", "b"),
                          dst_named_port_ip_set_ids=("np",)), "accept")
     assert not any("{" in rule for rule in r.rules)
+
+
+def test_cheap_matches_first_then_addresses_then_set_lookups():
+    """The kernel stops at a rule's first failing match: a packet of another protocol or port
+    must not pay for the set lookups."""
+    out = rules(Rule(Action.ALLOW, protocol=6, src_ip_set_ids=("a",), src_nets=("10.0.0.0/8",),
+                     dst_ports=((80, 80),), ip_version=4))
+    assert out == ["meta l4proto 6 th dport 80 ip saddr 10.0.0.0/8 ip saddr @s4-a accept"]
+
+
+def test_chain_of_one_protocol_starts_with_a_guard():
+    verdict = lambda r: "accept"  # noqa: E731
+    tcp = [Rule(Action.ALLOW, protocol=6, dst_ports=((p, p),), src_ip_set_ids=("a",))
+           for p in (80, 443)]
+    assert render_rules(tcp, verdict, lambda i, f: f == 6).rules == [
+        "meta l4proto != 6 return", "meta l4proto 6 th dport 80 ip saddr @s4-a accept",
+        "meta l4proto 6 th dport 443 ip saddr @s4-a accept"]
+    # One rule: its own first match is the protocol test.  Mixed or missing protocols: none.
+    assert not render_rules(tcp[:1], verdict, lambda i, f: f == 6).rules[0].startswith(
+        "meta l4proto !=")
+    for other in (Rule(Action.ALLOW, protocol=17), Rule(Action.ALLOW), Rule(
+            Action.ALLOW, not_protocol=6)):
+        assert "meta l4proto != 6 return" not in render_rules([*tcp, other], verdict).rules
 
 
 def test_ip_sets_and_named_ports_per_family():
