@@ -43,7 +43,7 @@ fi
 # its source is newer; Felix loads it with bpftool.
 bpf=calico/felix/dataplane/xlat/bpf
 if [ ! -f "$bpf/xlat.o" ] || [ -n "$(find "$bpf" -name '*.[ch]' -newer "$bpf/xlat.o")" ]; then
-  clang -O2 -g -Wall -Werror -target bpf -I"/usr/include/$(gcc -dumpmachine)" \
+  clang -O2 -g -Wall -Werror -target bpf -I"/usr/include/$(clang -print-multiarch)" \
     -c "$bpf/xlat.c" -o "$bpf/xlat.o.tmp"
   mv "$bpf/xlat.o.tmp" "$bpf/xlat.o"
 fi
