@@ -210,7 +210,10 @@ class Lab:
 
     def up(self, hosts: int = 3, workloads_per_host: int = 0, datastore: str = "local",
            ipv6: bool = False, tor: str = "none", etcd_endpoints: str | None = None,
-           wait: float = 30.0, subnets: int = 1) -> None:
+           wait: float | None = 30.0, subnets: int = 1) -> None:
+        """Build the lab and start calico-node on every host; then (unless `wait` is None,
+        for a caller that waits for its own topology, e.g. route reflectors) wait `wait`
+        seconds at most for every default-mesh session to be Established."""
         if self.exists():
             raise LabError(f"lab {self.name!r} is already up: `calico-lab down` first")
         if not 1 <= hosts <= 50:
@@ -244,7 +247,8 @@ class Lab:
                 self.start_node(h["name"])
             if tor != "none":
                 self._start_tor()
-            self.wait_established(wait)
+            if wait is not None:
+                self.wait_established(wait)
             for i in range(workloads_per_host):
                 for h in self.state["hosts"]:
                     self.add_workload(h["name"], f"{h['name']}-w{i + 1}")
