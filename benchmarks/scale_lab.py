@@ -49,6 +49,7 @@ failure, timeout, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -223,7 +224,9 @@ def bgp_figures(lab: Lab) -> dict[str, list[int]]:
     return {"sessions": sessions, "routes": routes}
 
 
-def reach_round(lab: Lab, prober: PingProber, r: int, timeout: float) -> tuple[float, list]:
+def reach_round(lab: Lab, prober: PingProber, r: int, timeout: float
+                ) -> tuple[float, list[float | None]]:
+    """(CNI ADD's duration, seconds from ADD's start to each other host's first reply)."""
     hosts = lab.state["hosts"]
     target = hosts[r % len(hosts)]["name"]
     start = time.monotonic()
@@ -260,11 +263,12 @@ def measure(lab: Lab, n: int, args, fig: dict[str, Any], etcd: EtcdCluster) -> N
     hosts = lab.state["hosts"]
     probes = {h["name"]: lab.workload(f"{h['name']}-w0")["netns"] for h in hosts}
     with PingProber(probes) as prober:
-        fig["add"], fig["reach"] = [], []
+        fig["add"], fig["reach"], fig["after_add"] = [], [], []
         for r in range(args.rounds):
             added, delays = reach_round(lab, prober, r, 30.0)
             fig["add"].append(added)
             fig["reach"] += delays
+            fig["after_add"] += [None if d is None else d - added for d in delays]
     print(f"  reachability rounds done ({args.rounds})", flush=True)
     with RuleMonitor({h["name"]: h["netns"] for h in hosts}) as monitor:
         fig["policy"] = []
@@ -277,7 +281,9 @@ def measure(lab: Lab, n: int, args, fig: dict[str, Any], etcd: EtcdCluster) -> N
 
 
 def run_size(n: int, mode: str, args) -> dict[str, Any]:
-    fig: dict[str, Any] = {"n": n, "mode": mode}
+    fig: dict[str, Any] = {"n": n, "mode": mode, "workloads": args.workloads,
+                           "policies": args.policies, "idle": args.idle,
+                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     etcd = EtcdCluster(3)
     lab = Lab(f"sc{os.getpid() % 10000}")
 
@@ -340,6 +346,9 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--size-timeout", type=float, default=900.0)
+    parser.add_argument("--results", metavar="FILE",
+                        help="JSON file of earlier results: sizes run now replace the same "
+                        "size and mode in it, the rest are printed and fitted with them")
     parser.add_argument("--idle", type=float, default=30.0,
                         help="seconds of idle lab over which etcd's request rate is taken")
     args = parser.parse_args()
@@ -365,8 +374,25 @@ def main() -> int:
                 break
         if results and results[-1].get("interrupted"):
             break
+    ok = all(r["ok"] for r in results)
+    if args.results:
+        results = merge_results(args.results, results)
     report.print_all(results, args)
-    return 0 if all(r["ok"] for r in results) else 1
+    return 0 if ok else 1
+
+
+def merge_results(path: str, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except FileNotFoundError:
+        old = []
+    done = {(r["mode"], r["n"]) for r in new}
+    merged = [r for r in old if (r["mode"], r["n"]) not in done] + new
+    merged.sort(key=lambda r: (r["mode"], r["n"]))
+    with open(path, "w") as f:
+        json.dump(merged, f, indent=1)
+    return merged
 
 
 if __name__ == "__main__":

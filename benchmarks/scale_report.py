@@ -47,12 +47,13 @@ def _fmt(v: float | None) -> str:
 
 
 def print_size(fig: dict[str, Any], args) -> None:
-    n, mode = fig["n"], fig["mode"]
-    print(f"\n== {mode}, {n} hosts, {args.workloads} workloads each, {args.policies} "
-          f"policies: {'complete' if fig['ok'] else 'INCOMPLETE: ' + fig['why']}")
+    n, mode, per_host = fig["n"], fig["mode"], fig.get("workloads", args.workloads)
+    print(f"\n== {mode}, {n} hosts, {per_host} workloads each, "
+          f"{fig.get('policies', args.policies)} policies ({fig.get('date', 'now')}): "
+          f"{'complete' if fig['ok'] else 'INCOMPLETE: ' + fig['why']}")
     if "up_s" in fig:
         print(f"lab up -> every session Established: {fig['up_s']:.1f} s; "
-              f"{n * args.workloads} workloads added in {fig.get('workloads_s', 0):.1f} s")
+              f"{n * per_host} workloads added in {fig.get('workloads_s', 0):.1f} s")
     for key, label in (("reach", "new workload -> reachable from every other host"),
                        ("policy", "policy change -> programmed on every host")):
         vals = fig.get(key) or []
@@ -62,8 +63,11 @@ def print_size(fig: dict[str, Any], args) -> None:
                   f" ms, max {max(v for v in vals if v is not None) * 1000:.0f} ms "
                   f"({len(vals)} samples{f', {missing} never' if missing else ''})")
     if fig.get("add"):
+        after = fig.get("after_add") or [None]
         print(f"  (CNI ADD of the new workload: median "
-              f"{statistics.median(fig['add']) * 1000:.0f} ms)")
+              f"{statistics.median(fig['add']) * 1000:.0f} ms; from ADD's return to the "
+              f"reply: p50 {(_p(after, 50) or 0) * 1000:.0f} ms, "
+              f"p99 {(_p(after, 99) or 0) * 1000:.0f} ms)")
     if fig.get("rss"):
         rows = [f"{d} {statistics.mean(x.get(d, 0) for x in fig['rss']) / MB:.1f}"
                 f"/{max(x.get(d, 0) for x in fig['rss']) / MB:.1f}" for d in DAEMONS]
@@ -71,7 +75,7 @@ def print_size(fig: dict[str, Any], args) -> None:
         print(f"RSS per host, MB mean/max: {', '.join(rows)}; all {total:.0f}")
     if fig.get("etcd"):
         e = fig["etcd"]
-        print(f"etcd (3 members): idle {args.idle:g} s: {e['msgs/s']:.1f} gRPC msgs/s, "
+        print(f"etcd (3 members): idle {fig.get('idle', args.idle):g} s: {e['msgs/s']:.1f} gRPC msgs/s, "
               f"{e['unary/s']:.1f} unary requests/s; while working "
               f"{e.get('busy unary/s', 0):.1f} unary requests/s; {e['watchers']:.0f} "
               f"watchers, {e['streams']:.0f} watch streams")
