@@ -151,8 +151,11 @@ def add_workloads(lab: Lab, per_host: int, parallel: int = 4) -> float:
         host, j = job
         Lab(lab.name).load().add_workload(host, f"{host}-w{j}", {"app": f"a{j % 10}"})
 
-    with ThreadPoolExecutor(parallel) as pool:
+    pool = ThreadPoolExecutor(parallel)
+    try:
         list(pool.map(one, jobs))
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C: no new ADDs, the running ones end
     lab.load()
     return time.monotonic() - start
 
@@ -304,7 +307,7 @@ def run_size(n: int, mode: str, args) -> dict[str, Any]:
         measure(lab, n, args, fig, etcd)
         fig["ok"] = True
     except (Exception, KeyboardInterrupt) as e:
-        fig["ok"], fig["why"] = False, f"{type(e).__name__}: {e}"
+        fig["ok"], fig["why"] = False, f"{type(e).__name__}: {e or 'interrupted'}"
         if isinstance(e, KeyboardInterrupt):
             fig["interrupted"] = True
     finally:

@@ -52,8 +52,9 @@ def print_size(fig: dict[str, Any], args) -> None:
           f"{fig.get('policies', args.policies)} policies ({fig.get('date', 'now')}): "
           f"{'complete' if fig['ok'] else 'INCOMPLETE: ' + fig['why']}")
     if "up_s" in fig:
-        print(f"lab up -> every session Established: {fig['up_s']:.1f} s; "
-              f"{n * per_host} workloads added in {fig.get('workloads_s', 0):.1f} s")
+        added = (f"; {n * per_host} workloads added in {fig['workloads_s']:.1f} s"
+                 if "workloads_s" in fig else "")
+        print(f"lab up -> every session Established: {fig['up_s']:.1f} s{added}")
     for key, label in (("reach", "new workload -> reachable from every other host"),
                        ("policy", "policy change -> programmed on every host")):
         vals = fig.get(key) or []
