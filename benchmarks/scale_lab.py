@@ -352,6 +352,8 @@ def main() -> int:
     parser.add_argument("--results", metavar="FILE",
                         help="JSON file of earlier results: sizes run now replace the same "
                         "size and mode in it, the rest are printed and fitted with them")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also print the figures as one markdown table")
     parser.add_argument("--idle", type=float, default=30.0,
                         help="seconds of idle lab over which etcd's request rate is taken")
     args = parser.parse_args()
@@ -381,6 +383,8 @@ def main() -> int:
     if args.results:
         results = merge_results(args.results, results)
     report.print_all(results, args)
+    if args.markdown:
+        print("\n" + report.markdown(results))
     return 0 if ok else 1
 
 

@@ -3,6 +3,8 @@ exponent of a power-law fit of each figure from the smallest to the largest comp
 
 `summary(fig)` turns one size's raw samples into the named scalar figures the growth table
 fits; missing samples (a host that never answered) count as failures and are printed.
+`markdown(results)` is the same as one table (sizes as columns, per mode, with b), the shape
+of README's Performance table.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def _p(values: list, q: float) -> float | None:
 
 
 def summary(fig: dict[str, Any]) -> dict[str, float | None]:
-    out: dict[str, float | None] = {"up s": fig.get("up_s")}
+    out: dict[str, float | None] = {"up s": fig.get("up_s"),
+                                    "workloads added s": fig.get("workloads_s")}
     for key, label in (("reach", "new workload"), ("policy", "policy change")):
         vals = fig.get(key) or []
         out[f"{label} p50 s"] = _p(vals, 50)
@@ -30,6 +33,8 @@ def summary(fig: dict[str, Any]) -> dict[str, float | None]:
     for d in DAEMONS:
         sizes = [r.get(d, 0) for r in fig.get("rss") or []]
         out[f"RSS {d} MB"] = statistics.mean(sizes) / MB if sizes else None
+    totals = [sum(r.values()) for r in fig.get("rss") or []]
+    out["RSS all MB"] = statistics.mean(totals) / MB if totals else None
     bgp = fig.get("bgp") or {}
     if bgp:
         out["sessions total"] = sum(bgp["sessions"]) / 2
@@ -111,3 +116,23 @@ def print_all(results: list[dict[str, Any]], args) -> None:
             continue
         print_size(fig, args)
     print_growth(results)
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    modes = list(dict.fromkeys(r["mode"] for r in results))
+    cols: list[tuple[str, list[dict[str, Any]]]] = [
+        (m, [r for r in results if r["mode"] == m and r["ok"]]) for m in modes]
+    sums = {m: [summary(r) for r in done] for m, done in cols}
+    head = ["figure"]
+    for m, done in cols:
+        head += [f"{m} {r['n']}" for r in done] + [f"{m} b"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = next((list(v[0]) for v in sums.values() if v), [])
+    for key in keys:
+        row = [key]
+        for m, done in cols:
+            ys = [s[key] for s in sums[m]]
+            b = power_law_exponent([r["n"] for r in done], ys)
+            row += [_fmt(y) for y in ys] + ["n/a" if b is None else f"{b:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

@@ -16,7 +16,7 @@ from benchmarks.scale_figures import (
     percentile,
     power_law_exponent,
 )
-from benchmarks.scale_report import summary
+from benchmarks.scale_report import markdown, summary
 
 
 def test_percentile_is_nearest_rank():
@@ -115,3 +115,15 @@ def test_summary_of_one_size():
     assert s["sessions total"] == 3
     assert s["routes/host"] == pytest.approx(22 / 3)
     assert s["etcd watchers"] == 66
+
+
+def test_markdown_table_has_a_column_per_size_and_the_exponent():
+    def fig(n: int) -> dict:
+        return {"n": n, "mode": "mesh", "ok": True, "up_s": float(n),
+                "bgp": {"sessions": [n - 1] * n, "routes": [n] * n}}
+
+    table = markdown([fig(10), fig(20), {"n": 40, "mode": "mesh", "ok": False}])
+    lines = table.splitlines()
+    assert lines[0] == "| figure | mesh 10 | mesh 20 | mesh b |"
+    assert "| up s | 10 | 20 | 1.00 |" in lines
+    assert any(line.startswith("| sessions total | 45 | 190 | 2.08 |") for line in lines)
