@@ -317,14 +317,16 @@ def run_size(n: int, mode: str, args) -> dict[str, Any]:
 
 
 def teardown(lab: Lab, etcd: EtcdCluster) -> None:
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop this
+    # a second Ctrl-C or SIGTERM must not stop the clean-up half-way
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             lab.down()
         finally:
             etcd.stop()
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def mem_available() -> int:
