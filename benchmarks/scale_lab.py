@@ -1,7 +1,12 @@
 """How the cluster's costs grow with the number of hosts (root): labs of 10, 25 and 50 hosts.
 
     .venv/bin/python benchmarks/scale_lab.py [--sizes 10,25,50] [--modes mesh,rr]
-        [--workloads 10] [--policies 200] [--rounds 10] [--size-timeout 900]
+        [--workloads 10] [--policies 200] [--rounds 10] [--size-timeout 900] [--idle 30]
+        [--results FILE] [--markdown]
+
+`--results FILE` keeps every size's raw figures in a JSON file: sizes run now replace the
+same size and mode there, and all of them are printed and fitted together (so a 50-host run
+can be made apart from the smaller ones). `--markdown` also prints one table of it all.
 
 Each size and mode gets a fresh 3-member etcd cluster (on loopback) and a fresh lab
 (calico/lab) whose hosts each run the real calico-node (supervisor, BGP daemon, BIRD, Felix,
@@ -33,7 +38,8 @@ uses every policy. Printed per size and mode:
   works (workloads added, the rounds below); watchers (etcd_debugging_mvcc_watcher_total)
   and watch streams;
 - BGP: Established sessions (total, per host mean/max) and routes per host (`birdc show
-  route count`, table master4).
+  route count`: the routes in BIRD's table master4, so with two reflectors a block learnt
+  from both counts twice).
 
 Then, per mode, the exponent b of a least-squares fit y ~ N^b of each figure over the sizes
 that completed. Targets: policy change on every host <= 1 s p99 at 50 hosts; per-host memory
