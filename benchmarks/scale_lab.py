@@ -335,6 +335,33 @@ def teardown(lab: Lab, etcd: EtcdCluster) -> None:
             signal.signal(sig, handler)
 
 
+NEIGH = "/proc/sys/net/{}/neigh/default/gc_thresh{}"
+NEIGH_LIMITS = {2: 8192, 3: 16384}
+
+
+def raise_neighbour_limits() -> dict[str, str]:
+    """The kernel's neighbour (ARP/NDP) table is one for all namespaces, 1,024 entries at most
+    by default (gc_thresh3), and a 50-host mesh needs 50 x 49 for the hosts alone, plus two per
+    workload: past it, sends fail with ENOBUFS ("neighbor table overflow") and BGP sessions
+    hang in Connect. Raise the limits; returns the old values for `restore`."""
+    old = {}
+    for family in ("ipv4", "ipv6"):
+        for level, want in NEIGH_LIMITS.items():
+            path = NEIGH.format(family, level)
+            with open(path) as f:
+                old[path] = f.read().strip()
+            if int(old[path]) < want:
+                with open(path, "w") as f:
+                    f.write(str(want))
+    return old
+
+
+def restore(values: dict[str, str]) -> None:
+    for path, value in values.items():
+        with open(path, "w") as f:
+            f.write(value)
+
+
 def mem_available() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -371,6 +398,21 @@ def main() -> int:
         parser.error("run as root; --modes is a list of mesh and rr")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     results: list[dict[str, Any]] = []
+    neighbour_limits = raise_neighbour_limits()
+    try:
+        run_all(sizes, modes, args, results)
+    finally:
+        restore(neighbour_limits)
+    ok = all(r["ok"] for r in results)
+    if args.results:
+        results = merge_results(args.results, [])
+    report.print_all(results, args)
+    if args.markdown:
+        print("\n" + report.markdown(results))
+    return 0 if ok else 1
+
+
+def run_all(sizes: list[int], modes: list[str], args, results: list[dict[str, Any]]) -> None:
     for mode in modes:
         last = None
         for n in sizes:
@@ -382,18 +424,13 @@ def main() -> int:
             print(f"{mode}, {n} hosts ({time.strftime('%H:%M:%S')})", flush=True)
             last = run_size(n, mode, args)
             results.append(last)
+            if args.results:  # kept as each size ends: a later size may not
+                merge_results(args.results, [last])
             if not last["ok"]:
                 print(f"  stopped: {last['why']}", flush=True)
                 break
         if results and results[-1].get("interrupted"):
             break
-    ok = all(r["ok"] for r in results)
-    if args.results:
-        results = merge_results(args.results, results)
-    report.print_all(results, args)
-    if args.markdown:
-        print("\n" + report.markdown(results))
-    return 0 if ok else 1
 
 
 def merge_results(path: str, new: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -433,8 +434,11 @@ class Lab:
         if not self.state and self.exists():
             self.load()
         st = self.state
-        for h in st.get("hosts", []):
-            stop_daemon(h.get("node"))
+        nodes = [h.get("node") for h in st.get("hosts", [])]
+        # all at once: each calico-node takes seconds to stop its children, and one after
+        # another that was minutes for a 50-host lab
+        with ThreadPoolExecutor(max(1, min(64, len(nodes)))) as pool:
+            list(pool.map(stop_daemon, nodes))
         if st.get("tor"):
             stop_daemon(st["tor"].get("daemon"))
         fabric_mod.stop_routers(self)
