@@ -71,7 +71,11 @@ class DnsmasqManager:
         for path, text in new.files.items():
             p = Path(path)
             if not p.exists() or p.read_text() != text:
-                p.write_text(text)
+                # Whole or not at all: dnsmasq may be reading the file (starting, or on an
+                # earlier SIGHUP), and a half-written options file loses its last options.
+                tmp = p.with_name(p.name + ".tmp")
+                tmp.write_text(text)
+                os.replace(tmp, p)
                 files_changed = True
         proc = self._procs.get(net.network_id)
         alive = proc is not None and getattr(proc, "poll", lambda: None)() is None
