@@ -145,9 +145,13 @@ class EndpointSyncer(V3ResourceSyncer):
         doc = endpoint_resource(port, gateways, sg_names, snapshot.projects.get(project),
                                 self.namespace)
         space = self.space_of(port)
-        if space is not None:
-            doc = endpoint_in_space(doc, space)
-        return with_nats(doc, port, snapshot.floating_ips)
+        if space is None:
+            return with_nats(doc, port, snapshot.floating_ips)
+        if with_nats(doc, port, snapshot.floating_ips)["spec"].pop("ipNATs", None):
+            self.unmappable_log.report(f"floating IPs of port {port.get('id')}",
+                                       f"the port is in address space {space}, where "
+                                       "floating IPs are not supported")
+        return endpoint_in_space(doc, space)
 
     def space_of(self, port: Mapping[str, Any]) -> str | None:
         """The address space of the port's network, when spaces are on and the port has an

@@ -127,3 +127,13 @@ def test_subnet_event_creates_space_before_port(backend):
     assert endpoint(backend, "pa")["addressSpace"] == "openstack-neta"
     held = IPAM(backend, "h1", address_space="openstack-neta").get_assignment("10.0.0.5")
     assert held is not None and held.handle_id == "pa"
+
+
+def test_floating_ip_of_a_space_port_is_left_out_and_logged(backend, caplog):
+    n = two_projects()
+    n.fips = {"f1": {"id": "f1", "floating_ip_address": "172.24.4.9",
+                     "fixed_ip_address": "10.0.0.5", "port_id": "pa"}}
+    CalicoDriver(backend, n, DriverConfig(address_spaces="per_network"),
+                 sleep=lambda s: None).resync()
+    assert "ipNATs" not in endpoint(backend, "pa")
+    assert "floating IPs are not supported" in caplog.text
