@@ -4,7 +4,8 @@ Neutron allocates a port's addresses itself; Calico IPAM only has to know they a
 For each fixed IP inside an enabled IPPool, `claim` assigns exactly that address with handle
 = the port id (attributes: node, namespace `openstack`, port); `release` frees every address
 of a port's handle. Addresses outside every pool are Neutron's alone and are skipped.
-IPAM failures are logged, never raised: Neutron has already committed the port, and the
+A port of a network mapped to an address space (spaces.py) claims and releases in that
+space's IPAM (`space=`). IPAM failures are logged, never raised: Neutron has already committed the port, and the
 next resync claims again.
 
 Neutron's event handlers and the resync thread call in concurrently, while an `IPAM` instance
@@ -32,21 +33,22 @@ class PortAddresses:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self._ipam: dict[str, object] = {}
+        self._ipam: dict[tuple[str, str | None], object] = {}
         self._lock = threading.Lock()  # guards _ipam and every IPAM call (see module doc)
 
-    def _for_host(self, host: str):
+    def _for_host(self, host: str, space: str | None = None):
         from calico.ipam import IPAM
 
-        if host not in self._ipam:
-            self._ipam[host] = IPAM(self.backend, host)
-        return self._ipam[host]
+        if (host, space) not in self._ipam:
+            self._ipam[host, space] = IPAM(self.backend, host, address_space=space)
+        return self._ipam[host, space]
 
-    def claim(self, port_id: str, host: str, ips: Iterable[str]) -> list[str]:
-        """Assign each of `ips` to handle `port_id` unless it already is; returns the
-        addresses newly assigned."""
+    def claim(self, port_id: str, host: str, ips: Iterable[str],
+              space: str | None = None) -> list[str]:
+        """Assign each of `ips` to handle `port_id` (in address space `space`) unless it
+        already is; returns the addresses newly assigned."""
         with self._lock:
-            return self._claim(self._for_host(host), port_id, host, ips)
+            return self._claim(self._for_host(host, space), port_id, host, ips)
 
     def _claim(self, ipam, port_id: str, host: str, ips: Iterable[str]) -> list[str]:
         from calico.ipam import AddressInUseError, IPAMError
@@ -71,10 +73,10 @@ class PortAddresses:
                 log.warning("port %s: recording %s in IPAM failed: %s", port_id, ip, err)
         return done
 
-    def release(self, port_id: str, host: str = "") -> list[str]:
+    def release(self, port_id: str, host: str = "", space: str | None = None) -> list[str]:
         try:
             with self._lock:
-                return self._for_host(host or "openstack").release_by_handle(port_id)
+                return self._for_host(host or "openstack", space).release_by_handle(port_id)
         except Exception as err:  # noqa: BLE001 - never fail the caller over IPAM
             log.warning("port %s: releasing its addresses failed: %s", port_id, err)
             return []

@@ -16,6 +16,7 @@ networking-calico's option names are accepted and acted on, next to ours:
 | `datastore_type`, `datastore_path`, `etcd_endpoints` | - | ours: `local` or `etcdv3`, the SQLite file, etcd URLs |
 | `election_ttl` | 30 | ours: seconds a master's lease lasts |
 | `ipam` | true | ours: record fixed IPs in Calico IPAM |
+| `address_spaces` | off | ours: `per_network` makes each network an AddressSpace (spaces.py) |
 
 The datastore: `datastore_type` when given; else etcd when any `etcd_*` option is given
 (`etcd_endpoints`, or `<scheme>://<etcd_host>:<etcd_port>` — `etcd_host` may list several
@@ -107,6 +108,7 @@ OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "elector_name": (_str, None), "project_name_cache_max": (_number(int, 1), 100),
     "datastore_type": (_choice("local", "etcdv3"), None), "datastore_path": (_str, None),
     "etcd_endpoints": (_list, None), "election_ttl": (_number(int, 2), 30), "ipam": (_bool, True),
+    "address_spaces": (_choice("off", "per_network"), "off"),
 }
 NO_EFFECT = frozenset((
     "etcd_timeout", "resync_max_interval_secs", "num_port_status_threads",
@@ -125,6 +127,7 @@ class CalicoConfig:
     election_ttl: int = 30
     elector_name: str | None = None
     ipam: bool = True
+    address_spaces: str = "off"
     etcd_compaction_period_mins: int = 60
     etcd_compaction_min_revisions: int = 1000
     project_name_cache_max: int = 100
@@ -211,7 +214,7 @@ def calico_config(section: Mapping[str, str]) -> CalicoConfig:
     return CalicoConfig(
         datastore=datastore, region=v.get("openstack_region"), resync_interval=resync,
         election_ttl=v.get("election_ttl", 30), elector_name=v.get("elector_name"),
-        ipam=v.get("ipam", True),
+        ipam=v.get("ipam", True), address_spaces=v.get("address_spaces", "off"),
         etcd_compaction_period_mins=v.get("etcd_compaction_period_mins", 60),
         etcd_compaction_min_revisions=v.get("etcd_compaction_min_revisions", 1000),
         project_name_cache_max=v.get("project_name_cache_max", 100))

@@ -15,7 +15,8 @@ What flows in:
 
 What flows out, all in the configured region (names.Region): WorkloadEndpoints,
 NetworkPolicies and subnet records (syncers.py, with compare-and-swap), Calico IPAM
-assignments for fixed IPs, ClusterInformation and FelixConfiguration `default`
+assignments for fixed IPs, with `address_spaces = per_network` an AddressSpace and IPPools
+per network (spaces.py), ClusterInformation and FelixConfiguration `default`
 (clusterconfig.py), Neutron port status (ERROR for a port that cannot be mapped) and Felix
 agent heartbeats (status.py).
 
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from calico.datastore.client import ResourceClient
 from calico.datastore.kv import Backend, DatastoreError
 
 from . import names
@@ -50,6 +52,8 @@ from .compaction import Compactor
 from .election import Elector
 from .endpoints import at_host, endpoint_name, is_bound_endpoint, migration_target
 from .keystone import Projects
+from .spaces import SpaceSyncer
+from .spaces import wanted as wanted_spaces
 from .status import StatusWatcher, run_status_loop
 from .syncer import Snapshot
 from .syncers import EndpointSyncer, PolicySyncer, SubnetSyncer, Unmappable
@@ -92,6 +96,7 @@ class DriverConfig:
     server_id: str | None = None
     ipam: bool = True
     region: str | None = None
+    address_spaces: str = "off"  # per_network: each network is an AddressSpace (spaces.py)
     etcd_compaction_period_mins: int = 0
     etcd_compaction_min_revisions: int = 1000
 
@@ -112,7 +117,9 @@ class CalicoDriver:
         self.projects = projects
         self._sleep = sleep
         self.addresses = PortAddresses(backend) if self.config.ipam else None
-        self.endpoints = EndpointSyncer(backend, self.addresses, self.region)
+        per_network = self.config.address_spaces == "per_network"
+        self.endpoints = EndpointSyncer(backend, self.addresses, self.region, per_network)
+        self.spaces = SpaceSyncer(ResourceClient(backend), self.region) if per_network else None
         self.policies = PolicySyncer(backend, self.region)
         self.subnets = SubnetSyncer(backend, self.region)
         self.compactor = Compactor(backend, self.config.etcd_compaction_period_mins,
@@ -281,7 +288,8 @@ class CalicoDriver:
 
     def _release(self, port: Mapping[str, Any]) -> None:
         if self.addresses is not None:
-            self.addresses.release(port["id"], port.get("binding:host_id") or "")
+            self.addresses.release(port["id"], port.get("binding:host_id") or "",
+                                   self.endpoints.space_of(port))
 
     def subnet_changed(self, subnet: Mapping[str, Any],
                        network: Mapping[str, Any] | None = None) -> None:
@@ -291,6 +299,8 @@ class CalicoDriver:
             networks = ({net_id: network} if network is not None
                         else self.neutron.networks([net_id] if net_id else []))
             snap = Snapshot(subnets={subnet["id"]: subnet}, networks=networks)
+            if self.spaces is not None:
+                self.spaces.ensure(*wanted_spaces(snap, self.region))
             want = self.subnets.wanted(snap)
             key = self.subnets.key_for(subnet["id"])
             self.subnets.sync_one(key, want.get(key))
@@ -308,8 +318,11 @@ class CalicoDriver:
         self._safely(f"network {network.get('id')}", write)
 
     def subnet_deleted(self, subnet_id: str) -> None:
-        self._safely(f"subnet {subnet_id}",
-                     lambda: self.subnets.sync_one(self.subnets.key_for(subnet_id), None))
+        def delete() -> None:
+            self.subnets.sync_one(self.subnets.key_for(subnet_id), None)
+            if self.spaces is not None:  # the network's space goes at the resync
+                self.spaces.remove_pool(subnet_id)
+        self._safely(f"subnet {subnet_id}", delete)
 
     def security_group_changed(self, sg_id: str) -> None:
         def write() -> None:
@@ -351,8 +364,13 @@ class CalicoDriver:
             ids = {p.get("project_id") or p.get("tenant_id") for p in snapshot.ports.values()}
             found = {i: self.projects.get(i) for i in ids if i}
             snapshot.projects = {i: p for i, p in found.items() if p is not None}
+        spaces = wanted_spaces(snapshot, self.region)
+        if self.spaces is not None:
+            self.spaces.ensure(*spaces)  # before the endpoints that join them
         for syncer in (self.policies, self.subnets, self.endpoints):
             syncer.resync(snapshot)
+        if self.spaces is not None:
+            self.spaces.remove_stale(*spaces)  # after the endpoints that left them
         for port_id in sorted(self.endpoints.unmappable):
             self._unmappable_port(snapshot.ports[port_id], self.endpoints.unmappable[port_id])
         for port_id in sorted(self.endpoints.recovered):

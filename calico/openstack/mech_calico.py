@@ -78,6 +78,7 @@ class CalicoMechanismDriver(api.MechanismDriver):
         self.core = CalicoDriver(backend, PluginNeutronView(), DriverConfig(
             resync_interval=conf.resync_interval, election_ttl=conf.election_ttl,
             server_id=conf.elector_name, ipam=conf.ipam, region=conf.region,
+            address_spaces=conf.address_spaces,
             etcd_compaction_period_mins=conf.etcd_compaction_period_mins,
             etcd_compaction_min_revisions=conf.etcd_compaction_min_revisions),
             projects=projects)

@@ -32,6 +32,7 @@ from .addresses import PortAddresses
 from .endpoints import at_host, endpoint_resource, is_bound_endpoint, migration_target
 from .floating import with_nats
 from .policy import policy_resource
+from .spaces import endpoint_in_space, space_name
 from .subnets import subnet_value, wants_record
 from .syncer import ResourceSyncer, Snapshot
 
@@ -129,9 +130,10 @@ class EndpointSyncer(V3ResourceSyncer):
     resource_kind = "WorkloadEndpoint"
 
     def __init__(self, backend: Backend, addresses: PortAddresses | None = None,
-                 region: names.Region = names.NO_REGION) -> None:
+                 region: names.Region = names.NO_REGION, spaces: bool = False) -> None:
         super().__init__(backend, region)
         self.addresses = addresses
+        self.spaces = spaces  # per_network: a port with an IPv4 fixed IP joins its network's
         self._live_ports: set[str] | None = None
         self.unmappable: dict[str, str] = {}
         self.recovered: set[str] = set()  # ports unmappable before, mappable in this resync
@@ -142,7 +144,24 @@ class EndpointSyncer(V3ResourceSyncer):
         project = port.get("project_id") or port.get("tenant_id") or ""
         doc = endpoint_resource(port, gateways, sg_names, snapshot.projects.get(project),
                                 self.namespace)
-        return with_nats(doc, port, snapshot.floating_ips)
+        space = self.space_of(port)
+        if space is None:
+            return with_nats(doc, port, snapshot.floating_ips)
+        if with_nats(doc, port, snapshot.floating_ips)["spec"].pop("ipNATs", None):
+            self.unmappable_log.report(f"floating IPs of port {port.get('id')}",
+                                       f"the port is in address space {space}, where "
+                                       "floating IPs are not supported")
+        return endpoint_in_space(doc, space)
+
+    def space_of(self, port: Mapping[str, Any]) -> str | None:
+        """The address space of the port's network, when spaces are on and the port has an
+        IPv4 fixed IP (a network with an IPv4 subnet is a space); None: the default."""
+        if not self.spaces or not port.get("network_id"):
+            return None
+        if not any(":" not in str(f.get("ip_address", "")) for f in port.get("fixed_ips") or []
+                   if isinstance(f, Mapping)):
+            return None
+        return space_name(self.region, str(port["network_id"]))
 
     def port_records(self, port: Mapping[str, Any], snapshot: Snapshot
                      ) -> dict[str, Resource]:
@@ -192,7 +211,7 @@ class EndpointSyncer(V3ResourceSyncer):
         spec = wanted.spec
         pairs = {n.split("/")[0] for n in spec.allowedIps or []}  # not the port's own
         ips = [ip for n in spec.ipNetworks or [] if (ip := n.split("/")[0]) not in pairs]
-        self.addresses.claim(spec.endpoint or "", spec.node or "", ips)
+        self.addresses.claim(spec.endpoint or "", spec.node or "", ips, spec.addressSpace)
 
     def on_deleted(self, key: str, existing: KV) -> None:
         # During a resync, an endpoint of a port Neutron still has was moved (migration):
@@ -207,7 +226,7 @@ class EndpointSyncer(V3ResourceSyncer):
         if not port_id or (self._live_ports is not None and port_id in self._live_ports):
             return
         if self._live_ports is not None:
-            self.addresses.release(port_id, spec.get("node") or "")
+            self.addresses.release(port_id, spec.get("node") or "", spec.get("addressSpace"))
 
     def endpoints_of_port(self, port_id: str) -> list[KV]:
         """Stored endpoints whose spec names this port (any host)."""

@@ -357,3 +357,63 @@ def test_packet_too_big_about_a_fragment(prog):
     _, _, tot, ident, frag, ttl, proto, _, src, dst = struct.unpack("!BBHHHBBH4s4s", embedded)
     assert (tot, ident, frag, ttl, proto, src, dst) == (36, 0x4321, 0x2000, 5, 17, ME, PEER)
     assert icmp[28:32] == udp[:4]  # the ports: how the sender finds its socket
+
+
+# ---- DHCP passes untranslated (OpenStack: the host's DHCP agent serves the tenant's IPv4) ---
+
+BROADCAST, ANY = bytes([255] * 4), bytes(4)
+HOST_DHCP = bytes([10, 200, 0, 1])  # the DHCP agent's address on the host
+
+
+def udp4(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes = b"\x01" * 12) -> bytes:
+    body = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ip4(src, dst, 17, l4_4(src, dst, 17, body))
+
+
+@pytest.mark.parametrize(("what", "packet"), [
+    ("a DISCOVER from 0.0.0.0 to the broadcast", udp4(ANY, BROADCAST, 68, 67)),
+    ("a REBIND from the workload to the broadcast", udp4(ME, BROADCAST, 68, 67)),
+])
+def test_ingress_passes_a_dhcp_request_untranslated(prog, what, packet):
+    assert prog("ingress", frame4(packet)) == (OK, frame4(packet)), what
+
+
+def test_ingress_translates_a_unicast_renewal_like_any_datagram(prog):
+    """Passed untranslated it could be routed to the default space: it stays in its own."""
+    rc, out = prog("ingress", frame4(udp4(ME, HOST_DHCP, 68, 67)))
+    assert rc == OK
+    assert (parse6(out)[0]["src"], parse6(out)[0]["dst"]) == (v6(ME), v6(HOST_DHCP))
+
+
+def test_ingress_does_not_pass_a_broadcast_from_another_port(prog):
+    rc, out = prog("ingress", frame4(udp4(ME, BROADCAST, 40000, 67)))
+    assert rc == OK and parse6(out)[0]["dst"] == v6(BROADCAST)  # translated, stays in P
+
+
+@pytest.mark.parametrize(("what", "packet"), [
+    ("an OFFER to the broadcast", udp4(HOST_DHCP, BROADCAST, 67, 68)),
+    ("an ACK to the workload", udp4(HOST_DHCP, ME, 67, 68)),
+])
+def test_egress_passes_the_hosts_dhcp_reply_untranslated(prog, what, packet):
+    assert prog("egress", frame4(packet)) == (OK, frame4(packet)), what
+
+
+@pytest.mark.parametrize(("what", "packet"), [
+    ("UDP to another port", udp4(HOST_DHCP, ME, 67, 69)),
+    ("a reply to another address", udp4(HOST_DHCP, PEER, 67, 68)),
+    ("UDP from another port", udp4(HOST_DHCP, ME, 53, 68)),
+    ("a request sent the wrong way", udp4(ANY, BROADCAST, 68, 67)),
+    ("TCP to port 68", ip4(HOST_DHCP, ME, 6, l4_4(HOST_DHCP, ME, 6, struct.pack(
+        "!HHIIBBHHH", 67, 68, 1, 0, 5 << 4, 0x02, 65535, 0, 0)))),
+    ("a fragment of a reply", ip4(HOST_DHCP, ME, 17, l4_4(HOST_DHCP, ME, 17, struct.pack(
+        "!HHHH", 67, 68, 8, 0)), frag=0x2000)),
+    ("an echo request", ip4(HOST_DHCP, ME, 1, l4_4(HOST_DHCP, ME, 1, ECHO4))),
+])
+def test_egress_drops_every_other_ipv4(prog, what, packet):
+    assert prog("egress", frame4(packet))[0] == SHOT, what
+
+
+def test_ingress_translates_udp_to_other_ports_from_68(prog):
+    rc, out = prog("ingress", frame4(udp4(ME, PEER, 68, 69)))
+    assert rc == OK
+    assert parse6(out)[0]["dst"] == v6(PEER)

@@ -181,8 +181,10 @@ class Cloud:
     def __init__(self, neutron_venv: Path, workdir: Path, neutron_extra: str = "",
                  region: str | None = None,
                  neutron_extension_drivers: str = "port_security",
-                 neutron_service_plugins: str = "") -> None:
+                 neutron_service_plugins: str = "",
+                 calico_options: dict[str, str] | None = None) -> None:
         self.venv, self.dir = neutron_venv, workdir
+        self.calico_options = calico_options or {}  # more `[calico]` options
         self.neutron_extra = neutron_extra  # further ml2_conf.ini sections
         self.extension_drivers = neutron_extension_drivers
         self.service_plugins = neutron_service_plugins
@@ -210,7 +212,7 @@ class Cloud:
         times["every Felix reporting"] = time.monotonic() - t0
         t0 = time.monotonic()
         path = self.lab.state["datastore"]["path"]
-        calico = {"datastore_type": "local", "datastore_path": path}
+        calico = {"datastore_type": "local", "datastore_path": path, **self.calico_options}
         if self.region.name:
             calico["openstack_region"] = self.region.name
         self.neutron = NeutronServer(self.venv, self.dir / "neutron", path, calico=calico,

@@ -40,7 +40,7 @@ class _OneAtATimeIPAM:
 def test_claim_waits_for_a_release_in_flight_on_another_thread():
     pa = PortAddresses(backend=None)
     fake = _OneAtATimeIPAM()
-    pa._ipam["h1"] = fake
+    pa._ipam["h1", None] = fake
     releaser = threading.Thread(target=pa.release, args=("p1", "h1"))
     releaser.start()
     assert fake.release_started.wait(5)

@@ -5,11 +5,17 @@
  * Attached with tc (clsact, cls_bpf, direct-action) on the HOST side of a workload's veth:
  *   - xlat_ingress (workload -> host): every IPv4 packet from the workload becomes IPv6,
  *     source P::src, destination P::dst, where P is the endpoint's /96 translation prefix.
- *     ARP passes untouched (proxy ARP for 169.254.1.1 keeps working); anything else drops.
+ *     ARP passes untouched (proxy ARP for 169.254.1.1 keeps working), and so does a DHCP
+ *     request (IPv4 UDP from port 68 to port 67 of 255.255.255.255, unfragmented): the
+ *     host's DHCP server answers in the workload's own IPv4 (OpenStack). A broadcast is
+ *     never forwarded, so it reaches no other space; a unicast renewal drops (the client
+ *     rebinds by broadcast). Anything else drops.
  *   - xlat_egress (host -> workload): IPv6 whose destination is P::A (the endpoint's own
  *     address) and whose source is inside P becomes IPv4. An ICMPv6 error from outside P (a
  *     router's Packet Too Big, say) about a packet the workload sent is translated with IPv4
- *     source 169.254.1.1. ARP passes; everything else drops (nothing crosses spaces).
+ *     source 169.254.1.1. ARP passes, and so does the host's DHCP reply (IPv4 UDP from port
+ *     67 to port 68 of the workload's IPv4 address or 255.255.255.255, unfragmented);
+ *     everything else drops (nothing crosses spaces).
  *
  * Per-endpoint state is one entry of the hash map `xlat_endpoints`, keyed by the interface's
  * ifindex (both hooks see the host-side veth's ifindex). The loader pins programs and map, so
@@ -316,6 +322,27 @@ static __always_inline __s64 pseudo_diff_64(const struct ipv6hdr *ip6, const str
 
 #include "frag.h"
 
+#define DHCP_SERVER_PORT 67
+#define DHCP_CLIENT_PORT 68
+
+/* An unfragmented IPv4 UDP datagram from `sport` to `dport` whose destination is the
+ * broadcast or `unicast` (0: none): DHCP, which passes untranslated (see the top). */
+static __always_inline int is_dhcp4(struct __sk_buff *skb, __u16 sport, __u16 dport,
+				    __be32 unicast)
+{
+	struct iphdr ip;
+	__be16 ports[2];
+
+	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip, IP4_LEN) || ip.version != 4 || ip.ihl != 5 ||
+	    ip.protocol != IPPROTO_UDP || (ip.frag_off & bpf_htons(IP_MF | IP_OFFMASK)))
+		return 0;
+	if (ip.daddr != 0xffffffff && (!unicast || ip.daddr != unicast))
+		return 0;
+	if (bpf_skb_load_bytes(skb, ETH_LEN + IP4_LEN, ports, sizeof(ports)))
+		return 0;
+	return ports[0] == bpf_htons(sport) && ports[1] == bpf_htons(dport);
+}
+
 SEC("tc")
 int xlat_ingress(struct __sk_buff *skb)
 {
@@ -332,6 +359,8 @@ int xlat_ingress(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&xlat_endpoints, &ifindex);
 	if (!ep)
 		return TC_ACT_SHOT;
+	if (is_dhcp4(skb, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, 0))
+		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip4, IP4_LEN) || !usable_ip4(&ip4))
 		return TC_ACT_SHOT;
 	ip4_to_ip6(&ip4, &ip6, ep);
@@ -454,10 +483,12 @@ int xlat_egress(struct __sk_buff *skb)
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IPV6))
-		return TC_ACT_SHOT;
 	ep = bpf_map_lookup_elem(&xlat_endpoints, &ifindex);
 	if (!ep)
+		return TC_ACT_SHOT;
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return is_dhcp4(skb, DHCP_SERVER_PORT, DHCP_CLIENT_PORT, ep->ipv4) ? TC_ACT_OK : TC_ACT_SHOT;
+	if (skb->protocol != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_SHOT;
 	if (bpf_skb_load_bytes(skb, ETH_LEN, &ip6, IP6_LEN) || ip6.version != 6)
 		return TC_ACT_SHOT;
