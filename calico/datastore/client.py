@@ -19,8 +19,8 @@ IPPool is also checked against the other pools with `calico.api.ippool.check_poo
 (that check reads then writes, so two pools created at the same instant can still overlap — as
 in Calico), and an update of one against its stored version (`check_pool_update`: CIDR and
 blockSize cannot change). AddressSpaces (our extension) and the pools and endpoints naming
-them are checked, created and deleted by `spaces.py`. Errors are `calico.datastore.errors` (subclasses of the KV errors) and
-`calico.api.ValidationError`.
+them are checked, created and deleted by `spaces.py`. Errors are `calico.datastore.errors`
+(subclasses of the KV errors) and `calico.api.ValidationError`.
 """
 
 from __future__ import annotations
@@ -47,17 +47,7 @@ from .errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from .kv import (
-    KV,
-    Backend,
-    Compare,
-    Delete,
-    EventType,
-    KeyExists,
-    KeyNotFound,
-    RevisionConflict,
-    Watcher,
-)
+from .kv import KV, Backend, EventType, KeyExists, KeyNotFound, RevisionConflict, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -407,20 +397,11 @@ class ResourceClient:
         raise ResourceConflict(kind, name, namespace, key, 0, None)
 
     def _delete_kv(self, kind: str, key: str, current: KV) -> None:
-        """Delete `current` (CAS); an AddressSpace with its prefix claim, in one txn."""
-        if kind != "AddressSpace":
+        """Delete `current` (CAS); an AddressSpace with its prefix claim (spaces.py)."""
+        if kind == "AddressSpace":
+            spaces.delete(self.backend, key, current)
+        else:
             self.backend.delete(key, mod_revision=current.mod_revision)
-            return
-        try:
-            space = decode(key, current.value, current.mod_revision)
-        except CorruptResource:
-            space = None
-        if self.backend.txn([Compare(key, current.mod_revision)],
-                            [Delete(key), *spaces.delete_ops(current, space)]) is None:
-            actual = self.backend.get(key)
-            if actual is None:
-                raise KeyNotFound(key)
-            raise RevisionConflict(key, current.mod_revision, actual.mod_revision)
 
     # ---- helpers -------------------------------------------------------------------------
 

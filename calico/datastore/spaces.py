@@ -27,8 +27,8 @@ from calico.api import Resource, ValidationError
 from calico.api import addressspace as api_space
 from calico.api.addressspace import AddressSpace
 
-from .errors import OperationNotSupported, ResourceAlreadyExists
-from .kv import KV, Compare, Delete, Put
+from .errors import CorruptResource, OperationNotSupported, ResourceAlreadyExists
+from .kv import KV, Backend, Compare, Delete, KeyNotFound, Put, RevisionConflict
 
 if TYPE_CHECKING:
     from .client import ResourceClient
@@ -113,8 +113,18 @@ def check_delete(client: ResourceClient, name: str) -> None:
                     f'{kind} "{res.name}" is in address space "{name}"')
 
 
-def delete_ops(current: KV, space: AddressSpace | None) -> list[Put | Delete]:
-    """The claim to delete with the space (none when the stored value was unreadable)."""
-    if space is None or space.prefix is None:
-        return []
-    return [Delete(claim_key(space.prefix))]
+def delete(backend: Backend, key: str, current: KV) -> None:
+    """Delete the stored space `current` (compare-and-swap on its revision) and its prefix
+    claim in one transaction (no claim to delete when the stored value was unreadable)."""
+    from .client import decode  # client imports this module
+
+    try:
+        space = decode(key, current.value, current.mod_revision)
+    except CorruptResource:
+        space = None
+    claim = [] if space is None or space.prefix is None else [Delete(claim_key(space.prefix))]
+    if backend.txn([Compare(key, current.mod_revision)], [Delete(key), *claim]) is None:
+        actual = backend.get(key)
+        if actual is None:
+            raise KeyNotFound(key)
+        raise RevisionConflict(key, current.mod_revision, actual.mod_revision)
