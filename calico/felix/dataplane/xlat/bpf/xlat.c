@@ -257,6 +257,25 @@ static __always_inline int error_4_to_6(struct __sk_buff *skb, const struct endp
 	return TC_ACT_OK;
 }
 
+/* After a plain translation: the transport checksum adjusted by `diff` (TCP, UDP), or the
+ * echo's new type written and its checksum adjusted (ICMP <-> ICMPv6). */
+static __always_inline int finish_l4(struct __sk_buff *skb, __u32 l4, __u8 proto,
+				     const __u8 *icmp, __s64 diff)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return bpf_l4_csum_replace(skb, l4 + 16, 0, diff, BPF_F_PSEUDO_HDR) ?
+		       TC_ACT_SHOT : TC_ACT_OK;
+	case IPPROTO_UDP:
+		return bpf_l4_csum_replace(skb, l4 + 6, 0, diff,
+					   BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ?
+		       TC_ACT_SHOT : TC_ACT_OK;
+	}
+	if (bpf_skb_store_bytes(skb, l4, icmp, 1, 0))
+		return TC_ACT_SHOT;
+	return bpf_l4_csum_replace(skb, l4 + 2, 0, diff, 0) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
 /* TCP, UDP or ICMP echo: the header is swapped, the transport checksum adjusted. */
 static __always_inline int plain_4_to_6(struct __sk_buff *skb, struct iphdr *ip4,
 					struct ipv6hdr *ip6)
@@ -285,18 +304,7 @@ static __always_inline int plain_4_to_6(struct __sk_buff *skb, struct iphdr *ip4
 		return TC_ACT_SHOT;
 	if (set_eth_proto(skb, ETH_P_IPV6) || bpf_skb_store_bytes(skb, ETH_LEN, ip6, IP6_LEN, 0))
 		return TC_ACT_SHOT;
-	switch (ip4->protocol) {
-	case IPPROTO_TCP:
-		return bpf_l4_csum_replace(skb, l4 + 16, 0, diff, BPF_F_PSEUDO_HDR) ?
-		       TC_ACT_SHOT : TC_ACT_OK;
-	case IPPROTO_UDP:
-		return bpf_l4_csum_replace(skb, l4 + 6, 0, diff,
-					   BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ?
-		       TC_ACT_SHOT : TC_ACT_OK;
-	}
-	if (bpf_skb_store_bytes(skb, l4, icmp, 1, 0))
-		return TC_ACT_SHOT;
-	return bpf_l4_csum_replace(skb, l4 + 2, 0, diff, 0) ? TC_ACT_SHOT : TC_ACT_OK;
+	return finish_l4(skb, l4, ip4->protocol, icmp, diff);
 }
 
 static __always_inline void ip6_to_ip4(const struct ipv6hdr *ip6, struct iphdr *ip4,
@@ -457,18 +465,7 @@ static __always_inline int plain_6_to_4(struct __sk_buff *skb, const struct ipv6
 		return TC_ACT_SHOT;
 	if (set_eth_proto(skb, ETH_P_IP) || bpf_skb_store_bytes(skb, ETH_LEN, ip4, IP4_LEN, 0))
 		return TC_ACT_SHOT;
-	switch (ip6->nexthdr) {
-	case IPPROTO_TCP:
-		return bpf_l4_csum_replace(skb, l4 + 16, 0, diff, BPF_F_PSEUDO_HDR) ?
-		       TC_ACT_SHOT : TC_ACT_OK;
-	case IPPROTO_UDP:
-		return bpf_l4_csum_replace(skb, l4 + 6, 0, diff,
-					   BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ?
-		       TC_ACT_SHOT : TC_ACT_OK;
-	}
-	if (bpf_skb_store_bytes(skb, l4, icmp, 1, 0))
-		return TC_ACT_SHOT;
-	return bpf_l4_csum_replace(skb, l4 + 2, 0, diff, 0) ? TC_ACT_SHOT : TC_ACT_OK;
+	return finish_l4(skb, l4, ip6->nexthdr, icmp, diff);
 }
 
 SEC("tc")
