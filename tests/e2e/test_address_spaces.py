@@ -11,15 +11,12 @@ kill -9 of Felix under a 10 ms ping loses nothing.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import time
 
 import pytest
 
-from benchmarks.faults import lab_traffic as lt
 from calico.datastore.client import ResourceClient
-from tests.fixtures.xlat_topo import CLIENT, SERVER
+from tests.fixtures import space_checks as sc
 
 from .conftest import wait_until
 
@@ -31,15 +28,9 @@ WORKLOADS = {"a1": ("host1", "blue", "10.200.0.5"), "b1": ("host1", "green", "10
              "a2": ("host2", "blue", "10.200.0.6"), "b2": ("host2", "green", "10.200.0.6")}
 
 
-def _exec(lab, name: str, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", lab.netns_of(name), *args],
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def _client(lab, src: str, proto: str, addr: str, port: int = PORT, payload: str = "hi"
             ) -> str:
-    return _exec(lab, src, "python3", "-c", CLIENT, proto, addr, str(port), payload,
-                 "").stdout.strip()
+    return sc.client(lab.netns_of(src), proto, addr, port, payload)
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +48,7 @@ def lab(make_lab):
         backend.close()
     for name, (host, space, ip) in WORKLOADS.items():
         lab.add_workload(host, name, {"tenant": space}, space, ip)
-    servers = [subprocess.Popen(["ip", "netns", "exec", lab.netns_of(name), "python3", "-c",
-                                 SERVER, name, str(PORT)], stdout=subprocess.PIPE, text=True)
-               for name in ("a2", "b2")]
-    for s in servers:
-        assert s.stdout.readline().strip() == "ready"
+    servers = [sc.serve(lab.netns_of(name), name, PORT) for name in ("a2", "b2")]
     yield lab
     for s in servers:
         s.kill()
@@ -126,42 +113,17 @@ def test_policy_denying_a1_to_a2_denies_only_that(lab):
                "a1 -> a2 allowed again")
 
 
-def _filter_ids(lab, host: str) -> dict[str, tuple[str, ...]]:
-    """{workload interface: ids of the BPF programs attached to it} on a host."""
-    links = subprocess.run(["ip", "netns", "exec", lab.netns_of(host), "ip", "-o", "link"],
-                           capture_output=True, text=True).stdout
-    out = {}
-    for iface in sorted(set(re.findall(r"\d+: (cali[0-9a-f]+)@", links))):
-        shown = "".join(subprocess.run(["ip", "netns", "exec", lab.netns_of(host), "tc",
-                                        "filter", "show", "dev", iface, direction],
-                                       capture_output=True, text=True).stdout
-                        for direction in ("ingress", "egress"))
-        out[iface] = tuple(re.findall(r" id (\d+) ", shown))
-    return out
-
-
 def test_kill_felix_under_10ms_ping_loses_nothing(lab):
     """The restarted Felix adopts the translators it finds (pinned on the lab's bpffs): the
     same programs stay attached, and not one ping of 10 ms is lost."""
     wait_until(lambda: lab.ping("a1", "10.200.0.6", timeout=0.5), 20, "a1 -> a2")
-    before = {host: _filter_ids(lab, host) for host in ("host1", "host2")}
+    hosts = ("host1", "host2")
+    before = {host: sc.filter_ids(lab.netns_of(host), ("cali",)) for host in hosts}
     assert all(len(ids) == 2 for f in before.values() for ids in f.values()), before
-    ping = subprocess.Popen(["ip", "netns", "exec", lab.netns_of("a1"), "ping", "-i", "0.01",
-                             "-W", "1", "10.200.0.6"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        time.sleep(2)
-        backs = [lt.kill_felix(lab, host) for host in ("host1", "host2")]
-        time.sleep(1)
-        ping.send_signal(signal.SIGINT)
-        out, _ = ping.communicate(timeout=30)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
-    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received",
-                                        out).groups())
+    got = sc.ping_through_felix_kills(lab, lab.netns_of("a1"), "10.200.0.6", hosts)
+    sent, received, backs = got["sent"], got["received"], got["backs"]
     print(f"\nkill -9 Felix on host1 and host2: back in {backs[0]:.2f}s / {backs[1]:.2f}s; "
           f"{sent} pings every 10 ms, {sent - received} lost")
     assert sent >= 300
-    assert received == sent, out[-300:]
-    assert {host: _filter_ids(lab, host) for host in ("host1", "host2")} == before
+    assert received == sent, got["out"][-300:]
+    assert {host: sc.filter_ids(lab.netns_of(host), ("cali",)) for host in hosts} == before

@@ -9,6 +9,12 @@ given on each create), each with a network and a subnet 10.0.0.0/24 (DHCP, gatew
 ([{"name", "host", "project", "ip"}]) in its project's network, bound as Nova binds it; each
 port has its project's default security group (Neutron creates it), which admits the
 project's own ports. Prints one JSON line: networks and ports by name.
+
+    ... spaces_sdk.py <url> only-tcp <port id> <project> '[[<tcp port>, <prefix>], ...]'
+        # a new group of <project> with one ingress rule per pair (TCP to the port from the
+        # remote prefix) and Neutron's default egress rules becomes the port's only group;
+        # prints {"group", "previous": the port's groups before}
+    ... spaces_sdk.py <url> set-groups <port id> '<group ids json>'
 """
 
 import json
@@ -39,5 +45,25 @@ def topology(conn, vms: list[dict]) -> dict:
     return {"networks": networks, "subnets": subnets, "ports": ports}
 
 
+def only_tcp(conn, port_id: str, project: str, rules: list) -> dict:
+    group = conn.network.create_security_group(name="only-tcp", project_id=f"project-{project}")
+    for tcp_port, prefix in rules:
+        conn.network.create_security_group_rule(
+            security_group_id=group.id, direction="ingress", ethertype="IPv4",
+            protocol="tcp", port_range_min=int(tcp_port), port_range_max=int(tcp_port),
+            remote_ip_prefix=prefix, project_id=f"project-{project}")
+    previous = conn.network.get_port(port_id).security_group_ids
+    conn.network.update_port(port_id, security_group_ids=[group.id])
+    return {"group": group.id, "previous": previous}
+
+
+def set_groups(conn, port_id: str, groups: list[str]) -> dict:
+    port = conn.network.update_port(port_id, security_group_ids=groups)
+    return {"groups": port.security_group_ids}
+
+
 if __name__ == "__main__":
-    run({"topology": lambda conn, vms: topology(conn, json.loads(vms))})
+    run({"topology": lambda conn, vms: topology(conn, json.loads(vms)),
+         "only-tcp": lambda conn, port, project, rules: only_tcp(conn, port, project,
+                                                                 json.loads(rules)),
+         "set-groups": lambda conn, port, groups: set_groups(conn, port, json.loads(groups))})
