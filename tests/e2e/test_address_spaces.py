@@ -5,7 +5,8 @@ a1 (blue, 10.200.0.5) and b1 (green, 10.200.0.5) on host1; a2 (blue, 10.200.0.6)
 (green, 10.200.0.6) on host2. Everything between the hosts is routed IPv6 (P::A), advertised
 by BIRD per space block. a1 reaches 10.200.0.6 and is answered by a2, b1 by b2 (TCP, UDP,
 ICMP, port unreachable); nothing crosses spaces; a policy denying a1 -> a2 denies only that;
-kill -9 of Felix under a 10 ms ping loses nothing.
+kill -9 of Felix under a 10 ms ping loses nothing; with both hosts' uplinks at 1400, host1's
+ICMPv6 Packet Too Big reaches a1 through Felix's ruleset as frag-needed with MTU 1380.
 """
 
 from __future__ import annotations
@@ -127,3 +128,15 @@ def test_kill_felix_under_10ms_ping_loses_nothing(lab):
     assert sent >= 300
     assert received == sent, got["out"][-300:]
     assert {host: sc.filter_ids(lab.netns_of(host), ("cali",)) for host in hosts} == before
+
+
+def test_path_mtu_reaches_the_workload(lab):
+    """Both hosts' uplinks at 1400: a1's DF ping of 1428 bytes (1448 as IPv6) meets host1's
+    Packet Too Big, which reaches a1 through Felix's ruleset as frag-needed from 169.254.1.1
+    with MTU 1380; a1's route learns 1380 and a DF ping of that size is answered by a2."""
+    wait_until(lambda: lab.ping("a1", "10.200.0.6", timeout=0.5), 20, "a1 -> a2")
+    got = sc.path_mtu((lab.netns_of("host1"), lab.netns_of("host2")), lab.netns_of("a1"),
+                      "10.200.0.6")
+    assert "From 169.254.1.1" in got["too_big"] and "mtu = 1380" in got["too_big"], got
+    assert re.search(r"\bmtu 1380\b", got["route"]), got["route"]
+    assert got["fits"] == 0, got["fits_out"]

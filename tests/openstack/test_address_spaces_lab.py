@@ -17,7 +17,10 @@ a2 (a, host2, 10.0.0.6), b2 (b, host2, 10.0.0.6); a2 and b2 serve TCP and UDP on
   P::10.0.0.0/120 in host2's nft ruleset): a1 -> a2:7000 works, a1 -> a2:7001 and UDP are
   dropped, b1 -> b2:7001 (project b, default group) still works;
 - kill -9 of Felix on host1 and host2 under a 10 ms ping a1 -> a2 loses nothing, and the
-  same translator programs stay attached to every tap.
+  same translator programs stay attached to every tap;
+- path MTU: with both hosts' uplinks at 1400, a1's DF ping of 1428 bytes meets host1's ICMPv6
+  Packet Too Big, which reaches a1 through Felix's ruleset as frag-needed from 169.254.1.1
+  with MTU 1380; a DF ping of 1380 bytes is then answered.
 Namespaces: the lab's and `cpt-<pid>-...`, always deleted.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 
@@ -163,3 +167,15 @@ def test_kill_felix_under_10ms_ping_loses_nothing(cloud):
     assert sent >= 300
     assert received == sent, got["out"][-300:]
     assert {h: sc.filter_ids(cloud.host_ns(h).name, ("tap",)) for h in hosts} == before
+
+
+def test_path_mtu_reaches_the_vm(cloud):
+    """Both hosts' uplinks at 1400: a1's DF ping of 1428 bytes (1448 as IPv6) meets host1's
+    Packet Too Big, which reaches a1 through Felix's ruleset as frag-needed with MTU 1380;
+    a1's route learns 1380 and a DF ping of that size is answered by a2."""
+    wait(lambda: cloud.vms["a1"].pings("10.0.0.6", timeout=0.5), 20, "a1 -> a2", cloud)
+    got = sc.path_mtu((cloud.host_ns("host1").name, cloud.host_ns("host2").name),
+                      cloud.vms["a1"].ns.name, "10.0.0.6")
+    assert "From 169.254.1.1" in got["too_big"] and "mtu = 1380" in got["too_big"], got
+    assert re.search(r"\bmtu 1380\b", got["route"]), got["route"]
+    assert got["fits"] == 0, got["fits_out"]
