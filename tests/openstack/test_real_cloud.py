@@ -199,7 +199,9 @@ def test_live_migration_endpoints(cloud):
 
 
 def test_etcd_history_is_compacted(cloud):
-    """Last: the first compaction comes one period (a minute) after the first check."""
+    """Last: the first compaction comes one period (a minute) after the first check. The
+    master compacts, then records the revision: both are waited for (between the two, the
+    history is gone while `last` still holds the previous check's 0)."""
     store = cloud["store"]
 
     def compacted():
@@ -208,8 +210,13 @@ def test_etcd_history_is_compacted(cloud):
         except Compacted:
             return True
         return False
-    wait_for(compacted, timeout=180, what="an etcd compaction by the master")
-    assert int(store.get("/calico/compaction/v1/last").value) > 2
+
+    def recorded():
+        last = store.get("/calico/compaction/v1/last")
+        return last is not None and int(last.value) > 2
+
+    wait_for(lambda: compacted() and recorded(), timeout=180,
+             what="an etcd compaction by the master, and its revision recorded")
 
 
 def _get(client, kind, name, namespace=None):
