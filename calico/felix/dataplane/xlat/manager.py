@@ -35,7 +35,7 @@ State = tuple[ipaddress.IPv6Network, ipaddress.IPv4Address]
 
 
 class TranslatorAPI(Protocol):
-    """The contract of xlat/translator.py's Translator (shared with its engineer)."""
+    """What XlatManager needs of a translator: xlat/translator.py's Translator, or a fake."""
 
     def attach(self, ifname: str, prefix: ipaddress.IPv6Network,
                ipv4: ipaddress.IPv4Address) -> None: ...
