@@ -145,13 +145,9 @@ def expected(lab, host: int) -> dict:
             if wl.host == host and wl.space}
 
 
-def test_restart_adopts_what_is_attached(lab):
-    """A new Translator on the same pin directory (a restarted Felix) reports what is
-    attached, and re-attaching everything under a 10 ms ping loses nothing."""
-    fresh = [Translator(pin_dir=t.pin_dir, run=topo.netns_runner(h))
-             for t, h in zip(lab["translators"], lab["hosts"], strict=True)]
-    for i, tr in enumerate(fresh):
-        assert tr.attached() == expected(lab, i)
+def reattach_under_ping(lab, fresh):
+    """Every endpoint re-attached by the `fresh` Translators while a1 pings a2 every 10 ms:
+    all 300 pings answered."""
     pinger = lab["wls"]["a1"].ns.popen("ping", "-q", "-c", "300", "-i", "0.01", "-W", "2",
                                        "10.200.0.6", stdout=subprocess.PIPE, text=True)
     for i, tr in enumerate(fresh):
@@ -159,6 +155,16 @@ def test_restart_adopts_what_is_attached(lab):
             tr.attach(ifname, prefix, ipv4)
     out, _ = pinger.communicate(timeout=60)
     assert "300 packets transmitted, 300 received" in out, out
+
+
+def test_restart_adopts_what_is_attached(lab):
+    """A new Translator on the same pin directory (a restarted Felix) reports what is
+    attached, and re-attaching everything under a 10 ms ping loses nothing."""
+    fresh = [Translator(pin_dir=t.pin_dir, run=topo.netns_runner(h))
+             for t, h in zip(lab["translators"], lab["hosts"], strict=True)]
+    for i, tr in enumerate(fresh):
+        assert tr.attached() == expected(lab, i)
+    reattach_under_ping(lab, fresh)
 
 
 def test_upgrade_swaps_programs_without_loss(lab, tmp_path):
@@ -170,13 +176,7 @@ def test_upgrade_swaps_programs_without_loss(lab, tmp_path):
              for t, h in zip(lab["translators"], lab["hosts"], strict=True)]
     before = filter_prog(lab["hosts"][0], "calia1")
     assert fresh[0].attached() == {}  # old programs: a Felix re-attaches every endpoint
-    pinger = lab["wls"]["a1"].ns.popen("ping", "-q", "-c", "300", "-i", "0.01", "-W", "2",
-                                       "10.200.0.6", stdout=subprocess.PIPE, text=True)
-    for i, tr in enumerate(fresh):
-        for ifname, (prefix, ipv4) in expected(lab, i).items():
-            tr.attach(ifname, prefix, ipv4)
-    out, _ = pinger.communicate(timeout=60)
-    assert "300 packets transmitted, 300 received" in out, out
+    reattach_under_ping(lab, fresh)
     assert filter_prog(lab["hosts"][0], "calia1") != before
     assert fresh[0].attached() == expected(lab, 0)
     progs = [d for d in os.listdir(fresh[0].pin_dir) if d.startswith("progs-")]
