@@ -71,14 +71,15 @@ def start_time(pid: int) -> int | None:
 
 
 def spawn(argv: Sequence[str], log_path: str, env: dict[str, str] | None = None,
-          netns: str | None = None) -> dict[str, int]:
-    """Start a detached daemon; returns {"pid", "start"} to record in the lab state."""
+          netns: str | None = None, cwd: str | None = None) -> dict[str, int]:
+    """Start a detached daemon (in `cwd`, default ours); returns {"pid", "start"} to record
+    in the lab state."""
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     with open(log_path, "ab") as log:
         try:
             proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env,
+                                    stdin=subprocess.DEVNULL, env=env, cwd=cwd,
                                     start_new_session=True)
         except FileNotFoundError:
             raise LabError(f"{argv[0]} is not installed") from None
