@@ -1,5 +1,5 @@
 """One precedence rule per configuration channel, checked end to end where it is decided:
-calicoctl (-c FILE > /etc/calico/calicoctl.cfg > environment) and the CNI network config
+calicoctl (-c FILE, by default /etc/calico/calicoctl.cfg on every command, > environment) and the CNI network config
 (its fields > the environment). Felix's rule is tests/unit/felix/test_config_datastore.py,
 the ML2 section's tests/unit/openstack/test_section_datastore.py, calico-node's environment
 tests/unit/node/test_startup.py."""
@@ -9,7 +9,7 @@ import json
 from click.testing import CliRunner
 
 from calico.cni.netconf import NetConf
-from calico.ctl.main import cli
+from calico.ctl.main import _register_optional_groups, cli
 from calico.ctl.session import Session
 
 POOL = """\
@@ -34,6 +34,31 @@ def test_calicoctl_config_file_wins_over_the_environment(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "from-file.db").exists()
     assert Session(cfg).datastore_config.path == str(tmp_path / "from-file.db")
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name), command
+        if hasattr(command, "commands"):
+            yield from _commands(command, (*path, name))
+
+
+DATASTORE_COMMANDS = {"create", "apply", "replace", "delete", "get", "patch", "label",
+                      "version", "ipam show", "ipam release", "ipam check", "ipam configure",
+                      "ipam split", "datastore migrate lock", "datastore migrate unlock",
+                      "datastore migrate export", "datastore migrate import", "cluster diags"}
+
+
+def test_every_calicoctl_datastore_command_reads_etc_calico_calicoctl_cfg_by_default():
+    _register_optional_groups()
+    with_config = set()
+    for path, command in _commands(cli):
+        for param in command.params:
+            if "--config" in param.opts:
+                assert param.default == "/etc/calico/calicoctl.cfg", " ".join(path)
+                assert "-c" in param.opts, " ".join(path)
+                with_config.add(" ".join(path))
+    assert with_config == DATASTORE_COMMANDS
 
 
 def test_calicoctl_environment_when_no_file(tmp_path, monkeypatch):
