@@ -16,6 +16,11 @@ the resource or key concerned:
 
     2026-12-04 18:00:00.123 [INFO][felix 4242] calico.felix.daemon: Endpoint ... programming
 
+`calico_node_config(env)` reads calico-node's variables (CALICO_LOGSEVERITYSCREEN or
+CALICO_LOG_LEVEL, CALICO_LOGFILEPATH, CALICO_LOGSEVERITYFILE, CALICO_LOGSEVERITYSYS); its
+children (the BGP daemon, the tunnel-address allocator) inherit that environment and log to
+the same channels under their own component names (one O_APPEND line per write).
+
 Calling `configure` again (Felix applies new log settings live) replaces only the handlers
 it installed. Severities are Calico's names, any case: Trace (= Debug here), Debug, Info,
 Warning, Error, Fatal; `none` or empty turns a channel off.
@@ -27,6 +32,7 @@ import logging
 import logging.handlers
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
@@ -54,6 +60,18 @@ class LogConfig:
     file: str | None = "Info"
     sys: str | None = None
     syslog_address: str = SYSLOG_SOCKET
+
+
+def calico_node_config(env: Mapping[str, str]) -> LogConfig:
+    """calico-node's (and its children's) channels, named as Felix's parameters:
+    CALICO_LOGSEVERITYSCREEN (or CALICO_LOG_LEVEL; default Info), CALICO_LOGFILEPATH (default
+    none: the journal has stderr), CALICO_LOGSEVERITYFILE (Info), CALICO_LOGSEVERITYSYS
+    (default none)."""
+    return LogConfig(
+        screen=env.get("CALICO_LOGSEVERITYSCREEN") or env.get("CALICO_LOG_LEVEL") or "Info",
+        file_path=env.get("CALICO_LOGFILEPATH") or None,
+        file=env.get("CALICO_LOGSEVERITYFILE") or "Info",
+        sys=env.get("CALICO_LOGSEVERITYSYS") or None)
 
 
 class OneLineFormatter(logging.Formatter):

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from calico import logsetup
 from calico.api.addressspace import translated_net
 from calico.bgp.render import DEFAULT_ROUTE_PROTOCOL, BGPInputs, RenderError, render
 from calico.datastore.client import parse_key
@@ -363,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", default="/var/run/calico/bird.ctl")
     parser.add_argument("--route-protocol", type=int, default=DEFAULT_ROUTE_PROTOCOL)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CALICO_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    try:
+        logsetup.configure("bgp-daemon", logsetup.calico_node_config(os.environ))
+    except ValueError as err:
+        parser.error(str(err))
     if not args.hostname:
         parser.error("--hostname (or NODENAME) is required")
     backend = connect(DatastoreConfig.from_env())

@@ -126,14 +126,8 @@ def _connect_with_retry(config, wait: float = DATASTORE_WAIT):
 
 
 def log_config(env: Mapping[str, str]) -> logsetup.LogConfig:
-    """calico-node's log channels, named as Felix's parameters: CALICO_LOGSEVERITYSCREEN
-    (or CALICO_LOG_LEVEL; default Info), CALICO_LOGFILEPATH (default none: the journal has
-    stderr), CALICO_LOGSEVERITYFILE (Info), CALICO_LOGSEVERITYSYS (default none)."""
-    return logsetup.LogConfig(
-        screen=env.get("CALICO_LOGSEVERITYSCREEN") or env.get("CALICO_LOG_LEVEL") or "Info",
-        file_path=env.get("CALICO_LOGFILEPATH") or None,
-        file=env.get("CALICO_LOGSEVERITYFILE") or "Info",
-        sys=env.get("CALICO_LOGSEVERITYSYS") or None)
+    """calico-node's log channels (logsetup.calico_node_config); its children use the same."""
+    return logsetup.calico_node_config(env)
 
 
 def _tunnel_addrs(client, backend, nodename: str) -> None:

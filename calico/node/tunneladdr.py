@@ -29,6 +29,7 @@ import os
 import threading
 from typing import Any
 
+from calico import logsetup
 from calico.datastore.client import ResourceClient
 from calico.datastore.errors import ResourceConflict
 from calico.ipam import IPAM
@@ -157,8 +158,10 @@ def main() -> None:
     parser.add_argument("--hostname", default=os.environ.get("NODENAME"))
     parser.add_argument("--oneshot", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("CALICO_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    try:
+        logsetup.configure("tunnel-addrs", logsetup.calico_node_config(os.environ))
+    except ValueError as err:
+        parser.error(str(err))
     backend = connect(DatastoreConfig.from_env())
     try:
         if args.oneshot:

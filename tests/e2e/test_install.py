@@ -83,13 +83,13 @@ def read(path: str) -> str:
         return ""
 
 
-def log_lines(path: str, component: str) -> list[str]:
+def log_lines(path: str, *components: str) -> list[str]:
     """A daemon's log file, every line checked: time, level, component, logger, message."""
     lines = read(path).splitlines()
     assert lines, f"{path} is empty"
     for line in lines:
         m = LOG_LINE.match(line)
-        assert m and m.group("component") == component, f"{path}: {line!r}"
+        assert m and m.group("component") in components, f"{path}: {line!r}"
     return lines
 
 
@@ -197,9 +197,13 @@ def test_host_started_by_its_unit_joins_the_lab(installed, make_lab):
 
 
 def check_logs(lab, node_log: str, felix_log: str) -> None:
-    """calico-node's and Felix's files: one line per event, naming the Node or endpoint;
-    Felix's file rotated away (as logrotate does) is followed by a new one at the path."""
-    assert any("Node host3" in line for line in log_lines(node_log, "calico-node"))
+    """calico-node's (with its children's) and Felix's files: one line per event, naming the
+    Node or endpoint; Felix's file rotated away (as logrotate does) is followed by a new one
+    at the path."""
+    # calico-node and the BGP daemon it supervises share CALICO_LOGFILEPATH.
+    lines = log_lines(node_log, "calico-node", "bgp-daemon", "tunnel-addrs")
+    assert any("[calico-node " in line and "Node host3" in line for line in lines)
+    assert any("[bgp-daemon " in line and "node host3" in line for line in lines)
     wait_until(lambda: "-cni-w3-eth0" in read(felix_log), 10.0, "w3 in Felix's log")
     os.rename(felix_log, felix_log + ".1")
     lab.add_workload("host3", "w4")

@@ -117,3 +117,16 @@ def test_calico_node_environment():
     assert (cfg.screen, cfg.file_path, cfg.file, cfg.sys) == ("debug", "/var/log/x.log",
                                                               "Info", "Warning")
     assert log_config({}).file_path is None and log_config({}).sys is None
+    assert logsetup.calico_node_config({"CALICO_LOGSEVERITYSCREEN": "Error"}).screen == "Error"
+
+
+@pytest.mark.parametrize("module", ["calico.bgp.daemon", "calico.node.tunneladdr"])
+def test_calico_node_children_refuse_a_bad_severity_naming_it(module):
+    # calico-node's children read the same variables; a bad one is a usage error, not a crash.
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", module, "--hostname", "h1"],
+                         env={"CALICO_LOGSEVERITYSCREEN": "loud", "PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "'loud' is not one of" in res.stderr, res.stderr
