@@ -4,6 +4,7 @@ when etcd is down."""
 import glob
 import json
 import os
+import resource
 import subprocess
 import time
 
@@ -16,7 +17,7 @@ from calico.datastore.client import ResourceClient
 from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
 from tests.fixtures.calicoctl import calicoctl as run_calicoctl
-from tests.fixtures.calicoctl import ok
+from tests.fixtures.calicoctl import command, environment, ok
 from tests.fixtures.etcd import EtcdServer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "manifests")
@@ -139,6 +140,10 @@ def test_documents_decode_as_calicos_go_decoder_reads_them(ctl):
     assert got["metadata"]["labels"]["version"] == "1"
     assert got["metadata"]["annotations"] == {"rev": "2"}
     assert not {"selfLink", "generation", "finalizers"} & got["metadata"].keys()
+    wep = WEP.replace("  pod: pod1\n", "  pod: pod1\n  containerID: 1234567\n")
+    ok(ctl("apply", "-f", "-", input=wep))
+    got = yaml.safe_load(ok(ctl("get", "wep", "-n", "prod", "-o", "yaml")).stdout)["items"][0]
+    assert got["spec"]["containerID"] == "1234567"
 
 
 def test_cluster_information_and_the_default_profile_exist_as_calicos_do(ctl):
@@ -246,8 +251,7 @@ spec:
         ok(ctl("get", alias))
 
 
-def test_validation_agrees_with_calicos_validator_and_client(ctl):
-    wep = """apiVersion: projectcalico.org/v3
+WEP = """apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata:
   name: node1-k8s-pod1-eth0
@@ -261,6 +265,10 @@ spec:
   interfaceName: cali0123456789
   ipNetworks: [10.65.0.5/32]
 """
+
+
+def test_validation_agrees_with_calicos_validator_and_client(ctl):
+    wep = WEP
     ok(ctl("apply", "-f", "-", input=wep))
     got = yaml.safe_load(ok(ctl("get", "wep", "node1-k8s-pod1-eth0", "-n", "prod", "-o",
                                 "yaml")).stdout)
@@ -277,10 +285,16 @@ BOMB = "".join(
     for prev, name in zip([None, *"abcdefgh"], "abcdefghi", strict=True))
 
 
+def _address_space_512m():
+    resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+
+
 def test_bad_input_is_one_clear_error_naming_it(ctl, tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
-    res = ctl("apply", "-f", str(bomb))
+    # Within 512 MB of address space: expanded, these 400 bytes are 387 million values.
+    res = subprocess.run(command("apply", "-f", str(bomb)), capture_output=True, text=True,
+                         env=environment(ctl.env), timeout=60, preexec_fn=_address_space_512m)
     assert res.returncode == 1
     assert res.stderr.splitlines() == [
         f"Failed to execute command: {bomb}: refused: its aliases expand {len(BOMB)} bytes of "
