@@ -16,8 +16,8 @@ from calico.datastore import connect, ipamkinds
 from calico.datastore.client import ResourceClient
 from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
+from tests.fixtures.calicoctl import CALICOCTL, command, environment, ok
 from tests.fixtures.calicoctl import calicoctl as run_calicoctl
-from tests.fixtures.calicoctl import command, environment, ok
 from tests.fixtures.etcd import EtcdServer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "manifests")
@@ -274,6 +274,10 @@ def test_validation_agrees_with_calicos_validator_and_client(ctl):
                                 "yaml")).stdout)
     assert got["metadata"]["annotations"] == {"Example.COM/Owner": "team-a"}
     # Valid to the validator, refused by the client when it writes (as Calico's client does).
+    res = subprocess.run([*CALICOCTL, "validate", "-f", "-"], capture_output=True, text=True,
+                         input=wep.replace("  node: node1\n", ""), env=environment(ctl.env))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "Successfully validated 1 'WorkloadEndpoint' resource(s)\n"
     res = ctl("apply", "-f", "-", input=wep.replace("  node: node1\n", ""))
     assert res.returncode == 1 and "spec.node: must be set" in res.stderr, res.stderr
     res = ctl("apply", "-f", "-", input=wep.replace("pod: pod1", "pod: pod2"))
