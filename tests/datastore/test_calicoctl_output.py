@@ -14,6 +14,7 @@ import tarfile
 
 import yaml
 
+from calico.version import CALICO_VERSION
 from tests.fixtures.calicoctl import CALICOCTL, environment, ok
 
 POOLS = """\
@@ -250,3 +251,16 @@ def test_validate_checks_without_writing(ctl, tmp_path):
     assert 'spec.cidr: "10.0.0/16" is not a valid CIDR' in res.stderr
     assert ctl.revision() == before
     assert "default-ipv4" not in ok(ctl("get", "ippool")).stdout
+
+
+def test_version_prints_calicos_lines(ctl):
+    res = ctl("version")  # an empty store: no ClusterInformation yet
+    assert res.returncode == 1
+    assert res.stdout == f"Client Version:    {CALICO_VERSION}\nGit commit:        unknown\n"
+    assert res.stderr == ("Unable to retrieve Cluster Version or Type: resource does not exist: "
+                          "ClusterInformation(default) with error: <nil>\n")
+    ok(ctl("apply", "-f", "-", input=PROFILE))  # the first write creates it
+    assert ok(ctl("version")).stdout == (f"Client Version:    {CALICO_VERSION}\n"
+                                         "Git commit:        unknown\n"
+                                         f"Cluster Version:   {CALICO_VERSION}\n"
+                                         "Cluster Type:      unknown\n")
