@@ -358,12 +358,17 @@ def label(session: Session, kind: str, name: str, namespace: str | None, label_a
 
 
 def version(session: Session) -> bool:
+    """Calico's four lines (this package has no build revision: `Git commit` is unknown);
+    without ClusterInformation, Calico's error on stderr and exit 1."""
     click.echo(f"Client Version:    {CLIENT_VERSION}")
+    click.echo("Git commit:        unknown")
     try:
-        info = session.client.get("ClusterInformation", "default", None)
-        spec = info.to_dict().get("spec", {})
-        click.echo(f"Cluster Version:   {spec.get('calicoVersion', 'unknown')}")
-        click.echo(f"Cluster Type:      {spec.get('clusterType', 'unknown')}")
-    except (kv.DatastoreError, CtlError, LookupError):
-        click.echo("Unable to retrieve Cluster Version or Type: ClusterInformation not found")
+        spec = session.client.get("ClusterInformation", "default", None).to_dict()["spec"]
+    except (kv.DatastoreError, CtlError, LookupError) as err:
+        why = (f"resource does not exist: {identifier('ClusterInformation', 'default')} with "
+               "error: <nil>" if isinstance(err, kv.KeyNotFound) else calico_message(err))
+        click.echo(f"Unable to retrieve Cluster Version or Type: {why}", err=True)
+        return False
+    click.echo(f"Cluster Version:   {spec.get('calicoVersion') or 'unknown'}")
+    click.echo(f"Cluster Type:      {spec.get('clusterType') or 'unknown'}")
     return True

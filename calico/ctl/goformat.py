@@ -20,6 +20,7 @@ Inputs are plain JSON-shaped Python values (dicts, lists, str, int, float, bool,
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -151,10 +152,11 @@ def v2_resolves_to_non_string(s: str) -> bool:
     return first.isdigit() and bool(_V2_TIMESTAMP.match(s))
 
 
-def _v2_key(key: Any) -> list[tuple[int, Any]]:
+@functools.lru_cache(maxsize=4096)
+def _v2_key(key: Any) -> tuple[tuple[int, Any], ...]:
     """A sort key giving yaml.v2's keyList order for string keys: at the first differing rune,
     two letters compare as runes, a non-letter sorts before a letter, and runs of digits
-    compare by value (then by length)."""
+    compare by value (then by length). Cached: the same field names recur in every object."""
     s = str(key)
     out: list[tuple[int, Any]] = []
     i = 0
@@ -169,7 +171,7 @@ def _v2_key(key: Any) -> list[tuple[int, Any]]:
         else:
             out.append((1 if ch.isalpha() else 0, (-1, 0, ch) if not ch.isalpha() else ch))
             i += 1
-    return out
+    return tuple(out)
 
 
 def _v2_sorted(value: Any) -> Any:

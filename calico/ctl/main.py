@@ -12,6 +12,7 @@ one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -211,7 +212,15 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
         sys.exit(1)
 
 
+# calicoctl is one short run that builds a large acyclic tree (a manifest, its models, the
+# printed document) and frees it at exit: the collector's default first threshold (700
+# allocations) makes it walk that growing heap again and again, a third of `get -o yaml`'s
+# time. A higher threshold keeps cycle collection but runs it rarely; memory is unchanged.
+GC_THRESHOLD = (50_000, 20, 20)
+
+
 def main() -> None:
+    gc.set_threshold(*GC_THRESHOLD)
     _register_optional_groups()
     try:
         cli(standalone_mode=True)

@@ -64,7 +64,7 @@ from calico.felix.config import (
 )
 from calico.felix.dataplane.driver import DataplaneDriver
 from calico.felix.heap import HeapProfiler, IdleTrimmer
-from calico.felix.metrics import RESYNC_STATE
+from calico.felix.metrics import RESYNC_STATE, host_of
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
 
 log = logging.getLogger("calico.felix")
@@ -139,6 +139,7 @@ class Felix:
         self._programmed = False      # the in-sync snapshot has been applied
         self._endpoint_keys: dict[m.WorkloadEndpointID, EndpointKey] = {}
         self._cluster: dict[str, set[str]] = {}
+        self._host_of_key: dict[str, str] = {}  # felix_cluster_num_hosts: key -> its host
         self._updates_before_sync = 0
         self._heap = IdleTrimmer(clock=clock)
         self._profiler: HeapProfiler | None = None
@@ -309,6 +310,11 @@ class Felix:
         change = ("delete" if update.value is None
                   else "update" if update.key in keys else "new")
         (keys.add if update.value is not None else keys.discard)(update.key)
+        host = host_of(plural, rest, update.value)
+        if host:
+            self._host_of_key[update.key] = host
+        else:
+            self._host_of_key.pop(update.key, None)
         if plural != "workloadendpoints":
             return change
         namespace, _, name = rest.rpartition("/")
@@ -418,7 +424,7 @@ class Felix:
         count = {k: len(v) for k, v in self._cluster.items()}
         self.metrics.cluster_endpoints.set(count.get("workloadendpoints", 0))
         self.metrics.cluster_host_endpoints.set(count.get("hostendpoints", 0))
-        self.metrics.cluster_hosts.set(count.get("nodes", 0))
+        self.metrics.cluster_hosts.set(len(set(self._host_of_key.values())))
         self.metrics.cluster_policies.set(count.get("networkpolicies", 0)
                                           + count.get("globalnetworkpolicies", 0))
         self.metrics.cluster_profiles.set(count.get("profiles", 0))
@@ -497,3 +503,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

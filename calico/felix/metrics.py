@@ -131,3 +131,18 @@ class Counters:
 
     def value(self, name: str, **labels: str) -> float:
         return self._child(name, labels)._value.get()
+
+
+def host_of(plural: str, rest: str, value: Any) -> str | None:
+    """The host a resource speaks of, as Calico's stats collector counts hosts: a Node, a
+    host's own FelixConfiguration (node.<host>), and the node of each workload or host
+    endpoint; None for other kinds and deletions."""
+    if value is None:
+        return None
+    if plural == "nodes":
+        return rest
+    if plural == "felixconfigurations":
+        return rest[len("node."):] if rest.startswith("node.") else None
+    if plural in ("workloadendpoints", "hostendpoints"):
+        return getattr(getattr(value, "spec", None), "node", None) or None
+    return None

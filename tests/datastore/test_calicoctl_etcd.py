@@ -4,6 +4,7 @@ when etcd is down."""
 import glob
 import json
 import os
+import resource
 import subprocess
 import time
 
@@ -11,11 +12,11 @@ import pytest
 import yaml
 
 from calico import api
-from calico.datastore import DatastoreConfig, connect, ipamkinds
+from calico.datastore import connect, ipamkinds
 from calico.datastore.client import ResourceClient
 from calico.version import CALICO_VERSION
 from tests.conftest import require_programs
-from tests.fixtures.calicoctl import CALICOCTL
+from tests.fixtures.calicoctl import CALICOCTL, command, environment, ok
 from tests.fixtures.calicoctl import calicoctl as run_calicoctl
 from tests.fixtures.etcd import EtcdServer
 
@@ -81,8 +82,8 @@ def test_etcd_down_is_a_clear_error_within_seconds(etcd):
 
 # ---- Calico's behaviour that scripts depend on (issue #21), on both stores ------------------
 #
-# `ctl` runs calicoctl as a subprocess against a fresh local store, or against a real etcd
-# (one per module, emptied of /calico/ before each test).
+# `ctl` (tests/datastore/conftest.py) runs calicoctl as a subprocess against a fresh local
+# store, or against a real etcd.
 
 GNP = """\
 apiVersion: projectcalico.org/v3
@@ -97,49 +98,6 @@ spec:
     destination:
       ports: [53]
 """
-
-
-@pytest.fixture(scope="module")
-def module_etcd():
-    require_programs("etcd", "etcdctl")
-    server = EtcdServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["local", "etcdv3"])
-def ctl(request, tmp_path):
-    if request.param == "local":
-        env = {**os.environ, "CALICO_DATASTORE_PATH": str(tmp_path / "calico.db")}
-        env.pop("DATASTORE_TYPE", None)
-    else:
-        server = request.getfixturevalue("module_etcd")
-        subprocess.run(["etcdctl", "--endpoints", server.endpoint, "del", "--prefix", "/calico/"],
-                       check=True, capture_output=True, env={**os.environ, "ETCDCTL_API": "3"})
-        env = {**os.environ, "DATASTORE_TYPE": "etcdv3", "ETCD_ENDPOINTS": server.endpoint}
-    config = (DatastoreConfig(type="local", path=env["CALICO_DATASTORE_PATH"])
-              if request.param == "local" else
-              DatastoreConfig(type="etcdv3", etcd_endpoints=(env["ETCD_ENDPOINTS"],)))
-    if request.param == "local":  # an empty store, as a fresh etcd is (reads never create one)
-        connect(config, create=True).close()
-
-    def run(*args, input=None, env_extra=None):
-        args = list(args)
-        command = next(i for i, a in enumerate(args) if not a.startswith("-"))
-        if "-c" not in args and args[command] not in ("ipam", "node"):
-            args[command + 1:command + 1] = ["-c", str(tmp_path / "none.cfg")]
-        argv = [*CALICOCTL, *args]
-        return subprocess.run(argv, input=input, capture_output=True, text=True,
-                              env={**env, **(env_extra or {})}, timeout=60)
-    run.store = request.param
-    run.config = config
-    return run
-
-
-def ok(res):
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "Traceback" not in res.stderr
-    return res
 
 
 def test_delete_with_a_stale_resource_version_is_an_update_conflict(ctl, tmp_path):
@@ -182,6 +140,10 @@ def test_documents_decode_as_calicos_go_decoder_reads_them(ctl):
     assert got["metadata"]["labels"]["version"] == "1"
     assert got["metadata"]["annotations"] == {"rev": "2"}
     assert not {"selfLink", "generation", "finalizers"} & got["metadata"].keys()
+    wep = WEP.replace("  pod: pod1\n", "  pod: pod1\n  containerID: 1234567\n")
+    ok(ctl("apply", "-f", "-", input=wep))
+    got = yaml.safe_load(ok(ctl("get", "wep", "-n", "prod", "-o", "yaml")).stdout)["items"][0]
+    assert got["spec"]["containerID"] == "1234567"
 
 
 def test_cluster_information_and_the_default_profile_exist_as_calicos_do(ctl):
@@ -289,8 +251,7 @@ spec:
         ok(ctl("get", alias))
 
 
-def test_validation_agrees_with_calicos_validator_and_client(ctl):
-    wep = """apiVersion: projectcalico.org/v3
+WEP = """apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata:
   name: node1-k8s-pod1-eth0
@@ -304,11 +265,19 @@ spec:
   interfaceName: cali0123456789
   ipNetworks: [10.65.0.5/32]
 """
+
+
+def test_validation_agrees_with_calicos_validator_and_client(ctl):
+    wep = WEP
     ok(ctl("apply", "-f", "-", input=wep))
     got = yaml.safe_load(ok(ctl("get", "wep", "node1-k8s-pod1-eth0", "-n", "prod", "-o",
                                 "yaml")).stdout)
     assert got["metadata"]["annotations"] == {"Example.COM/Owner": "team-a"}
     # Valid to the validator, refused by the client when it writes (as Calico's client does).
+    res = subprocess.run([*CALICOCTL, "validate", "-f", "-"], capture_output=True, text=True,
+                         input=wep.replace("  node: node1\n", ""), env=environment(ctl.env))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "Successfully validated 1 'WorkloadEndpoint' resource(s)\n"
     res = ctl("apply", "-f", "-", input=wep.replace("  node: node1\n", ""))
     assert res.returncode == 1 and "spec.node: must be set" in res.stderr, res.stderr
     res = ctl("apply", "-f", "-", input=wep.replace("pod: pod1", "pod: pod2"))
@@ -320,10 +289,16 @@ BOMB = "".join(
     for prev, name in zip([None, *"abcdefgh"], "abcdefghi", strict=True))
 
 
+def _address_space_512m():
+    resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
+
+
 def test_bad_input_is_one_clear_error_naming_it(ctl, tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(BOMB)
-    res = ctl("apply", "-f", str(bomb))
+    # Within 512 MB of address space: expanded, these 400 bytes are 387 million values.
+    res = subprocess.run(command("apply", "-f", str(bomb)), capture_output=True, text=True,
+                         env=environment(ctl.env), timeout=60, preexec_fn=_address_space_512m)
     assert res.returncode == 1
     assert res.stderr.splitlines() == [
         f"Failed to execute command: {bomb}: refused: its aliases expand {len(BOMB)} bytes of "
@@ -349,99 +324,3 @@ def test_a_missing_tls_file_is_named(ctl, tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip() == (f"Failed to execute command: etcdCACertFile "
                                   f"(ETCD_CA_CERT_FILE): {missing}: no such file")
-
-
-def _etcd_revision(etcd):
-    out = subprocess.run(["etcdctl", "--endpoints", etcd.endpoint, "get", "/", "-w", "json"],
-                         capture_output=True, text=True, check=True,
-                         env={**os.environ, "ETCDCTL_API": "3"}).stdout
-    return json.loads(out)["header"]["revision"]
-
-
-POOLS = """\
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: pool-a}
-spec: {cidr: 10.10.0.0/16}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: pool-b}
-spec: {cidr: 10.11.0.0/16}
-"""
-
-
-def test_get_list_carries_etcds_revision(etcd, tmp_path):
-    """`get -o yaml|json` of a kind prints a <Kind>List whose resourceVersion is the store's
-    revision (empty lists too), each item with its own mod revision, as Calico's does."""
-    empty = calicoctl(etcd, "get", "globalnetworkpolicy", "-o", "json")
-    assert empty.returncode == 0, empty.stderr
-    doc = json.loads(empty.stdout)
-    assert list(doc) == ["kind", "apiVersion", "metadata", "items"]
-    assert doc["kind"] == "GlobalNetworkPolicyList" and doc["items"] == []
-    assert doc["metadata"]["resourceVersion"] == str(_etcd_revision(etcd))
-    manifest = tmp_path / "pools.yaml"
-    manifest.write_text(POOLS)
-    assert calicoctl(etcd, "apply", "-f", str(manifest)).returncode == 0
-    listed = calicoctl(etcd, "get", "ippool", "-o", "yaml")
-    assert listed.returncode == 0, listed.stderr
-    rev = _etcd_revision(etcd)
-    assert listed.stdout.endswith(f'kind: IPPoolList\nmetadata:\n  resourceVersion: "{rev}"\n')
-    items = api.parse_documents(listed.stdout)
-    assert [i["metadata"]["name"] for i in items] == ["pool-a", "pool-b"]
-    assert all(0 < int(i["metadata"]["resourceVersion"]) <= rev for i in items)
-    table = calicoctl(etcd, "get", "ippool", "pool-b")
-    assert table.stdout == ("NAME     CIDR           SELECTOR   \n"
-                            "pool-b   10.11.0.0/16   all()      \n\n")
-
-
-def test_calicos_error_phrases_on_etcd(etcd, tmp_path):
-    """A stale resourceVersion is an `update conflict`, a missing resource `resource does
-    not exist`, an existing one `resource already exists`, with Calico's summary lines."""
-    manifest = tmp_path / "pools.yaml"
-    manifest.write_text(POOLS)
-    assert calicoctl(etcd, "create", "-f", str(manifest)).returncode == 0
-    again = calicoctl(etcd, "create", "-f", str(manifest))
-    assert again.returncode == 1
-    assert "resource already exists: IPPool(pool-a)" in again.stderr
-    assert "failed to create any 'IPPool' resources: [" in again.stderr
-    listed = calicoctl(etcd, "get", "ippool", "pool-a", "-o", "json")
-    stale = tmp_path / "stale.json"
-    stale.write_text(listed.stdout)
-    assert calicoctl(etcd, "label", "ippool", "pool-a", "x=y").returncode == 0
-    res = calicoctl(etcd, "replace", "-f", str(stale))
-    assert res.returncode == 1 and "update conflict: IPPool(pool-a)" in res.stderr
-    res = calicoctl(etcd, "delete", "ippool", "nope")
-    assert res.returncode == 1 and "resource does not exist: IPPool(nope)" in res.stderr
-
-
-def test_ipam_split_on_etcd_is_one_transaction(etcd, tmp_path):
-    """`ipam split` on etcd: the pool is replaced by its children at one revision."""
-    from calico.datastore import connect
-    from calico.datastore.client import ResourceClient
-    from calico.datastore.config import DatastoreConfig
-
-    manifest = tmp_path / "pools.yaml"
-    manifest.write_text(POOLS)
-    assert calicoctl(etcd, "apply", "-f", str(manifest)).returncode == 0
-    backend = connect(DatastoreConfig.from_env({"DATASTORE_TYPE": "etcdv3",
-                                                "ETCD_ENDPOINTS": etcd.endpoint}))
-    try:
-        client = ResourceClient(backend)
-        client.apply({"apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
-                      "metadata": {"name": "default"}, "spec": {"datastoreReady": False}})
-        res = subprocess.run([*CALICOCTL, "ipam", "split", "-c", "/nonexistent", "2", "--name",
-                              "pool-b"], capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "DATASTORE_TYPE": "etcdv3",
-                                  "ETCD_ENDPOINTS": etcd.endpoint})
-        assert res.returncode == 0, res.stderr
-        assert res.stdout.startswith("IP Pool pool-b was successfully split into 2 smaller "
-                                     "pools.Created split-pool-b-0 with CIDR 10.11.0.0/17.\n")
-        pools = {p.name: p for p in client.list("IPPool").items}
-        assert set(pools) == {"pool-a", "split-pool-b-0", "split-pool-b-1"}
-        assert pools["split-pool-b-0"].metadata.resourceVersion == \
-            pools["split-pool-b-1"].metadata.resourceVersion
-        keys = etcd_keys(etcd, "/calico/resources/v3/projectcalico.org/ippools/")
-        assert keys[-1] == "/calico/resources/v3/projectcalico.org/ippools/split-pool-b-1"
-    finally:
-        backend.close()

@@ -257,6 +257,7 @@ def test_metrics_follow_the_sync_and_the_calc_graph(backend):
         metrics = felix.felix.metrics
         assert metrics.resync_state._value.get() == 3
         assert metrics.cluster_tiers._value.get() == 1
+        assert metrics.cluster_hosts._value.get() == 1  # the endpoint's host, no Node needed
         assert metrics.counters.value("felix_calc_graph_updates_processed", type="new") >= 2
         client.update(wep(1) | {"metadata": {**wep(1)["metadata"], "labels": {"a": "b"}}})
         felix.wait(lambda: metrics.counters.value("felix_calc_graph_updates_processed",

@@ -223,3 +223,19 @@ def test_metrics_use_felix_names_and_parse_back_with_their_types():
         assert families[name].type == "gauge" and sample(name, name) == value, name
     assert sample("process_open_fds", "process_open_fds") > 0
     assert Metrics().registry is not metrics.registry  # no shared global state
+
+
+def test_hosts_are_counted_as_calicos_stats_collector_counts_them():
+    """A Node, a host's own FelixConfiguration and each endpoint's node name a host."""
+    from types import SimpleNamespace
+
+    from calico.felix.metrics import host_of
+
+    endpoint = SimpleNamespace(spec=SimpleNamespace(node="h2"))
+    assert host_of("nodes", "h1", object()) == "h1"
+    assert host_of("felixconfigurations", "node.h3", object()) == "h3"
+    assert host_of("felixconfigurations", "default", object()) is None
+    assert host_of("workloadendpoints", "ns/h2-k8s-p-eth0", endpoint) == "h2"
+    assert host_of("hostendpoints", "h2-eth0", endpoint) == "h2"
+    assert host_of("nodes", "h1", None) is None  # a deletion
+    assert host_of("globalnetworkpolicies", "p", endpoint) is None
