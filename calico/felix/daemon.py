@@ -64,7 +64,7 @@ from calico.felix.config import (
 )
 from calico.felix.dataplane.driver import DataplaneDriver
 from calico.felix.heap import HeapProfiler, IdleTrimmer
-from calico.felix.metrics import RESYNC_STATE, host_of
+from calico.felix.metrics import RESYNC_STATE, ClusterCounts
 from calico.felix.status import EndpointKey, Health, HealthServer, Metrics, StatusReporter
 
 log = logging.getLogger("calico.felix")
@@ -138,8 +138,7 @@ class Felix:
         self._synced = False          # the syncer has said in-sync
         self._programmed = False      # the in-sync snapshot has been applied
         self._endpoint_keys: dict[m.WorkloadEndpointID, EndpointKey] = {}
-        self._cluster: dict[str, set[str]] = {}
-        self._host_of_key: dict[str, str] = {}  # felix_cluster_num_hosts: key -> its host
+        self._cluster = ClusterCounts()
         self._updates_before_sync = 0
         self._heap = IdleTrimmer(clock=clock)
         self._profiler: HeapProfiler | None = None
@@ -306,15 +305,7 @@ class Felix:
         if "/projectcalico.org/" not in update.key:  # an IPAM block: not counted
             return "delete" if update.value is None else "update"
         plural, _, rest = update.key.rpartition("/projectcalico.org/")[2].partition("/")
-        keys = self._cluster.setdefault(plural, set())
-        change = ("delete" if update.value is None
-                  else "update" if update.key in keys else "new")
-        (keys.add if update.value is not None else keys.discard)(update.key)
-        host = host_of(plural, rest, update.value)
-        if host:
-            self._host_of_key[update.key] = host
-        else:
-            self._host_of_key.pop(update.key, None)
+        change = self._cluster.observe(update.key, plural, rest, update.value)
         if plural != "workloadendpoints":
             return change
         namespace, _, name = rest.rpartition("/")
@@ -421,22 +412,21 @@ class Felix:
     def _update_gauges(self) -> None:
         if not self.metrics:
             return
-        count = {k: len(v) for k, v in self._cluster.items()}
-        self.metrics.cluster_endpoints.set(count.get("workloadendpoints", 0))
-        self.metrics.cluster_host_endpoints.set(count.get("hostendpoints", 0))
-        self.metrics.cluster_hosts.set(len(set(self._host_of_key.values())))
-        self.metrics.cluster_policies.set(count.get("networkpolicies", 0)
-                                          + count.get("globalnetworkpolicies", 0))
-        self.metrics.cluster_profiles.set(count.get("profiles", 0))
+        count = self._cluster.count
+        self.metrics.cluster_endpoints.set(count("workloadendpoints"))
+        self.metrics.cluster_host_endpoints.set(count("hostendpoints"))
+        self.metrics.cluster_hosts.set(self._cluster.hosts())
+        self.metrics.cluster_policies.set(count("networkpolicies", "globalnetworkpolicies"))
+        self.metrics.cluster_profiles.set(count("profiles"))
         self.metrics.local_endpoints.set(len(self.driver.local_endpoints))
         self.metrics.local_policies.set(len(self.driver.active_policies))
-        self.metrics.cluster_tiers.set(count.get("tiers", 0))
+        self.metrics.cluster_tiers.set(count("tiers"))
         self.metrics.local_ipsets.set(len(self.driver.ip_sets))
         # Every IP set Felix programs is a selector's (or a named port's): one per selector.
         self.metrics.local_selectors.set(len(self.driver.ip_sets))
         self.metrics.total_ipsets.set(len(self.driver.ip_sets))
-        self.metrics.label_index_endpoints.set(sum(count.get(k, 0) for k in (
-            "workloadendpoints", "hostendpoints", "networksets", "globalnetworksets")))
+        self.metrics.label_index_endpoints.set(count(
+            "workloadendpoints", "hostendpoints", "networksets", "globalnetworksets"))
 
 
 # ---- command line ------------------------------------------------------------------------
@@ -503,4 +493,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

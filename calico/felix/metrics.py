@@ -133,6 +133,36 @@ class Counters:
         return self._child(name, labels)._value.get()
 
 
+class ClusterCounts:
+    """Cluster-wide counts for the felix_cluster_* gauges, fed every raw resource update:
+    the keys of each kind (by its plural) and the host each key speaks of."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, set[str]] = {}
+        self._host_of_key: dict[str, str] = {}
+
+    def observe(self, key: str, plural: str, rest: str, value: Any) -> str:
+        """Record one update; returns the change as Calico's metrics name it: new, update
+        or delete."""
+        keys = self._keys.setdefault(plural, set())
+        change = "delete" if value is None else "update" if key in keys else "new"
+        (keys.add if value is not None else keys.discard)(key)
+        host = host_of(plural, rest, value)
+        if host:
+            self._host_of_key[key] = host
+        else:
+            self._host_of_key.pop(key, None)
+        return change
+
+    def count(self, *plurals: str) -> int:
+        """How many resources of these kinds exist."""
+        return sum(len(self._keys.get(p, ())) for p in plurals)
+
+    def hosts(self) -> int:
+        """How many distinct hosts the resources speak of."""
+        return len(set(self._host_of_key.values()))
+
+
 def host_of(plural: str, rest: str, value: Any) -> str | None:
     """The host a resource speaks of, as Calico's stats collector counts hosts: a Node, a
     host's own FelixConfiguration (node.<host>), and the node of each workload or host
