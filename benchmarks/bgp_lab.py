@@ -7,9 +7,13 @@ Prints medians of:
 - calico-node restart on one host -> its sessions Established again: the mesh sessions, and
   all of them (the GoBGP ToR's too); beside it the raw baseline, BIRD alone started on the same
   bird.conf the way calico-node starts it (`-R`, after the same stop) -> the same sessions.
-  GoBGP holds a peer whose session dropped idle for a fixed 5 s (its `HoldTimeIdle`), so with
-  the GoBGP ToR (the default) that session needs about 5 s whoever restarts; `--tor bird`
-  measures the same with a BIRD ToR, which takes the session straight back;
+  Both stop a node whose sessions have been up `SETTLE_BEFORE_STOP` at least, and start
+  `PAUSE_AFTER_STOP` after the stop. GoBGP refuses a peer whose session dropped while it is
+  idle: for `idle-hold-time-after-reset` (1 s in the lab's ToR) after a settled session, but
+  for its default 5 s after one that dropped right after coming up; BIRD then retries only
+  after its connect retry time (5 s). Without both waits the baseline, started right after
+  the calico-node round (and with no Python start-up), measured GoBGP's hold (3.6-5.3 s)
+  rather than BIRD. `--tor bird` measures the same with a BIRD ToR;
 - a new block (a host's first workload): CNI ADD time, then time until another host's
   workload answers a ping;
 - ToR (GoBGP only) `rib add` -> the route in every host's kernel, and `rib del` -> gone
@@ -32,6 +36,9 @@ from calico.datastore.client import ResourceClient  # noqa: E402
 from calico.lab.lab import Lab  # noqa: E402
 from calico.lab.proc import netns_exec, sh  # noqa: E402
 from calico.lab.tor import GOBGP_API_PORT  # noqa: E402
+
+PAUSE_AFTER_STOP = 1.5  # s: longer than the GoBGP ToR's idle hold after a reset (1 s)
+SETTLE_BEFORE_STOP = 3.0  # s: sessions up this long are "settled" for GoBGP (above)
 
 
 def wait(cond, timeout=10.0, interval=0.005) -> float:
@@ -62,7 +69,9 @@ def time_sessions(lab: Lab, host: str, start) -> tuple[float, float]:
 def raw_bird_restart(lab: Lab, host: str) -> tuple[float, float]:
     """BIRD alone, on the host's bird.conf, as calico-node starts it: the baseline."""
     h = lab.host(host)
+    time.sleep(SETTLE_BEFORE_STOP)  # the calico-node round has only just brought them up
     lab.stop_node(host)
+    time.sleep(PAUSE_AFTER_STOP)
     run = h["run_dir"]
     sock = os.path.join(run, "bird.ctl")
     procs = []
@@ -88,7 +97,9 @@ def kernel_has(lab: Lab, host: str, prefix: str) -> bool:
 
 
 def restart_round(lab: Lab, host: str, figures: dict[str, list[float]]) -> None:
+    time.sleep(SETTLE_BEFORE_STOP)
     lab.stop_node(host)
+    time.sleep(PAUSE_AFTER_STOP)
     mesh, every = time_sessions(lab, host, lambda: lab.start_node(host))
     figures["restart_mesh"].append(mesh)
     figures["restart"].append(every)

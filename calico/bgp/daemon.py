@@ -29,6 +29,10 @@ space pool or block whose space is unknown is left out.
 
 `CALICO_ROUTER_ID` (an IPv4 address, or `hash` for one derived from the node name, Calico's
 setting) is read from the environment and passed to the renderer.
+
+Log level, as Calico's confd: `BGP_LOGSEVERITYSCREEN` from the environment, else
+BGPConfiguration `logSeverityScreen` of `node.<name>`, else of `default`, else the level the
+daemon started with (`CALICO_LOG_LEVEL`, Info); applied at every render.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from typing import Any
 from calico import logsetup
 from calico.api.addressspace import translated_net
 from calico.bgp.render import DEFAULT_ROUTE_PROTOCOL, BGPInputs, RenderError, render
+from calico.bgp.render.model import node_setting
 from calico.datastore.client import parse_key
 from calico.datastore.ipamkeys import SPACES_PREFIX, SpaceKeys
 from calico.datastore.kv import Backend
@@ -57,6 +62,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SECRETS_DIR = "/etc/calico/bgp-secrets"
 MESH_PASSWORD = "__mesh__"  # the renderer's key for the node-to-node mesh password
+# Calico's severities (logSeverityScreen) as logging levels; Trace is Debug here.
+LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+          "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL}
 KINDS = ("Node", "BGPPeer", "BGPConfiguration", "IPPool", "BGPFilter", "WorkloadEndpoint",
          "AddressSpace")
 
@@ -266,8 +274,18 @@ class BGPDaemon:
         self._stop = threading.Event()
         self._last_text: str | None = self._read_existing()
         self._last_problems: tuple[str, ...] = ()
+        self._start_level = logging.getLogger().level
         self._syncer = Syncer(backend, [*KINDS, affinities_prefix(hostname), SPACES_PREFIX],
                               self)
+
+    def apply_log_level(self, inp: BGPInputs) -> None:
+        """The root logger's level from BGP_LOGSEVERITYSCREEN or logSeverityScreen."""
+        name = os.environ.get("BGP_LOGSEVERITYSCREEN") or node_setting(inp, "logSeverityScreen")
+        wanted = LEVELS.get(str(name).lower(), self._start_level) if name else self._start_level
+        root = logging.getLogger()
+        if root.level != wanted:
+            log.info("BGP daemon: log level %s", logging.getLevelName(wanted))
+            root.setLevel(wanted)
 
     def _read_existing(self) -> str | None:
         try:
@@ -320,6 +338,7 @@ class BGPDaemon:
         """Render; write and reload if the text changed. Returns whether it changed."""
         with self._lock:
             inp, problems = self.state.inputs(self.secrets, self.route_protocol)
+        self.apply_log_level(inp)
         try:
             text = render(inp)
         except RenderError as err:

@@ -1,6 +1,8 @@
 """Acceptance: a GoBGP ToR (AS 64513) on the fabric with the hosts on etcd: it learns exactly
-the hosts' block routes, and a route it announces reaches every host's kernel. Also drives
-the `calico-lab` command line against the running lab."""
+the hosts' block routes, and a route it announces reaches every host's kernel; when only
+host1 peers with it, the other hosts' blocks, which host1 learned over the mesh (iBGP), still
+reach it through host1 (Calico's export rules: iBGP-learned routes go on to eBGP peers). Also
+drives the `calico-lab` command line against the running lab."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 
 import pytest
 
+from calico.datastore.client import ResourceClient
 from calico.lab.proc import netns_exec
 from calico.lab.tor import GOBGP_API_PORT
 
@@ -96,3 +99,37 @@ def test_command_line(lab):
     assert "extra" not in [w["name"] for w in lab.state["workloads"]]
     bad = _cli(lab, "add-workload", "host9", "x")
     assert bad.returncode == 1 and "has no host 'host9'" in bad.stderr
+
+
+def tor_paths(lab, prefixes: set[str]) -> dict[str, set[tuple[str, str]]]:
+    """{prefix: (the neighbor that sent it, its next hop) for every path the ToR holds}."""
+    rib = json.loads(gobgp(lab, "global", "rib", "-a", "ipv4", "-j") or "{}")
+    return {p: {(path["neighbor-ip"], a["nexthop"]) for path in rib.get(p, [])
+                for a in path["attrs"] if a.get("type") == 3} for p in prefixes}
+
+
+def set_tor_peer(lab, **spec) -> None:
+    backend = lab.backend()
+    try:
+        ResourceClient(backend).apply({
+            "apiVersion": "projectcalico.org/v3", "kind": "BGPPeer",
+            "metadata": {"name": "tor-v4"},
+            "spec": {"peerIP": "198.18.0.1", "asNumber": str(lab.state["tor"]["asn"]), **spec}})
+    finally:
+        backend.close()
+
+
+def test_ibgp_learned_blocks_reach_the_ebgp_tor_through_the_one_host_peering(lab):
+    """host1 sends the ToR the blocks it learned over the mesh; their next hop stays the
+    owning host's address (BIRD's third-party next hop: it is on the ToR's segment)."""
+    owner = {b: addr for h, addr in (("host2", "198.18.0.12"), ("host3", "198.18.0.13"))
+             for b in blocks_of(lab, h)}
+    set_tor_peer(lab, node="host1")
+    try:
+        wait_until(lambda: tor_paths(lab, set(owner)) ==
+                   {b: {("198.18.0.11", addr)} for b, addr in owner.items()},
+                   20, "host2's and host3's blocks at the ToR, sent by host1 only")
+    finally:
+        set_tor_peer(lab)
+    wait_until(lambda: all(len(paths) == 3 for paths in tor_paths(lab, set(owner)).values()),
+               20, "every host sends the ToR every block again")

@@ -16,8 +16,14 @@
   be an address of this host), as `Local_Workload_<address>`, eBGP multihop.
 
 Sessions are keyed by (address, port): two BGPPeers with the same address and different ports
-are two sessions (`Global_10_0_0_9_port_1790`); otherwise the first one found wins (mesh, then
-BGPPeers by name). A route reflector treats iBGP peers outside its cluster as its clients.
+are two sessions (`Global_10_0_0_9_port_1790`). A BGPPeer by peerIP without a port that names
+one of our nodes (address and AS) dials that node's listen port, as a reverse peering does, so
+both land on one key. When several want one key, the first wins, in Calico confd's order
+(`updatePeersV1`): the mesh; then the explicit peerings of global BGPPeers (neither `node` nor
+`nodeSelector`); then those of node-specific BGPPeers; then the reverse peerings, so a node's
+own BGPPeer to an address always beats another node's BGPPeer naming it. Within each pass
+BGPPeers go by name (Calico walks a map: its order is unspecified). A route reflector treats
+iBGP peers outside its cluster as its clients.
 """
 
 from __future__ import annotations
@@ -79,16 +85,26 @@ class _PeerSet:
                 return name, node
         return None
 
+    def node_named_by(self, ip: Any, asn: int) -> str | None:
+        """The node a BGPPeer's peerIP and AS name (Calico's `nodesWithIPPortAndAS`)."""
+        found = self.node_by_ip(ip)
+        if found is None or node_asn(found[1], self.default_asn) != asn:
+            return None
+        return found[0]
+
     def add_node(self, name: str, node: dict[str, Any], spec: dict[str, Any],
-                 extra: dict[str, Any]) -> None:
-        """A session to another Calico node (a peerSelector match or a reverse peering)."""
+                 extra: dict[str, Any], prefix: str = "Node") -> None:
+        """A session to another Calico node (a peerSelector match or a reverse peering), at
+        its listen port (in the name too, as Calico names it, when one is set)."""
         iface = node_iface(node, self.version)
         if iface is None or iface.ip == self.my_iface.ip:
             return
         asn = node_asn(node, self.default_asn)
         local = local_asn(spec, self.my_asn)
-        self.add(Peer(protocol_name("Node", iface.ip), iface.ip, listen_port(self.inp, name),
-                      asn, local, kind="node",
+        port = listen_port(self.inp, name)
+        suffix = f"_port_{port}" if port else ""
+        self.add(Peer(protocol_name(prefix, iface.ip) + suffix, iface.ip, port, asn, local,
+                      kind=prefix.lower(),
                       rr_client=self.rr_client(asn, local, cluster_id(node)), **extra))
 
     def result(self) -> list[Peer]:
@@ -129,6 +145,8 @@ def _reverse_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
         mine = listen_port(ps.inp, ps.inp.hostname)
         if ip != ps.my_iface.ip or (port is not None and port != (mine or 179)):
             return
+        if parse_asn(spec.get("asNumber") or ps.default_asn) != ps.my_asn:
+            return  # Calico: the peerIP names a node only when the AS is that node's too
     else:
         return
     inp = ps.inp
@@ -159,7 +177,7 @@ def _bgppeer_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
     if spec.get("peerSelector"):
         for node_name, node in sorted(inp.nodes.items()):
             if node_name != inp.hostname and selects(spec["peerSelector"], labels_of(node)):
-                ps.add_node(node_name, node, spec, extra)
+                ps.add_node(node_name, node, spec, extra, prefix)
         return
     if not spec.get("peerIP"):
         return
@@ -168,6 +186,9 @@ def _bgppeer_peers(ps: _PeerSet, name: str, spec: dict[str, Any]) -> None:
         return
     local = local_asn(spec, ps.my_asn)
     asn = parse_asn(spec.get("asNumber", local))
+    named = ps.node_named_by(ip, parse_asn(spec.get("asNumber") or ps.default_asn))
+    if port is None and named is not None:
+        port = listen_port(inp, named)  # one of our nodes: dial its listen port, as Calico
     node = ps.node_by_ip(ip)
     suffix = f"_port_{port}" if port else ""
     ps.add(Peer(protocol_name(prefix, ip) + suffix, ip, port, asn, local, kind=prefix.lower(),
@@ -217,10 +238,16 @@ def compute_peers(inp: BGPInputs, version: int) -> list[Peer]:
     ps = _PeerSet(inp, version, my_iface, default_asn, node_asn(me, default_asn),
                   cluster_id(me), labels_of(me))
     _mesh_peers(ps, default_cfg)
-    for res in sorted(inp.peers, key=lambda r: (r.get("metadata") or {}).get("name", "")):
-        spec = spec_of(res)
-        name = (res.get("metadata") or {}).get("name", "")
+    bgppeers = [((r.get("metadata") or {}).get("name", ""), spec_of(r)) for r in inp.peers]
+    bgppeers.sort(key=lambda item: item[0])
+    # Calico's order (the first for an (address, port) wins): global BGPPeers' own peerings,
+    # node-specific ones', then the reverse peerings.
+    for global_pass in (True, False):
+        for name, spec in bgppeers:
+            if global_pass == (not spec.get("node") and not spec.get("nodeSelector")):
+                _bgppeer_peers(ps, name, spec)
+    for name, spec in bgppeers:
         _reverse_peers(ps, name, spec)
-        _bgppeer_peers(ps, name, spec)
+    for name, spec in bgppeers:
         _local_workload_peers(ps, name, spec)
     return ps.result()

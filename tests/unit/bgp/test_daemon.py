@@ -204,3 +204,34 @@ def test_space_pools_and_blocks_are_rendered_translated(secrets):
     assert "10.200.0.0" not in conf
     st.apply([SyncUpdate(space_aff.format("h1"), None, 6)])
     assert st.inputs(secrets)[0].blocks == []
+
+
+def test_log_level_follows_log_severity_screen(backend, tmp_path, secrets, monkeypatch):
+    """Calico's confd: BGP_LOGSEVERITYSCREEN, else node.<name>'s logSeverityScreen, else
+    default's, else the level the daemon started with; BIRD's debugging follows too."""
+    import logging
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", logging.INFO)
+    monkeypatch.delenv("BGP_LOGSEVERITYSCREEN", raising=False)
+    conf = tmp_path / "bird.conf"
+    daemon = BGPDaemon(backend, "h1", str(conf), str(tmp_path / "absent.ctl"), secrets=secrets)
+    daemon.state.nodes["h1"] = node("h1", "10.0.0.1/24")
+    levels = []
+    for configs, env in [({}, None),
+                         ({"default": {"spec": {"logSeverityScreen": "Debug"}}}, None),
+                         ({"default": {"spec": {"logSeverityScreen": "Debug"}},
+                           "node.h1": {"spec": {"logSeverityScreen": "Error"}}}, None),
+                         ({"default": {"spec": {"logSeverityScreen": "Debug"}}}, "Warning"),
+                         ({}, None)]:
+        daemon.state.configs = configs
+        if env:
+            monkeypatch.setenv("BGP_LOGSEVERITYSCREEN", env)
+        else:
+            monkeypatch.delenv("BGP_LOGSEVERITYSCREEN", raising=False)
+        daemon.render_once()
+        debug = "debug protocols all;" in conf.read_text()
+        levels.append((logging.getLevelName(root.level), debug))
+    assert levels == [("INFO", False), ("DEBUG", True), ("ERROR", False), ("WARNING", True),
+                      ("INFO", False)]
+    assert "debug protocols { states };" in conf.read_text()

@@ -70,6 +70,55 @@ def test_bgppeer_by_peer_ip_of_one_of_our_nodes_is_peered_back(tmp_path):
     bird_accepts(render(inp), tmp_path)
 
 
+MESH_OFF = {"default": {"spec": {"nodeToNodeMeshEnabled": False}}}
+
+
+def test_own_bgppeer_beats_a_reverse_peering_to_the_same_address(tmp_path):
+    """Calico's confd emits every BGPPeer's own peerings before any reverse one, and the first
+    for an address wins: h1's own BGPPeer to h2 sets that session's options even though h2's
+    BGPPeer naming h1 sorts first."""
+    inp = three_nodes(configs=MESH_OFF, peers=[
+        peer("a-h2-to-h1", node="h2", peerIP="10.0.0.1", asNumber=64512, keepaliveTime="40s"),
+        peer("z-h1-to-h2", node="h1", peerIP="10.0.0.2", asNumber=64512, keepaliveTime="20s")])
+    assert [(p.name, p.keepalive_time) for p in compute_peers(inp, 4)] == [
+        ("Node_10_0_0_2", 20)]
+    inp.hostname = "h2"  # and the same on the other end, whatever the names' order
+    assert [(p.name, p.keepalive_time) for p in compute_peers(inp, 4)] == [
+        ("Node_10_0_0_1", 40)]
+    bird_accepts(render(inp), tmp_path)
+
+
+def test_global_bgppeer_beats_a_node_specific_one_to_the_same_address():
+    inp = three_nodes(peers=[peer("a-node", node="h1", peerIP="192.168.5.1", asNumber=65001),
+                             peer("b-global", peerIP="192.168.5.1", asNumber=65000)])
+    assert [(p.name, p.asn) for p in compute_peers(inp, 4) if p.kind != "mesh"] == [
+        ("Global_192_168_5_1", 65000)]
+
+
+def test_peer_ip_names_a_node_only_with_its_as_number():
+    inp = three_nodes(configs=MESH_OFF,
+                      peers=[peer("h2-out", node="h2", peerIP="10.0.0.1", asNumber=65000)])
+    assert compute_peers(inp, 4) == []  # h1 is AS 64512: not the peer h2's BGPPeer names
+    inp.peers[0]["spec"]["asNumber"] = 64512
+    assert [p.name for p in compute_peers(inp, 4)] == ["Node_10_0_0_2"]
+
+
+def test_peer_ip_of_a_node_dials_its_listen_port_and_meets_the_reverse_peering(tmp_path):
+    """Both ends' BGPPeers and both reverse peerings land on one (address, port) key: one
+    session per end, at the listen port, named with it as Calico names it."""
+    inp = three_nodes(configs={"default": {"spec": {"nodeToNodeMeshEnabled": False,
+                                                    "listenPort": 1790}}},
+                      peers=[peer("h1-to-h2", node="h1", peerIP="10.0.0.2", asNumber=64512),
+                             peer("h2-to-h1", node="h2", peerIP="10.0.0.1", asNumber=64512)])
+    for host, other in (("h1", "10_0_0_2"), ("h2", "10_0_0_1")):
+        inp.hostname = host
+        assert [(p.name, p.port) for p in compute_peers(inp, 4)] == [
+            (f"Node_{other}_port_1790", 1790)]
+    text = render(inp)
+    assert "neighbor 10.0.0.1 port 1790 as 64512;" in protocol(text, "Node_10_0_0_1_port_1790")
+    bird_accepts(text, tmp_path)
+
+
 def test_same_peer_ip_on_two_ports_is_two_sessions(tmp_path):
     inp = three_nodes(peers=[peer("a", peerIP="192.168.5.1", asNumber=65000),
                              peer("b", peerIP="192.168.5.1:1790", asNumber=65000)])
