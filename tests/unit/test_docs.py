@@ -44,22 +44,3 @@ def test_migrate_commands_in_the_guide_exist():
     for sub in ("lock", "unlock", "export", "import"):
         res = CliRunner().invoke(cli, ["datastore", "migrate", sub, "--help"])
         assert res.exit_code == 0, res.output
-
-
-def _readme_layout() -> set[str]:
-    """The top-level names (`api`, `logsetup`, ...) the README's `calico/` layout block lists."""
-    text = (ROOT / "README.md").read_text()
-    block = text[text.index("```\ncalico/\n"):]
-    block = block[:block.index("\n```", 4)]
-    names = set()
-    for line in block.splitlines()[1:]:
-        if line.startswith("  ") and not line.startswith("   "):
-            head = re.split(r"\s{2,}", line.strip())[0]
-            names.update(re.findall(r"([a-z_]+)(?:/|\.py)", head))
-    return names
-
-
-def test_readme_layout_names_every_package_and_module_of_the_tree():
-    tree = {p.stem for p in (ROOT / "calico").iterdir()
-            if (p / "__init__.py").exists() or (p.suffix == ".py" and p.stem != "__init__")}
-    assert _readme_layout() == tree

@@ -1,6 +1,7 @@
 """How the package reads (STYLE.md, issue #20): every module opens with its contract, every
 public class with more than two methods states its own, no module over 500 lines and no
-function over 60. Checked on the source (ast), so a new offender fails here and names itself.
+function over 60, and the README's layout names every package and module of calico/. Checked
+on the source (ast), so a new offender fails here and names itself.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import ast
 import functools
 import pathlib
+import re
 
 import calico
 
@@ -55,3 +57,22 @@ def test_every_public_class_with_more_than_two_methods_states_its_contract():
                if isinstance(node, ast.ClassDef) and not node.name.startswith("_")
                and _methods(node) > 2 and not ast.get_docstring(node)]
     assert missing == []
+
+
+def _readme_layout() -> set[str]:
+    """The top-level names (`api`, `logsetup`, ...) the README's `calico/` layout block lists."""
+    text = (ROOT.parent / "README.md").read_text()
+    block = text[text.index("```\ncalico/\n"):]
+    block = block[:block.index("\n```", 4)]
+    names = set()
+    for line in block.splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            head = re.split(r"\s{2,}", line.strip())[0]
+            names.update(re.findall(r"([a-z_]+)(?:/|\.py)", head))
+    return names
+
+
+def test_readme_layout_names_every_package_and_module_of_the_tree():
+    tree = {p.stem for p in ROOT.iterdir()
+            if (p / "__init__.py").exists() or (p.suffix == ".py" and p.stem != "__init__")}
+    assert _readme_layout() == tree
