@@ -19,7 +19,7 @@ unreachable), the Python heap (`--tracemalloc`; the largest growth by line again
 `--base` at the end), and the sizes of Felix's long-lived structures and functools caches.
 A leak shows as a live count or structure that keeps rising with cycles; garbage in
 reference cycles as "gc objects" rising between Felix's rare full collections (see
-calico.felix.daemon.tune_gc) while the live count stays flat; allocator behaviour as RSS
+calico.felix.heap.tune_gc) while the live count stays flat; allocator behaviour as RSS
 that rises while everything else is flat. `--etcd` runs a real etcd (Felix's syncer then
 speaks HTTP/JSON as in the lab); `--trim` calls malloc_trim(0) before each sample.
 
@@ -54,10 +54,11 @@ from calico.datastore.client import ResourceClient  # noqa: E402
 from calico.datastore.errors import ResourceNotFound  # noqa: E402
 from calico.datastore.local import LocalBackend  # noqa: E402
 from calico.felix.config import ConfigLoader  # noqa: E402
-from calico.felix.daemon import Felix, tune_gc  # noqa: E402
+from calico.felix.daemon import Felix  # noqa: E402
 from calico.felix.dataplane.driver import DataplaneDriver  # noqa: E402
 from calico.felix.dataplane.hostnet import HostNetworkManager  # noqa: E402
 from calico.felix.dataplane.nft import NftDataplane  # noqa: E402
+from calico.felix.heap import tune_gc  # noqa: E402
 from tests.unit.felix.dataplane.test_routes_fake_kernel import FakeKernel  # noqa: E402
 
 LOCAL = "host1"

@@ -32,6 +32,9 @@ def _new_ipam(backend: Backend, node: str, space: str | None = None) -> Any:
 
 
 class Resources(Protocol):
+    """What a request needs: a datastore connection (`backend`, handed back with `done`) and
+    an IPAM lent for the request's duration (`ipam`, a context manager)."""
+
     own_process: bool  # True: the request owns the process (logging, stdio)
 
     def backend(self, config: DatastoreConfig) -> Backend: ...
@@ -41,6 +44,9 @@ class Resources(Protocol):
 
 
 class OneShot:
+    """A plugin process's resources: a fresh connection per request, closed by `done`, and a
+    fresh IPAM; the process is the request's own (see the module docstring)."""
+
     own_process = True
 
     def backend(self, config: DatastoreConfig) -> Backend:

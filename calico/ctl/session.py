@@ -33,6 +33,9 @@ def _mismatch_allowed() -> bool:
 
 
 class Session:
+    """One command's datastore: its configuration, then a backend and a typed client, each made
+    on first use (the version check on connecting, see above)."""
+
     def __init__(self, config_path: str, connect: bool = True, create: bool = False) -> None:
         self.config_path = config_path
         self._connect = connect

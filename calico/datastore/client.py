@@ -2,7 +2,8 @@
 
 Every kind in `calico.api.KINDS` is stored as its JSON at
 `/calico/resources/v3/projectcalico.org/<plural>/[<namespace>/]<name>`, as libcalico-go's
-etcdv3 backend stores it, so a store written by Calico's tools reads back here and vice versa.
+etcdv3 backend stores it, so a store written by Calico's tools reads back here and vice versa
+(the key layout and the stored form: storage.py).
 
 Metadata, as Calico keeps it:
 - `uid` (a uuid4) and `creationTimestamp` (RFC 3339, UTC) are set on create and kept on every
@@ -35,8 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from calico.api import KINDS, Resource, ValidationError, ippool, validate
-from calico.api.base import API_GROUP
+from calico.api import Resource, ValidationError, ippool, validate
 from calico.api.endpoints import check_workload_endpoint_name
 
 from . import builtins, ipamkinds, spaces
@@ -48,10 +48,11 @@ from .errors import (
     ResourceNotFound,
 )
 from .kv import KV, Backend, EventType, KeyExists, KeyNotFound, RevisionConflict, Watcher
+from .storage import RESOURCE_PREFIX as RESOURCE_PREFIX  # re-exported: callers' import
+from .storage import decode, encode, kind_class, kind_prefix, parse_key, storage_key, with_version
 
 log = logging.getLogger(__name__)
 
-RESOURCE_PREFIX = f"/calico/resources/v3/{API_GROUP}/"
 APPLY_ATTEMPTS = 10
 
 
@@ -59,81 +60,6 @@ def _pause_before_retry(attempt: int) -> None:
     """A random pause, its bound doubling with `attempt` from 2 ms up to 200 ms (about 0.6 s
     over all attempts at most): writers racing for one key spread out and take turns."""
     time.sleep(random.uniform(0, min(0.001 * 2 ** attempt, 0.2)))
-
-
-def kind_class(kind: str) -> type[Resource]:
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise ValidationError("resource", None, "kind",
-                              f'"{kind}" is not a known projectcalico.org/v3 kind') from None
-
-
-def kind_prefix(kind: str, namespace: str | None = None) -> str:
-    """The key prefix holding every resource of `kind` (in `namespace`, if namespaced)."""
-    cls = kind_class(kind)
-    if ipamkinds.owns_kind(kind):
-        return ipamkinds.prefix(kind)
-    prefix = f"{RESOURCE_PREFIX}{cls.PLURAL}/"
-    return f"{prefix}{namespace}/" if cls.NAMESPACED and namespace else prefix
-
-
-def parse_key(key: str) -> tuple[str, str | None, str] | None:
-    """(kind, namespace, name) of a resource key; None if `key` is not one."""
-    if ipamkinds.owns_key(key):
-        return ipamkinds.parse_key(key)
-    if not key.startswith(RESOURCE_PREFIX):
-        return None
-    plural, _, rest = key[len(RESOURCE_PREFIX):].partition("/")
-    for kind, cls in KINDS.items():
-        if cls.PLURAL == plural:
-            if cls.NAMESPACED:
-                namespace, _, name = rest.partition("/")
-                return (kind, namespace, name) if namespace and name else None
-            return (kind, None, rest) if rest and "/" not in rest else None
-    return None
-
-
-def encode(resource: Resource) -> str:
-    """The stored JSON: Calico's form without resourceVersion."""
-    if ipamkinds.owns_kind(resource.KIND):
-        return ipamkinds.encode(resource)
-    data = resource.to_dict()
-    data.get("metadata", {}).pop("resourceVersion", None)
-    return json.dumps(data, separators=(",", ":"))
-
-
-def decode(key: str, value: str, mod_revision: int) -> Resource:
-    """The validated resource stored at `key`, with resourceVersion filled in.
-    Raises CorruptResource if it is not JSON, not valid, or not the resource its key names."""
-    if ipamkinds.owns_key(key):
-        try:
-            return with_version(ipamkinds.decode(key, value), str(mod_revision))
-        except (ValueError, ValidationError, RecursionError) as err:
-            raise CorruptResource(key, str(err)) from None
-    try:
-        doc = json.loads(value)
-        meta = doc.get("metadata") if isinstance(doc, dict) else None
-        if isinstance(meta, dict):  # the version goes in before validation: no model copies
-            meta["resourceVersion"] = str(mod_revision)
-            res = validate(doc)
-        else:
-            res = with_version(validate(doc), str(mod_revision))
-    except (ValueError, ValidationError, RecursionError) as err:
-        raise CorruptResource(key, str(err)) from None
-    if res.key() != key:
-        raise CorruptResource(key, f"it holds {res.KIND} {res.namespace or ''}/{res.name}")
-    return res
-
-
-def storage_key(res: Resource) -> str:
-    """Where a resource is stored (the IPAM kinds live under /calico/ipam/v2/)."""
-    return ipamkinds.key_of(res) if ipamkinds.owns_kind(res.KIND) else res.key()
-
-
-def with_version(res: Resource, version: str | None, **meta: Any) -> Resource:
-    return res.model_copy(update={"metadata": res.metadata.model_copy(
-        update={"resourceVersion": version, **meta})})
 
 
 def _same_json(value: str, stored: str) -> bool:

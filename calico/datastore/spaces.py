@@ -29,6 +29,7 @@ from calico.api.addressspace import AddressSpace
 
 from .errors import CorruptResource, OperationNotSupported, ResourceAlreadyExists
 from .kv import KV, Backend, Compare, Delete, KeyNotFound, Put, RevisionConflict
+from .storage import decode, encode
 
 if TYPE_CHECKING:
     from .client import ResourceClient
@@ -75,7 +76,6 @@ def create(client: ResourceClient, res: AddressSpace, key: str) -> tuple[Address
         candidate = res.model_copy(update={"spec": res.spec.model_copy(
             update={"translationPrefix": str(prefix)})})
         api_space.check_space_prefix(candidate, spaces, _pool_cidrs(client))
-        from .client import encode  # the client imports this module
         revision = client.backend.txn(
             [Compare(key, 0), Compare(claim_key(prefix), 0)],
             [Put(key, encode(candidate)), Put(claim_key(prefix), res.name)])
@@ -116,8 +116,6 @@ def check_delete(client: ResourceClient, name: str) -> None:
 def delete(backend: Backend, key: str, current: KV) -> None:
     """Delete the stored space `current` (compare-and-swap on its revision) and its prefix
     claim in one transaction (no claim to delete when the stored value was unreadable)."""
-    from .client import decode  # client imports this module
-
     try:
         space = decode(key, current.value, current.mod_revision)
     except CorruptResource:

@@ -34,7 +34,6 @@ SIGUSR1 writes a heap profile when DebugMemoryProfilePath is set (heap.py).
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import queue
@@ -52,8 +51,8 @@ from calico.datastore.client import decode, kind_prefix
 from calico.datastore.errors import CorruptResource
 from calico.datastore.kv import Backend, DatastoreError
 from calico.datastore.syncer import Syncer, SyncStatus, SyncUpdate
+from calico.felix import heap, readiness
 from calico.felix import messages as m
-from calico.felix import readiness
 from calico.felix.calc import CalcGraph
 from calico.felix.config import (
     LIVE_PARAMS,
@@ -451,16 +450,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def tune_gc() -> None:
-    """Felix keeps a large, long-lived heap (every endpoint, selector match and rendered
-    rule). With CPython's default thresholds the cyclic collector rescans it every few
-    hundred allocations; at 11k endpoints and 1k policies that was about a third of the
-    cold start's CPU. Modules and classes loaded so far live for the whole process: freeze
-    them out of the scans, and collect young objects every 50k allocations, not 700."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 10)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = dict(os.environ)
@@ -478,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calico-felix: datastore: {err}", file=sys.stderr)
         return 2
     felix = Felix(hostname, loader, backend)
-    tune_gc()
+    heap.tune_gc()
     signal.signal(signal.SIGTERM, lambda *_: felix.stop(0))
     signal.signal(signal.SIGINT, lambda *_: felix.stop(0))
     signal.signal(signal.SIGHUP, lambda *_: felix.stop(RESTART_EXIT_CODE))

@@ -80,6 +80,9 @@ def _free_port() -> int:
 
 
 class Lab:
+    """One named lab: its state file under the state root (every change a locked
+    read-modify-write) and the namespaces, daemons and workloads it records (module doc)."""
+
     def __init__(self, name: str = "lab") -> None:
         if not name.replace("-", "").isalnum() or len(name) > 12:
             raise LabError(f"lab name {name!r} must be letters, digits and '-', at most 12")

@@ -57,6 +57,9 @@ def describe_exit(code: int) -> str:
 
 
 class Supervisor:
+    """Starts every ready child, restarts the ones that exit after a doubling back-off, and on
+    `stop()` stops them in reverse order (module doc); `run()` blocks until then."""
+
     def __init__(self, specs: Sequence[ChildSpec], *,
                  popen: Callable[..., subprocess.Popen] = subprocess.Popen,
                  clock: Callable[[], float] = time.monotonic,

@@ -17,6 +17,9 @@ importing a package and all its modules pulls in, checked in a fresh interpreter
 is smaller than the closure of `DEPENDS` where a dependency is imported lazily (IPAM in the CNI
 plugin and the Neutron driver, the pool selector, the lab's datastore). A new dependency is a
 change to these tables, made on purpose.
+
+Inside Felix the calc graph and the dataplane import neither each other nor the datastore:
+they meet only in `calico.felix.messages` (`FELIX_FORBIDDEN`).
 """
 
 from __future__ import annotations
@@ -97,8 +100,8 @@ def _units() -> dict[str, list[pathlib.Path]]:
     return units
 
 
-def _imported(path: pathlib.Path) -> set[str]:
-    """The `calico.*` units a source file names in its import statements."""
+def _imported_names(path: pathlib.Path) -> set[str]:
+    """Every dotted name a source file imports (`from a import b` gives `a` and `a.b`)."""
     rel = path.relative_to(ROOT.parent).with_suffix("").parts
     package = list(rel[:-1])  # the package a relative import starts from
     names: set[str] = set()
@@ -110,7 +113,12 @@ def _imported(path: pathlib.Path) -> set[str]:
             module = ".".join(base + (node.module.split(".") if node.module else []))
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
-    return {n.split(".")[1] for n in names if n.startswith("calico.")}
+    return names
+
+
+def _imported(path: pathlib.Path) -> set[str]:
+    """The `calico.*` units a source file names in its import statements."""
+    return {n.split(".")[1] for n in _imported_names(path) if n.startswith("calico.")}
 
 
 @functools.cache
@@ -200,3 +208,20 @@ def test_importing_a_package_loads_exactly_what_it_declares(unit):
     got = json.loads(proc.stdout)
     assert set(got["loaded"]) == LOADS[unit]
     assert set(got["skipped"]) <= set(HOSTED)
+
+
+# Inside Felix, data flows one way (DESIGN.md): the calc graph never touches the kernel and the
+# dataplane never reads the datastore; they meet only in calico.felix.messages.
+FELIX_FORBIDDEN = {
+    "calc": ("calico.felix.dataplane", "calico.datastore", "calico.felix.daemon"),
+    "dataplane": ("calico.felix.calc", "calico.datastore", "calico.felix.daemon"),
+}
+
+
+@pytest.mark.parametrize("part", sorted(FELIX_FORBIDDEN))
+def test_felix_calc_graph_and_dataplane_meet_only_in_messages(part):
+    wrong = sorted(f"{path.relative_to(ROOT)}: {name}"
+                   for path in sorted((ROOT / "felix" / part).rglob("*.py"))
+                   for name in _imported_names(path)
+                   if name.startswith(FELIX_FORBIDDEN[part]))
+    assert wrong == []

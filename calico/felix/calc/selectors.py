@@ -74,7 +74,7 @@ def _namespace_markers(node: ast.Node) -> ast.Node:
 # The canonical text of a tree is str(node), which is also what str(Selector(node)) returns;
 # building a Selector would compile an `evaluate` function (exec) only to throw it away, and
 # that function and its globals form a reference cycle that only the cyclic GC frees — with
-# Felix's GC tuning (daemon.tune_gc), megabytes of them piled up under policy churn (#10).
+# Felix's GC tuning (heap.tune_gc), megabytes of them piled up under policy churn (#10).
 
 
 def prefix_selector(text: str, prefix: str) -> str:

@@ -47,6 +47,9 @@ def vtep_mac(node: str) -> str:
 
 
 class VXLANSink(Protocol):
+    """Where the resolver sends its output (the event sequencer, which coalesces it): VTEPs
+    and routes, each update replacing the last for its node or destination."""
+
     def vtep_update(self, msg: m.VXLANTunnelEndpointUpdate) -> None: ...
     def vtep_remove(self, node: str) -> None: ...
     def route_update(self, msg: m.RouteUpdate) -> None: ...

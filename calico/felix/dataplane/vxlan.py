@@ -53,6 +53,10 @@ VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 
 class Kernel(Protocol):
+    """The kernel calls the VXLAN manager makes (vxlan_kernel.VXLANKernel, or a fake in unit
+    tests): reads of the device, its addresses, FDB, ARP and gateway routes, and batched
+    writes of each; a failure raises NetlinkError."""
+
     def links(self) -> list[Link]: ...
     def addresses(self, ifindex: int = 0) -> list[tuple[int, str]]: ...
     def set_addresses(self, ifindex: int, add: list[str], delete: list[str]) -> None: ...

@@ -3,6 +3,9 @@ only after work (issue #10)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -194,3 +197,12 @@ def test_compact_leaves_subclasses_alone():
         for i in range(990):
             del container[i]
         assert heap.compact(container) is False and len(container) == 10
+
+
+def test_tune_gc_freezes_what_is_loaded_and_raises_the_young_threshold():
+    """In a fresh interpreter: the collector state is the process's, not the test's to change."""
+    code = ("import gc; from calico.felix import heap; heap.tune_gc(); "
+            "print(gc.get_threshold(), gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.split() == ["(50000,", "20,", "10)", "True"]

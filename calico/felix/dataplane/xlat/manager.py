@@ -59,6 +59,9 @@ def default_translator() -> TranslatorAPI:
 
 
 class XlatManager:
+    """A NetlinkManager (hostnet.py): space endpoints in, the translator attached at exactly
+    their interfaces out on `apply()`; adopts what it finds attached on restart (module doc)."""
+
     waits_for_nftables = True  # translated traffic meets policy: program policy first
 
     def __init__(self, links: LinkTable, prefixes: Iterable[str] = ("cali", "tap"),

@@ -2,7 +2,7 @@
 
 Two properties, checked on the calc graph driving the real nftables and host-network
 managers (over fakes): churn leaves no cyclic garbage (Felix collects the old generation
-rarely, see calico.felix.daemon.tune_gc, so garbage in cycles piles up between collections),
+rarely, see calico.felix.heap.tune_gc, so garbage in cycles piles up between collections),
 and once the churned resources are back to what they were, every dict, set and list the graph
 and the managers keep is back to its size.
 """
