@@ -10,6 +10,12 @@ the order IP sets, policies, endpoints, NAT (natOutgoing), DNAT (floating IPs, t
 redirect)), all writing into one shared `Table`. `apply()`
 completes their deferred work, then turns the Table's difference into one transaction.
 
+With `reset_marks` (conntrack's, production) the forward path has the verdict cache
+(verdict_cache.py): every transaction carries the next generation; a new epoch (start, or the
+generation wrapping) first commits with the cache off, then clears every conntrack entry's
+generation bits with `reset_marks(mask)`, then turns it on at generation 1 in one more small
+transaction. Without it (unit tests of other things) the cache stays off.
+
 The first `apply()` reads the kernel back (`resync()`) so a restarted Felix changes only
 what differs: no flush, no moment without enforcement. A failed transaction changes
 nothing (nft is atomic); the next `apply()` resyncs first and retries.
@@ -19,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from calico.felix.dataplane.manager import ManagerGroup
+from calico.felix.dataplane.nft import verdict_cache as vc
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.dnat import DNATManager
 from calico.felix.dataplane.nft.endpoint_manager import EndpointManager
@@ -39,8 +46,10 @@ class NftDataplane(ManagerGroup):
     transaction of the difference out per `apply()`, the kernel read back on (re)start."""
 
     def __init__(self, runner: Runner, config: Mapping[str, str] | None = None,
-                 marks: Marks | None = None, clock=time.monotonic) -> None:
-        self.runner, self._clock = runner, clock
+                 marks: Marks | None = None, clock=time.monotonic,
+                 reset_marks: Callable[[int], int] | None = None) -> None:
+        self.runner, self._clock, self._reset_marks = runner, clock, reset_marks
+        self.generation: int | None = None  # the verdict cache's, in the kernel (None: off)
         self.marks = marks or Marks()
         self.table = Table(TABLE_FAMILY, TABLE_NAME)
         cfg = NftConfig.from_mapping(config)
@@ -65,11 +74,35 @@ class NftDataplane(ManagerGroup):
 
     def apply(self) -> str:
         """Complete the managers' deferred work, then apply the pending difference as one
-        transaction; returns the script ("" if none)."""
+        transaction; returns the script ("" if none). A new verdict-cache epoch adds one
+        more transaction (its script is appended)."""
         self.complete_deferred_work()
+        script = self._transact(vc.next_generation(self.generation))
+        if self.generation is None and self._reset_marks is not None and self._new_epoch():
+            self.endpoints.set_cache_generation(1)
+            script += self._transact(1)
+        return script
+
+    def _new_epoch(self) -> bool:
+        """Clear every conntrack entry's generation bits (the kernel has the cache off)."""
+        try:
+            count = self._reset_marks(vc.GEN_MASK)
+        except OSError as err:
+            log.warning("Cannot reset conntrack marks (%s): verdict cache stays off, "
+                        "retrying on the next apply", err)
+            return False
+        log.info("Verdict cache: new epoch, generation bits cleared on %d conntrack entries",
+                 count)
+        return True
+
+    def _transact(self, generation: int | None) -> str:
+        """One transaction of the pending difference; when there is one, it carries
+        `generation` (a change to anything moves the verdict cache on)."""
         for attempt in (1, 2):
             if self._need_resync:
                 self.resync()
+            if self.table.dirty:
+                self.endpoints.set_cache_generation(generation)
             script = self.table.transaction()
             if not script:
                 self.table.commit()  # nothing differed: the dirty marks are settled too
@@ -84,6 +117,7 @@ class NftDataplane(ManagerGroup):
                             exc_info=True)
                 continue
             self.table.commit()
+            self.generation = generation
             self.last_script = script
             return script
         return ""

@@ -55,6 +55,7 @@ class EndpointManager:
         # What we wrote per endpoint: map name -> {key: verdict}, and chain names.
         self._written: dict[object, tuple[dict[str, str], set[str]]] = {}
         self._hep_maps: frozenset[str] = frozenset()  # host-endpoint maps with entries
+        self._cache_generation: int | None = None  # the verdict cache's (None: off)
         for name in ep.MAPS:
             table.put_set(name, ep.IFACE_MAP, {})
         self._put_static()
@@ -127,10 +128,20 @@ class EndpointManager:
             return self.config.vxlan_enabled
         return any(self._vxlan_pools.values())
 
+    def set_cache_generation(self, generation: int | None) -> None:
+        """The verdict cache's generation for the next transaction (verdict_cache.py)."""
+        if generation != self._cache_generation:
+            self._cache_generation = generation
+            self._put_static()
+
     def _put_static(self) -> None:
-        for name, chain in ep.static_chains(self.config, self._marks, self._vxlan_on(),
-                                            self._hep_maps).items():
+        chains = ep.static_chains(self.config, self._marks, self._vxlan_on(), self._hep_maps,
+                                  self._cache_generation)
+        for name, chain in chains.items():
             self._table.put_chain(name, chain)
+        for name in ep.OPTIONAL_CHAINS:
+            if name not in chains:
+                self._table.remove_chain(name)
         self._table.put_set(ep.FAILSAFE_IN, ep.PROTO_PORT,
                             ep.failsafe_elements(self.config.failsafe_inbound))
         self._table.put_set(ep.FAILSAFE_OUT, ep.PROTO_PORT,
