@@ -6,13 +6,18 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
   raw-prerouting  filter/prerouting/-300  failsafe-in → return; iifname vmap @hep-untracked-from
   raw-output      filter/output/-300      failsafe-out → return; oifname vmap @hep-untracked-to
   prednat         filter/prerouting/-110  failsafe-in → return; iifname vmap @hep-prednat-from
+                  (these three exist only while their map has entries: without untracked or
+                  pre-DNAT host-endpoint policy they would clear marks and return, and each
+                  base chain costs every packet crossing its hook: benchmarks/datapath.py)
   filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host (DHCP, NDP,
                                           OpenStack's metadata and DNS, egress policy,
                                           DefaultEndpointToHostAction); failsafe-in
                                           accept; NDP accept; iifname vmap @hep-from
-  filter-forward  filter/forward/0        ct; iifname "<prefix>*" jump wl-from-dispatch;
+  filter-forward  filter/forward/0        ct; verdict-cache hit → cache-hit;
+                                          iifname "<prefix>*" jump wl-from-dispatch;
                                           oifname "<prefix>*" jump wl-to-dispatch;
-                                          iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to
+                                          iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to;
+                                          store the generation (verdict_cache.py)
   filter-output   filter/output/0         ct; oifname "<prefix>*" accept (host → local
                                           workloads is always allowed, as in Calico);
                                           failsafe-out accept; NDP accept;
