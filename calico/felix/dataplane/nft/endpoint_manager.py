@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from calico.felix import messages as m
 from calico.felix.dataplane.nft import endpoints as ep
+from calico.felix.dataplane.nft import verdict_cache as vc
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.names import (
     endpoint_chain_name,
@@ -58,6 +59,8 @@ class EndpointManager:
         self._cache_generation: int | None = None  # the verdict cache's (None: off)
         for name in ep.MAPS:
             table.put_set(name, ep.IFACE_MAP, {})
+        table.put_set(vc.GEN_SET, vc.GEN_SPEC, [])
+        table.put_set(vc.STORE_MAP, vc.STORE_SPEC, {})
         self._put_static()
 
     # ---- messages -----------------------------------------------------------------------
@@ -129,14 +132,19 @@ class EndpointManager:
         return any(self._vxlan_pools.values())
 
     def set_cache_generation(self, generation: int | None) -> None:
-        """The verdict cache's generation for the next transaction (verdict_cache.py)."""
-        if generation != self._cache_generation:
-            self._cache_generation = generation
+        """The verdict cache's generation for the next transaction (verdict_cache.py): its
+        elements, and its rules when it turns on or off."""
+        was_on = self._cache_generation is not None
+        self._cache_generation = generation
+        gen_elements, store_elements = vc.elements(generation)
+        self._table.put_set(vc.GEN_SET, vc.GEN_SPEC, gen_elements)
+        self._table.put_set(vc.STORE_MAP, vc.STORE_SPEC, store_elements)
+        if was_on != (generation is not None):
             self._put_static()
 
     def _put_static(self) -> None:
         chains = ep.static_chains(self.config, self._marks, self._vxlan_on(), self._hep_maps,
-                                  self._cache_generation)
+                                  self._cache_generation is not None)
         for name, chain in chains.items():
             self._table.put_chain(name, chain)
         for name in ep.OPTIONAL_CHAINS:

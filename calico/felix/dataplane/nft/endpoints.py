@@ -105,14 +105,14 @@ def failsafe_elements(cfg_ports) -> list[str]:
 
 def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False,
                   hep_maps: frozenset[str] | None = None,
-                  cache_generation: int | None = None) -> dict[str, Chain]:
+                  verdict_cache: bool = False) -> dict[str, Chain]:
     """The skeleton. With VXLAN on (and AllowVXLANPacketsFromWorkloads false), VXLAN sent by
     a workload is dropped before its policy, as Calico does: a workload must not inject
     frames into the overlay. `hep_maps`: the host-endpoint maps that have entries (None:
     all), the only ones looked up; the raw and pre-DNAT base chains exist only while theirs
     have entries (without them they would only clear marks and `return` for failsafe ports),
     and the untracked-accept rules only while an untracked map has entries (nothing else
-    sets notrack). `cache_generation`: the verdict cache's (verdict_cache.py; None: off)."""
+    sets notrack). `verdict_cache`: whether the forward path has it (verdict_cache.py)."""
     def used(map_name: str) -> bool:
         return hep_maps is None or map_name in hep_maps
 
@@ -120,9 +120,9 @@ def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False,
         return (f"{direction} vmap @{map_name}",) if used(map_name) else ()
 
     untracked = used("hep-untracked-from") or used("hep-untracked-to")
-    cache = cache_generation is not None and not (used("hep-fwd-from") or used("hep-fwd-to"))
-    hit = (vc.hit_rule(cache_generation),) if cache else ()
-    store = (vc.store_rule(cache_generation, marks.is_clear(marks.no_cache)),) if cache else ()
+    cache = verdict_cache and not (used("hep-fwd-from") or used("hep-fwd-to"))
+    hit = (vc.HIT_RULE,) if cache else ()
+    store = (vc.store_rule(marks.is_clear(marks.no_cache)),) if cache else ()
 
     drop_vxlan = (f"meta nfproto ipv4 udp dport {cfg.vxlan_port} drop",) if (
         vxlan and not cfg.allow_vxlan_from_workloads) else ()

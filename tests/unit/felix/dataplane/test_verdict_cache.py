@@ -1,6 +1,8 @@
 """The verdict cache (nft/verdict_cache.py): its rules in the skeleton, and the generation and
 epoch protocol of NftDataplane, with a fake nft runner and a fake conntrack reset."""
 
+import re
+
 import pytest
 
 from calico.felix import messages as m
@@ -9,17 +11,17 @@ from calico.felix.dataplane.nft import endpoints as ep
 from calico.felix.dataplane.nft import verdict_cache as vc
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.rules import Marks
-from tests.unit.felix.dataplane.test_nft_managers import P1, FakeRunner, lines, wep
+from tests.unit.felix.dataplane.test_nft_managers import P1, FakeRunner, wep
 
 M = Marks()
-HIT = "ct mark & 0xffff0000 == 0x00050000 jump cache-hit"
-STORE = ("meta nfproto ipv4 meta mark & 0x00080000 == 0 "
-         "ct mark set ct mark & 0x0000ffff | 0x00050000")
+HIT = "ct mark & 0xffff0000 @cache-generation jump cache-hit"
+STORE = ("ct mark & 0x0000ffff == 0 meta mark & 0x00080000 == 0 "
+         "ct mark set meta nfproto map @cache-store")
 
 
 def test_forward_chain_checks_the_cache_after_conntrack_and_stores_at_its_end():
     cfg = NftConfig.from_mapping({"InterfacePrefix": "cali,tap"})
-    chains = ep.static_chains(cfg, M, hep_maps=frozenset(), cache_generation=5)
+    chains = ep.static_chains(cfg, M, hep_maps=frozenset(), verdict_cache=True)
     fwd = chains["filter-forward"].rules
     assert fwd[:3] == ("ct state established,related accept", "ct state invalid drop", HIT)
     assert fwd[3].startswith("meta mark set meta mark & ")  # marks cleared after the hit
@@ -36,9 +38,9 @@ def test_forward_chain_checks_the_cache_after_conntrack_and_stores_at_its_end():
 
 def test_no_cache_with_forward_host_endpoint_policy_or_when_off():
     cfg = NftConfig()
-    for hep_maps, generation in ((frozenset({"hep-fwd-from"}), 5),
-                                 (frozenset({"hep-fwd-to"}), 5), (frozenset(), None)):
-        chains = ep.static_chains(cfg, M, hep_maps=hep_maps, cache_generation=generation)
+    for hep_maps, on in ((frozenset({"hep-fwd-from"}), True),
+                         (frozenset({"hep-fwd-to"}), True), (frozenset(), False)):
+        chains = ep.static_chains(cfg, M, hep_maps=hep_maps, verdict_cache=on)
         assert vc.CHAIN not in chains
         assert not any("ct mark" in r for r in chains["filter-forward"].rules)
 
@@ -56,10 +58,12 @@ def test_raw_and_prednat_chains_only_with_their_host_endpoint_policies():
     assert "raw-prerouting" not in prednat
 
 
-def test_generation_wraps_to_a_new_epoch():
+def test_generation_wraps_to_a_new_epoch_and_lives_in_elements():
     assert vc.next_generation(None) is None
     assert vc.next_generation(1) == 2
     assert vc.next_generation(vc.MAX_GENERATION) is None
+    assert vc.elements(5) == (["0x00050000"], {"ipv4": "0x00050000"})
+    assert vc.elements(None) == ([], {})
 
 
 class Resets:
@@ -74,9 +78,13 @@ class Resets:
         return 3
 
 
-def forward_rules(script: str) -> list[str]:
-    return [line for line in lines(script) if line.startswith(
-        "add rule inet calico filter-forward")]
+def generation_in(script: str) -> int | None:
+    """The generation a script gives the cache's set and map (None: it gives none)."""
+    found = {int(v, 16) >> 16 for v in re.findall(
+        r"add (?:set|map) inet calico cache-(?:generation|store) \{[^}]*elements = "
+        r"\{ (?:ipv4 : )?(0x[0-9a-f]+) \}", script)}
+    assert len(found) <= 1, found
+    return found.pop() if found else None
 
 
 @pytest.fixture
@@ -94,9 +102,9 @@ def test_start_commits_with_the_cache_off_then_resets_then_turns_it_on(cached):
     dp.apply()
     assert len(runner.scripts) == 2
     off, on = runner.scripts
-    assert "ct mark" not in off  # the whole table, no cache rule
+    assert "ct mark" not in off and generation_in(off) is None  # the whole table, no cache
     assert resets.calls == [(vc.GEN_MASK, 1)]  # between the two transactions
-    assert any("== 0x00010000 jump cache-hit" in r for r in forward_rules(on))
+    assert generation_in(on) == 1 and HIT in on and STORE in on
     assert "add chain inet calico cache-hit" in on
     assert dp.generation == 1
 
@@ -106,12 +114,14 @@ def test_every_change_moves_the_generation_in_the_same_transaction(cached):
     dp.apply()
     dp.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.DENY),)))
     script = dp.apply()
-    assert "drop" in script and any("== 0x00020000 jump" in r for r in forward_rules(script))
+    assert "drop" in script and generation_in(script) == 2
+    assert "filter-forward" not in script  # the rules stay: only elements change
     assert dp.generation == 2
     assert dp.apply() == "" and dp.generation == 2  # nothing changed: no new generation
     dp.on_message(m.IPSetUpdate("s9", m.IPSetType.NET, frozenset({"10.1.0.1"})))
     script = dp.apply()
-    assert "s4-" in script and any("== 0x00030000 jump" in r for r in forward_rules(script))
+    assert "s4-" in script and generation_in(script) == 3
+    assert "add rule" not in script  # an IP-set change stays a transaction of elements
 
 
 def test_the_last_generation_starts_a_new_epoch(cached):
@@ -121,14 +131,16 @@ def test_the_last_generation_starts_a_new_epoch(cached):
     dp.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.DENY),)))
     dp.apply()
     assert dp.generation == vc.MAX_GENERATION
-    assert any("== 0xffff0000 jump" in r for r in forward_rules(runner.scripts[-1]))
+    assert generation_in(runner.scripts[-1]) == vc.MAX_GENERATION
     before = len(runner.scripts)
     dp.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.ALLOW),)))
     dp.apply()
     off, on = runner.scripts[before:]
     assert "accept" in off and "delete chain inet calico cache-hit" in off
+    assert "flush set inet calico cache-generation" in off or \
+        "delete element inet calico cache-generation" in off
     assert resets.calls[-1] == (vc.GEN_MASK, before + 1)
-    assert any("== 0x00010000 jump" in r for r in forward_rules(on))
+    assert generation_in(on) == 1 and HIT in on
 
 
 def test_a_failed_reset_leaves_the_cache_off_and_is_retried(cached):
