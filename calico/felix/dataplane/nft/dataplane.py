@@ -11,8 +11,9 @@ redirect)), all writing into one shared `Table`. `apply()`
 completes their deferred work, then turns the Table's difference into one transaction.
 
 With `reset_marks` (conntrack's, production) the forward path has the verdict cache
-(verdict_cache.py): every transaction carries the next generation; a new epoch (start, or the
-generation wrapping) first commits with the cache off, then clears every conntrack entry's
+(verdict_cache.py): every transaction carries the next generation; a restart continues the
+generation the kernel holds; a new epoch (no generation in the kernel, or the generation
+wrapping) first commits with the cache off, then clears every conntrack entry's
 generation bits with `reset_marks(mask)`, then turns it on at generation 1 in one more small
 transaction. Without it (unit tests of other things) the cache stays off.
 
@@ -70,17 +71,29 @@ class NftDataplane(ManagerGroup):
         drift = self.table.load_kernel(read_kernel(self.runner, TABLE_FAMILY, TABLE_NAME,
                                                    believed=self.table.kernel))
         self._need_resync = False
+        if self.generation is None and self._reset_marks is not None:
+            self._adopt_generation()
         return drift
+
+    def _adopt_generation(self) -> None:
+        """Continue the verdict cache's epoch the kernel holds (a restart), if it holds one."""
+        sets = self.table.kernel.sets
+        gen, store = sets.get(vc.GEN_SET), sets.get(vc.STORE_MAP)
+        generation = vc.adopt(gen and gen.elements, store and store.elements)
+        if generation is not None:
+            log.info("Verdict cache: continuing the kernel's generation %d", generation)
+            self.generation = generation
+            self.endpoints.set_cache_generation(generation)
 
     def apply(self) -> str:
         """Complete the managers' deferred work, then apply the pending difference as one
         transaction; returns the script ("" if none). A new verdict-cache epoch adds one
         more transaction (its script is appended)."""
         self.complete_deferred_work()
-        script = self._transact(vc.next_generation(self.generation))
+        script = self._transact()
         if self.generation is None and self._reset_marks is not None and self._new_epoch():
             self.endpoints.set_cache_generation(1)
-            script += self._transact(1)
+            script += self._transact(first=1)
         return script
 
     def _new_epoch(self) -> bool:
@@ -95,18 +108,22 @@ class NftDataplane(ManagerGroup):
                  count)
         return True
 
-    def _transact(self, generation: int | None) -> str:
-        """One transaction of the pending difference; when there is one, it carries
-        `generation` (a change to anything moves the verdict cache on)."""
+    def _transact(self, first: int | None = None) -> str:
+        """One transaction of the pending difference; when there is one, it also moves the
+        verdict cache to the next generation (a change to anything moves it on), or to
+        `first`. The difference is rendered before the move is known to be due, and again
+        with it (an incremental transaction renders only its few dirty objects)."""
         for attempt in (1, 2):
             if self._need_resync:
-                self.resync()
-            if self.table.dirty:
-                self.endpoints.set_cache_generation(generation)
+                self.resync()  # may adopt the kernel's generation
             script = self.table.transaction()
             if not script:
                 self.table.commit()  # nothing differed: the dirty marks are settled too
                 return ""
+            generation = first or vc.next_generation(self.generation)
+            if generation != self.endpoints.cache_generation:
+                self.endpoints.set_cache_generation(generation)
+                script = self.table.transaction()
             try:
                 self.runner.run(script)
             except NftError:

@@ -131,6 +131,10 @@ class EndpointManager:
             return self.config.vxlan_enabled
         return any(self._vxlan_pools.values())
 
+    @property
+    def cache_generation(self) -> int | None:
+        return self._cache_generation
+
     def set_cache_generation(self, generation: int | None) -> None:
         """The verdict cache's generation for the next transaction (verdict_cache.py): its
         elements, and its rules when it turns on or off."""

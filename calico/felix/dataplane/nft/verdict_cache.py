@@ -36,8 +36,9 @@ Wrapping, and restarts. A stale mark equal to the current G would be accepted, s
 may hold a G from an older ruleset. G only grows within an *epoch*; an epoch starts with the
 cache off (no caching rule, no hit rule, no element in the kernel), then every entry's GEN_MASK bits are
 cleared (ConntrackMarks), then G = 1 goes in. When G would pass MAX_GENERATION the cache goes
-off and a new epoch starts; a restarted Felix (which cannot know what an earlier process
-wrote) does the same. Within an epoch a value equal to G can only have been written while G
+off and a new epoch starts. A restarted Felix continues the kernel's epoch when its set and
+map hold one generation (`adopt`: the kernel is the store, and a restart changes nothing in
+it), and starts a new one otherwise (no table yet, or a Felix stopped between the steps). Within an epoch a value equal to G can only have been written while G
 was current. A conntrack reset that fails leaves the cache off (traffic still judged in full)
 and is retried on the next apply.
 
@@ -82,6 +83,18 @@ def hit_chain(prefixes: Iterable[str]) -> Chain:
         rules.append(f'iifname "{p}*" iifname != @wl-from return')
         rules.append(f'oifname "{p}*" oifname != @wl-to return')
     return Chain((*rules, "accept"))
+
+
+def adopt(gen_elements, store_elements) -> int | None:
+    """The generation the kernel's GEN_SET and STORE_MAP elements agree on, if any."""
+    keys = list(gen_elements or ())
+    if len(keys) != 1 or dict(store_elements or {}) != {"ipv4": keys[0]}:
+        return None
+    try:
+        generation = int(keys[0], 16) >> GEN_SHIFT
+    except ValueError:
+        return None
+    return generation if 1 <= generation <= MAX_GENERATION else None
 
 
 def next_generation(current: int | None) -> int | None:

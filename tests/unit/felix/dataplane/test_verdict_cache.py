@@ -1,6 +1,7 @@
 """The verdict cache (nft/verdict_cache.py): its rules in the skeleton, and the generation and
 epoch protocol of NftDataplane, with a fake nft runner and a fake conntrack reset."""
 
+import copy
 import re
 
 import pytest
@@ -161,3 +162,40 @@ def test_a_failed_transaction_keeps_the_kernel_generation(cached):
     dp.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.DENY),)))
     dp.apply()  # fails once, re-reads the kernel, retries
     assert dp.generation == 2
+
+
+class KernelRunner(FakeRunner):
+    """Reads back a given kernel state (what a previous Felix process committed)."""
+
+    def __init__(self, kernel) -> None:
+        super().__init__()
+        self.kernel = kernel
+
+    def read_kernel(self, family: str, name: str, *, believed=None):
+        return copy.deepcopy(self.kernel)
+
+
+def test_a_restart_continues_the_kernels_generation_and_writes_nothing(cached):
+    dp, _, _ = cached
+    dp.apply()
+    policy = m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.DENY),))
+    dp.on_message(policy)
+    dp.apply()
+    assert dp.generation == 2
+    runner = KernelRunner(dp.table.kernel)
+    resets = Resets(runner)
+    restarted = NftDataplane(runner, reset_marks=resets)
+    for msg in (policy, wep()):
+        restarted.on_message(msg)
+    assert restarted.apply() == ""
+    assert restarted.generation == 2 and resets.calls == []
+    restarted.on_message(m.ActivePolicyUpdate(P1, inbound_rules=(m.Rule(m.Action.ALLOW),)))
+    assert generation_in(restarted.apply()) == 3
+
+
+def test_adopt_needs_the_set_and_the_map_to_agree():
+    assert vc.adopt({"0x00070000": None}, {"ipv4": "0x00070000"}) == 7
+    for gen, store in (({}, {}), ({"0x00070000": None}, {"ipv4": "0x00080000"}),
+                       ({"0x00070000": None, "0x00080000": None}, {"ipv4": "0x00070000"}),
+                       ({"0x00000000": None}, {"ipv4": "0x00000000"}), (None, None)):
+        assert vc.adopt(gen, store) is None
