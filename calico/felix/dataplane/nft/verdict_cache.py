@@ -28,22 +28,23 @@ check (its anti-spoofing is the endpoint chain's rules), so only IPv4 verdicts a
 With forward host-endpoint policies in use (applyOnForward) the cache is off altogether: it
 would skip them for a spoofed packet from the fabric.
 
-What is not cached: a verdict whose path hit a Log rule (the rule sets the NO_CACHE packet
-mark, and the caching rule needs it clear), so Log keeps logging every new-state packet; and
-anything not forwarded (input and output keep their full path).
+What is not cached: a verdict whose path hit a Log rule (the rule sets the packet mark bit
+Marks.no_cache, and the caching rule needs it clear), so Log keeps logging every new-state
+packet; and anything not forwarded (input and output keep their full path).
 
 Wrapping, and restarts. A stale mark equal to the current G would be accepted, so no entry
 may hold a G from an older ruleset. G only grows within an *epoch*; an epoch starts with the
-cache off (no caching rule, no hit rule, no element in the kernel), then every entry's GEN_MASK bits are
-cleared (ConntrackMarks), then G = 1 goes in. When G would pass MAX_GENERATION the cache goes
-off and a new epoch starts. A restarted Felix continues the kernel's epoch when its set and
-map hold one generation (`adopt`: the kernel is the store, and a restart changes nothing in
-it), and starts a new one otherwise (no table yet, or a Felix stopped between the steps). Within an epoch a value equal to G can only have been written while G
-was current. A conntrack reset that fails leaves the cache off (traffic still judged in full)
-and is retried on the next apply.
+cache off (no caching rule, no hit rule, no element in the kernel), then every entry's
+GEN_MASK bits are cleared (conntrack.clear_mark_bits), then G = 1 goes in. When G would
+pass MAX_GENERATION the cache goes off and a new epoch starts. A restarted Felix continues
+the kernel's epoch when its set and map hold one generation (`adopt`: the kernel is the
+store, and a restart changes nothing in it), and starts a new one otherwise (no table yet,
+or a Felix stopped between the steps). Within an epoch a value equal to G can only have
+been written while G was current. A conntrack reset that fails leaves the cache off
+(traffic still judged in full) and is retried on the next apply.
 
 Mark bits: the ct mark's 0xffff0000 (Calico's mark-mask half; nothing else of ours uses the
-ct mark) and packet-mark bit NO_CACHE 0x80000 next to rules.Marks' bits.
+ct mark) and the packet-mark bit rules.Marks.no_cache (0x80000).
 """
 
 from __future__ import annotations
