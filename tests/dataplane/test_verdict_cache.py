@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.dataplane.test_felix_harness import ALLOW_ALL, FelixHost, resource, wait_for, wl_ip
+from tests.fixtures.netns import sh
 
 PORT, SPORT = 7000, 40000
 SENDER = """import socket, sys, time
@@ -31,6 +32,15 @@ with open(sys.argv[2], "a") as out:
         data, _ = s.recvfrom(64)
         out.write(data.decode() + "\\n")
         out.flush()
+"""
+FORGER = """import socket, struct, sys
+src, dst = sys.argv[1:3]
+udp = struct.pack("!HHHH", int(sys.argv[3]), int(sys.argv[4]), 8 + 6, 0) + b"forged"
+hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                  socket.inet_aton(src), socket.inet_aton(dst))
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(50):
+    s.sendto(hdr + udp, (dst, 0))
 """
 FLOW_MARK = """import socket, sys
 from pyroute2 import Conntrack
@@ -54,15 +64,14 @@ def felix(netns, tmp_path):
         assert code in (None, 0), host.log()
 
 
-class Stream:
-    """A one-way UDP stream from `src` (fixed source port) to the receiving workload."""
+class Receiver:
+    """A UDP listener on PORT in `ns` that never answers, writing each datagram to a file."""
 
-    def __init__(self, src, dst_ns, dst: str, tmp: Path) -> None:
-        self.log = tmp / f"received-{dst}-{time.monotonic_ns()}"
+    def __init__(self, ns, tmp: Path) -> None:
+        self.log = tmp / f"received-{ns.name}"
         self.log.touch()
-        self.procs = [dst_ns.popen(sys.executable, "-c", RECEIVER, str(PORT), str(self.log))]
-        time.sleep(0.2)  # the receiver binds before the first packet (else ICMP answers)
-        self.procs.append(src.popen(sys.executable, "-c", SENDER, dst, str(PORT), str(SPORT)))
+        self.procs = [ns.popen(sys.executable, "-c", RECEIVER, str(PORT), str(self.log))]
+        time.sleep(0.2)  # bound before the first packet (else ICMP answers)
 
     def received(self) -> int:
         return len(self.log.read_text().splitlines())
@@ -76,6 +85,14 @@ class Stream:
         for proc in self.procs:
             proc.kill()
             proc.wait()
+
+
+class Stream(Receiver):
+    """A one-way UDP stream from `src` (fixed source port) to a receiver in `dst_ns`."""
+
+    def __init__(self, src, dst_ns, dst: str, tmp: Path) -> None:
+        super().__init__(dst_ns, tmp)
+        self.procs.append(src.popen(sys.executable, "-c", SENDER, dst, str(PORT), str(SPORT)))
 
 
 def flow_marks(host: FelixHost) -> list[int]:
@@ -149,3 +166,51 @@ def test_ip_set_membership_changes_apply_to_a_cached_flow(felix, tmp_path):
     finally:
         stream.close()
 
+
+
+def test_a_spoofed_copy_of_a_cached_flow_is_refused(felix, tmp_path):
+    """Another workload sending the cached flow's exact tuple (wl1's address and ports) meets
+    strict reverse-path filtering before the forward hook: none of it arrives."""
+    wl1, wl2 = felix.add_workload(1), felix.add_workload(2)
+    wl3 = felix.add_workload(3)
+    for n in (1, 2, 3):
+        felix.wait_programmed(n)
+    stream = Stream(wl1, wl2, wl_ip(2), tmp_path)
+    try:
+        wait_for(stream.flowing, 10, "the stream flows")
+        wait_for(lambda: bool(flow_marks(felix)) and flow_marks(felix)[0] >> 16, 10,
+                 "the flow's verdict cached")
+        wl3.run(sys.executable, "-c", FORGER, wl_ip(1), wl_ip(2), str(SPORT), str(PORT))
+        assert stream.flowing()  # the real flow still arrives, after the forgeries
+        assert "forged" not in stream.log.read_text().split()
+    finally:
+        stream.close()
+
+
+def test_a_cached_flow_never_reaches_an_interface_without_endpoint(felix, tmp_path):
+    """The receiving address moves to a new workload interface Felix has no endpoint for
+    (its route changed by hand, no nftables change): the cache's guard sends the flow's
+    packets back to the dispatch, which drops them."""
+    wl1, wl2 = felix.add_workload(1), felix.add_workload(2)
+    felix.wait_programmed(1)
+    felix.wait_programmed(2)
+    stray = felix.nets.add("wl5")
+    sh("ip", "link", "add", "cali5", "netns", felix.host.name, "type", "veth", "peer", "name",
+       "eth0", "netns", stray.name)
+    felix.host.ip("link", "set", "cali5", "up")
+    stray.ip("link", "set", "eth0", "up")
+    stray.ip("addr", "add", f"{wl_ip(2)}/32", "dev", "eth0")
+    stream = Stream(wl1, wl2, wl_ip(2), tmp_path)
+    moved = Receiver(stray, tmp_path)
+    try:
+        wait_for(stream.flowing, 10, "the stream flows")
+        wait_for(lambda: bool(flow_marks(felix)) and flow_marks(felix)[0] >> 16, 10,
+                 "the flow's verdict cached")
+        felix.host.ip("route", "replace", f"{wl_ip(2)}/32", "dev", "cali5", "scope", "link")
+        wait_for(lambda: not stream.flowing(), 10, "the flow leaves wl2")
+        assert not moved.flowing(1.0) and moved.received() == 0
+        routes = felix.host.ip("route", "show", f"{wl_ip(2)}/32").stdout
+        assert "cali5" in routes, routes  # the guard, not a repaired route, kept it out
+    finally:
+        stream.close()
+        moved.close()
