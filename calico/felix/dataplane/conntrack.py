@@ -48,20 +48,25 @@ def delete_entries(address: str) -> int:
 def clear_mark_bits(mask: int) -> int:
     """Clear `mask`'s bits in the mark of every conntrack entry (IPv4 and IPv6) that has any
     of them set; their count. Each update is masked in the kernel (CTA_MARK_MASK), so the
-    other bits of a mark are never rewritten from a stale dump."""
+    other bits of a mark are never rewritten from a stale dump. Netlink errors are raised as
+    OSError (an entry that went away meanwhile is not one)."""
     from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
 
     count = 0
-    for family in (socket.AF_INET, socket.AF_INET6):
-        with Conntrack(nfgen_family=family) as ct:
-            marked = [e for e in ct.dump_entries() if (e.mark or 0) & mask]
-            for entry in marked:
-                try:
-                    ct.entry("set", tuple_orig=entry.tuple_orig, mark=0, mark_mask=mask)
-                except OSError as err:
-                    if err.errno != errno.ENOENT:  # gone meanwhile: nothing to clear
-                        raise
-                count += 1
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                marked = [e for e in ct.dump_entries() if (e.mark or 0) & mask]
+                for entry in marked:
+                    try:
+                        ct.entry("set", tuple_orig=entry.tuple_orig, mark=0, mark_mask=mask)
+                    except NetlinkError as err:
+                        if err.code != errno.ENOENT:  # gone meanwhile: nothing to clear
+                            raise
+                    count += 1
+    except NetlinkError as err:
+        raise OSError(err.code, f"conntrack: {err}") from err
     return count
 
 
