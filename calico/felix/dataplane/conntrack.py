@@ -9,6 +9,9 @@ after the nftables transaction that changed the mapping (`waits_for_nftables`): 
 next packet is a new connection and meets the new mapping. (Calico's Felix cleans up conntrack
 only for workload addresses that go away; moving traffic "within seconds" needs this too.)
 
+`clear_mark_bits(mask)` serves the nftables verdict cache (nft/verdict_cache.py): it clears
+the cache's generation bits on every entry when a new epoch starts.
+
 In: ConfigUpdate (FloatingIPs) and WorkloadEndpointUpdate/Remove (their ipNATs), computed
 into the same external -> internal map as the nftables DNAT (floating.py). Out: calls of the
 injected `delete_entries(address)`; pyroute2's conntrack netlink in the current namespace in
@@ -17,6 +20,7 @@ production, a recorder in unit tests.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -39,6 +43,31 @@ def delete_entries(address: str) -> int:
         for entry in entries:
             ct.delete(entry)
     return len(entries)
+
+
+def clear_mark_bits(mask: int) -> int:
+    """Clear `mask`'s bits in the mark of every conntrack entry (IPv4 and IPv6) that has any
+    of them set; their count. Each update is masked in the kernel (CTA_MARK_MASK), so the
+    other bits of a mark are never rewritten from a stale dump. Netlink errors are raised as
+    OSError (an entry that went away meanwhile is not one)."""
+    from pyroute2 import Conntrack
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    count = 0
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with Conntrack(nfgen_family=family) as ct:
+                marked = [e for e in ct.dump_entries() if (e.mark or 0) & mask]
+                for entry in marked:
+                    try:
+                        ct.entry("set", tuple_orig=entry.tuple_orig, mark=0, mark_mask=mask)
+                    except NetlinkError as err:
+                        if err.code != errno.ENOENT:  # gone meanwhile: nothing to clear
+                            raise
+                    count += 1
+    except NetlinkError as err:
+        raise OSError(err.code, f"conntrack: {err}") from err
+    return count
 
 
 class ConntrackManager:

@@ -115,10 +115,11 @@ class DataplaneDriver(ManagerGroup):
     def linux(cls, hostname: str, *, wake: Callable[[], None] | None = None,
               nft_refresh_interval: float = 180.0) -> DataplaneDriver:
         """The real thing: libnftables (else `nft`) and netlink in the current namespace."""
+        from calico.felix.dataplane.conntrack import clear_mark_bits
         from calico.felix.dataplane.netlink import NetlinkKernel
 
-        return cls(NftDataplane(make_runner()), HostNetworkManager(NetlinkKernel(), hostname,
-                                                                 wake=wake),
+        return cls(NftDataplane(make_runner(), reset_marks=clear_mark_bits),
+                   HostNetworkManager(NetlinkKernel(), hostname, wake=wake),
                    nft_refresh_interval=nft_refresh_interval)
 
     # ---- lifecycle ----

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from calico.felix import messages as m
 from calico.felix.dataplane.nft import endpoints as ep
+from calico.felix.dataplane.nft import verdict_cache as vc
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.names import (
     endpoint_chain_name,
@@ -55,8 +56,11 @@ class EndpointManager:
         # What we wrote per endpoint: map name -> {key: verdict}, and chain names.
         self._written: dict[object, tuple[dict[str, str], set[str]]] = {}
         self._hep_maps: frozenset[str] = frozenset()  # host-endpoint maps with entries
+        self._cache_generation: int | None = None  # the verdict cache's (None: off)
         for name in ep.MAPS:
             table.put_set(name, ep.IFACE_MAP, {})
+        table.put_set(vc.GEN_SET, vc.GEN_SPEC, [])
+        table.put_set(vc.STORE_MAP, vc.STORE_SPEC, {})
         self._put_static()
 
     # ---- messages -----------------------------------------------------------------------
@@ -127,10 +131,29 @@ class EndpointManager:
             return self.config.vxlan_enabled
         return any(self._vxlan_pools.values())
 
+    @property
+    def cache_generation(self) -> int | None:
+        return self._cache_generation
+
+    def set_cache_generation(self, generation: int | None) -> None:
+        """The verdict cache's generation for the next transaction (verdict_cache.py): its
+        elements, and its rules when it turns on or off."""
+        was_on = self._cache_generation is not None
+        self._cache_generation = generation
+        gen_elements, store_elements = vc.elements(generation)
+        self._table.put_set(vc.GEN_SET, vc.GEN_SPEC, gen_elements)
+        self._table.put_set(vc.STORE_MAP, vc.STORE_SPEC, store_elements)
+        if was_on != (generation is not None):
+            self._put_static()
+
     def _put_static(self) -> None:
-        for name, chain in ep.static_chains(self.config, self._marks, self._vxlan_on(),
-                                            self._hep_maps).items():
+        chains = ep.static_chains(self.config, self._marks, self._vxlan_on(), self._hep_maps,
+                                  self._cache_generation is not None)
+        for name, chain in chains.items():
             self._table.put_chain(name, chain)
+        for name in ep.OPTIONAL_CHAINS:
+            if name not in chains:
+                self._table.remove_chain(name)
         self._table.put_set(ep.FAILSAFE_IN, ep.PROTO_PORT,
                             ep.failsafe_elements(self.config.failsafe_inbound))
         self._table.put_set(ep.FAILSAFE_OUT, ep.PROTO_PORT,

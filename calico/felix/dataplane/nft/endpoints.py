@@ -6,13 +6,18 @@ kernel >= 5.2, so no separate `ip calico-nat`/raw tables are needed):
   raw-prerouting  filter/prerouting/-300  failsafe-in → return; iifname vmap @hep-untracked-from
   raw-output      filter/output/-300      failsafe-out → return; oifname vmap @hep-untracked-to
   prednat         filter/prerouting/-110  failsafe-in → return; iifname vmap @hep-prednat-from
+                  (these three exist only while their map has entries: without untracked or
+                  pre-DNAT host-endpoint policy they would clear marks and return, and each
+                  base chain costs every packet crossing its hook: benchmarks/datapath.py)
   filter-input    filter/input/0          ct; iifname "<prefix>*" goto wl-to-host (DHCP, NDP,
                                           OpenStack's metadata and DNS, egress policy,
                                           DefaultEndpointToHostAction); failsafe-in
                                           accept; NDP accept; iifname vmap @hep-from
-  filter-forward  filter/forward/0        ct; iifname "<prefix>*" jump wl-from-dispatch;
+  filter-forward  filter/forward/0        ct; verdict-cache hit → cache-hit;
+                                          iifname "<prefix>*" jump wl-from-dispatch;
                                           oifname "<prefix>*" jump wl-to-dispatch;
-                                          iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to
+                                          iifname vmap @hep-fwd-from; oifname vmap @hep-fwd-to;
+                                          store the generation (verdict_cache.py)
   filter-output   filter/output/0         ct; oifname "<prefix>*" accept (host → local
                                           workloads is always allowed, as in Calico);
                                           failsafe-out accept; NDP accept;
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calico.felix.dataplane.nft import verdict_cache as vc
 from calico.felix.dataplane.nft.config import NftConfig
 from calico.felix.dataplane.nft.rules import Marks, canonical_net, net_family
 from calico.felix.dataplane.nft.table import BaseHook, Chain, SetSpec
@@ -58,6 +64,10 @@ PROTO_PORT = SetSpec(("inet_proto", "inet_service"))
 MAPS = ("wl-from", "wl-to", "hep-from", "hep-to", "hep-fwd-from", "hep-fwd-to",
         "hep-untracked-from", "hep-untracked-to", "hep-prednat-from")
 FAILSAFE_IN, FAILSAFE_OUT = "failsafe-in", "failsafe-out"
+# Base chains that exist only while their host-endpoint map has entries, and the map.
+OPTIONAL_BASE = {"raw-prerouting": "hep-untracked-from", "raw-output": "hep-untracked-to",
+                 "prednat": "hep-prednat-from"}
+OPTIONAL_CHAINS = (*OPTIONAL_BASE, vc.CHAIN)
 # MLD, router solicitation, neighbour solicitation/advertisement: never blocked by policy.
 NDP = ("icmpv6 type 130-133 accept", "icmpv6 type 135-136 accept")
 
@@ -70,10 +80,11 @@ class TierChains:
     chains: tuple[str, ...]
 
 
-def _ct(marks: Marks) -> list[str]:
-    return [f"ct state untracked {marks.is_set(marks.accept)} accept",
-            "ct state established,related accept", "ct state invalid drop",
-            marks.clear(marks.accept | marks.pass_ | marks.scratch)]
+def _ct(marks: Marks, untracked: bool, hit: tuple[str, ...] = ()) -> list[str]:
+    """The head of a filter base chain; `hit`: the verdict cache's rule (forward only)."""
+    return [*((f"ct state untracked {marks.is_set(marks.accept)} accept",) if untracked else ()),
+            "ct state established,related accept", "ct state invalid drop", *hit,
+            marks.clear(marks.accept | marks.pass_ | marks.scratch | marks.no_cache)]
 
 
 def _failsafe(cfg_ports, direction: str, verdict: str) -> list[str]:
@@ -93,42 +104,47 @@ def failsafe_elements(cfg_ports) -> list[str]:
 
 
 def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False,
-                  hep_maps: frozenset[str] | None = None) -> dict[str, Chain]:
+                  hep_maps: frozenset[str] | None = None,
+                  verdict_cache: bool = False) -> dict[str, Chain]:
     """The skeleton. With VXLAN on (and AllowVXLANPacketsFromWorkloads false), VXLAN sent by
     a workload is dropped before its policy, as Calico does: a workload must not inject
     frames into the overlay. `hep_maps`: the host-endpoint maps that have entries (None:
-    all), the only ones looked up."""
+    all), the only ones looked up; the raw and pre-DNAT base chains exist only while theirs
+    have entries (without them they would only clear marks and `return` for failsafe ports),
+    and the untracked-accept rules only while an untracked map has entries (nothing else
+    sets notrack). `verdict_cache`: whether the forward path has it (verdict_cache.py)."""
+    def used(map_name: str) -> bool:
+        return hep_maps is None or map_name in hep_maps
+
     def hep(direction: str, map_name: str) -> tuple[str, ...]:
-        if hep_maps is not None and map_name not in hep_maps:
-            return ()
-        return (f"{direction} vmap @{map_name}",)
+        return (f"{direction} vmap @{map_name}",) if used(map_name) else ()
+
+    untracked = used("hep-untracked-from") or used("hep-untracked-to")
+    cache = verdict_cache and not (used("hep-fwd-from") or used("hep-fwd-to"))
+    hit = (vc.HIT_RULE,) if cache else ()
+    store = (vc.store_rule(marks.is_clear(marks.no_cache)),) if cache else ()
 
     drop_vxlan = (f"meta nfproto ipv4 udp dport {cfg.vxlan_port} drop",) if (
         vxlan and not cfg.allow_vxlan_from_workloads) else ()
     wl_in = [f'iifname "{p}*"' for p in cfg.interface_prefixes]
     wl_out = [f'oifname "{p}*"' for p in cfg.interface_prefixes]
-    untracked_ok = f"ct state untracked {marks.is_set(marks.accept)} return"
-    clear = marks.clear(marks.accept | marks.pass_ | marks.scratch)
+    chains = _optional_base(cfg, marks, hep, untracked)
+    chains = {name: chain for name, chain in chains.items() if used(OPTIONAL_BASE[name])}
+    if cache:
+        chains[vc.CHAIN] = vc.hit_chain(cfg.interface_prefixes)
     return {
-        "raw-prerouting": Chain((clear, *_failsafe(cfg.failsafe_inbound, "in", "return"),
-                                 *hep("iifname", "hep-untracked-from")),
-                                BaseHook("filter", "prerouting", -300)),
-        "raw-output": Chain((clear, *_failsafe(cfg.failsafe_outbound, "out", "return"),
-                             *hep("oifname", "hep-untracked-to")),
-                            BaseHook("filter", "output", -300)),
-        "prednat": Chain((untracked_ok, clear, *_failsafe(cfg.failsafe_inbound, "in", "return"),
-                          *hep("iifname", "hep-prednat-from")),
-                         BaseHook("filter", "prerouting", -110)),
-        "filter-input": Chain((*_ct(marks), *(f"{m} goto wl-to-host" for m in wl_in),
+        **chains,
+        "filter-input": Chain((*_ct(marks, untracked), *(f"{m} goto wl-to-host" for m in wl_in),
                                *_failsafe(cfg.failsafe_inbound, "in", "accept"),
                                *NDP, *hep("iifname", "hep-from")),
                               BaseHook("filter", "input", 0)),
-        "filter-forward": Chain((*_ct(marks), *(f"{m} jump wl-from-dispatch" for m in wl_in),
+        "filter-forward": Chain((*_ct(marks, untracked, hit),
+                                 *(f"{m} jump wl-from-dispatch" for m in wl_in),
                                  *(f"{m} jump wl-to-dispatch" for m in wl_out),
                                  *hep("iifname", "hep-fwd-from"),
-                                 *hep("oifname", "hep-fwd-to")),
+                                 *hep("oifname", "hep-fwd-to"), *store),
                                 BaseHook("filter", "forward", 0)),
-        "filter-output": Chain((*_ct(marks), *(f"{m} accept" for m in wl_out),
+        "filter-output": Chain((*_ct(marks, untracked), *(f"{m} accept" for m in wl_out),
                                 *_failsafe(cfg.failsafe_outbound, "out", "accept"),
                                 *NDP, *hep("oifname", "hep-to")),
                                BaseHook("filter", "output", 0)),
@@ -141,6 +157,24 @@ def static_chains(cfg: NftConfig, marks: Marks, vxlan: bool = False,
             cfg.endpoint_to_host_action)),
         "wl-from-dispatch": Chain((*drop_vxlan, "iifname vmap @wl-from", "drop")),
         "wl-to-dispatch": Chain(("oifname vmap @wl-to", "drop")),
+    }
+
+
+def _optional_base(cfg: NftConfig, marks: Marks, hep, untracked: bool) -> dict[str, Chain]:
+    """The raw and pre-DNAT base chains (for untracked and pre-DNAT host-endpoint policy)."""
+    untracked_ok = f"ct state untracked {marks.is_set(marks.accept)} return"
+    clear = marks.clear(marks.accept | marks.pass_ | marks.scratch)
+    return {
+        "raw-prerouting": Chain((clear, *_failsafe(cfg.failsafe_inbound, "in", "return"),
+                                 *hep("iifname", "hep-untracked-from")),
+                                BaseHook("filter", "prerouting", -300)),
+        "raw-output": Chain((clear, *_failsafe(cfg.failsafe_outbound, "out", "return"),
+                             *hep("oifname", "hep-untracked-to")),
+                            BaseHook("filter", "output", -300)),
+        "prednat": Chain((*((untracked_ok,) if untracked else ()), clear,
+                          *_failsafe(cfg.failsafe_inbound, "in", "return"),
+                          *hep("iifname", "hep-prednat-from")),
+                         BaseHook("filter", "prerouting", -110)),
     }
 
 

@@ -56,6 +56,7 @@ class Marks:
     accept: int = 0x10000
     pass_: int = 0x20000
     scratch: int = 0x40000  # anti-spoofing "source seen" bit
+    no_cache: int = 0x80000  # a Log rule was hit: the verdict is not cached (verdict_cache.py)
 
     def clear(self, bits: int) -> str:
         return f"meta mark set meta mark & {0xffffffff & ~bits:#010x}"
@@ -105,7 +106,7 @@ def action_verdict(rule: Rule, marks: Marks, untracked: bool = False,
     if rule.action is Action.PASS:
         return f"{marks.set(marks.pass_)} return"
     prefix = "".join(c for c in (rule.log_prefix or log_prefix) if c not in '"\\\n')[:120]
-    return f'log prefix "{prefix}: "'
+    return f'log prefix "{prefix}: " {marks.set(marks.no_cache)}'
 
 
 def _never_empty(set_id: str, fam: int) -> bool:

@@ -137,7 +137,9 @@ def test_action_verdicts():
     assert action_verdict(Rule(Action.ALLOW), M) == "meta mark set meta mark | 0x00010000 return"
     assert action_verdict(Rule(Action.ALLOW), M, untracked=True).startswith("notrack ")
     assert action_verdict(Rule(Action.PASS), M) == "meta mark set meta mark | 0x00020000 return"
-    assert action_verdict(Rule(Action.LOG, log_prefix='x"y'), M) == 'log prefix "xy: "'
+    # A Log rule keeps the path's verdict out of the verdict cache (verdict_cache.py).
+    assert action_verdict(Rule(Action.LOG, log_prefix='x"y'), M) == (
+        'log prefix "xy: " meta mark set meta mark | 0x00080000')
 
 
 def test_endpoint_chain_tiers_pass_and_default_deny():
