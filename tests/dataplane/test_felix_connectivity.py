@@ -25,13 +25,8 @@ def felix(netns, tmp_path):
     host = FelixHost(netns, tmp_path, FELIX_ENDPOINTREPORTINGENABLED="true",
                      FELIX_ENDPOINTREPORTINGDELAYSECS="0")
     host.client.create(ALLOW_ALL)
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         yield host
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 def test_routed_connectivity_v4_and_v6(felix):

@@ -21,6 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from calico.datastore.client import ResourceClient
@@ -111,6 +113,17 @@ class FelixHost:
                                      f"{self.log()}")
             return self.http("/readiness") == 200
         return wait_for(ready, timeout, "felix readiness")
+
+    @contextmanager
+    def running(self) -> Iterator[FelixHost]:
+        """Felix started and ready for the block; afterwards it must stop cleanly."""
+        self.start_felix()
+        try:
+            self.wait_ready()
+            yield self
+        finally:
+            code = self.close()
+            assert code in (None, 0), self.log()
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -19,13 +19,8 @@ def felix(netns, tmp_path):
     host = FelixHost(netns, tmp_path, FELIX_PROMETHEUSMETRICSENABLED="true",
                      FELIX_PROMETHEUSMETRICSPORT=PORT)
     host.client.create(ALLOW_ALL)
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         yield host
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 def scrape(felix) -> dict:

@@ -47,17 +47,12 @@ def felix(netns, tmp_path):
     host.client.create(resource("GlobalNetworkPolicy", "web-to-db", {
         "selector": "app == 'db'", "types": ["Ingress"],
         "ingress": [{"action": "Allow", "source": {"selector": "app == 'web'"}}]}))
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         host.add_workload(1, labels={"app": "web"})
         host.add_workload(2, labels={"app": "db"})
         host.wait_programmed(1)
         host.wait_programmed(2)
         yield host
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 def loss(ping_output: str) -> tuple[int, int]:

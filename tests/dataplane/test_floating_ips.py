@@ -92,18 +92,13 @@ def lab(netns, tmp_path, request):
     host.fabric.sysctl("net.ipv4.ip_forward", "1")
     host.fabric.ip("route", "add", "172.16.1.0/24", "via", "10.0.0.1")
     host.client.create(ALLOW_ALL)
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         for n in (1, 2):
             whoami(host.add_workload(n))
             host.wait_programmed(n)
         wait_for(lambda: fetch(host.workloads[1], wl_ip(2)).startswith("wl2"), 10,
                  "workload servers up")
         yield host, ext
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 def test_external_local_and_hairpin_traffic_reach_the_instance(lab):

@@ -54,17 +54,12 @@ def compute(netns, tmp_path, request):
     env, (addr, port) = request.param
     host = FelixHost(netns, tmp_path, FELIX_DEFAULTENDPOINTTOHOSTACTION="Drop", **env)
     host.client.create(ALLOW_ALL)
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         start_metadata_server(host, tmp_path / "meta", addr, port)
         start_dns(host, tmp_path)
         host.add_workload(1)
         host.wait_programmed(1)
         yield host
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 ON_HOST_ADDRESS = ({"FELIX_METADATAADDR": "10.0.0.1", "FELIX_METADATAPORT": "8775"},

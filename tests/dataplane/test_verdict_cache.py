@@ -55,13 +55,8 @@ print(marks)
 def felix(netns, tmp_path):
     host = FelixHost(netns, tmp_path)
     host.client.create(ALLOW_ALL)
-    host.start_felix()
-    try:
-        host.wait_ready()
+    with host.running():
         yield host
-    finally:
-        code = host.close()
-        assert code in (None, 0), host.log()
 
 
 class Receiver:
