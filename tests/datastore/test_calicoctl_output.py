@@ -15,32 +15,7 @@ import tarfile
 import yaml
 
 from calico.version import CALICO_VERSION
-from tests.fixtures.calicoctl import CALICOCTL, environment, ok
-
-POOLS = """\
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4
-spec:
-  cidr: 10.0.0.0/16
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: pool-b
-  labels: {zone: "1", app: web}
-spec:
-  cidr: 10.1.0.0/24
-  natOutgoing: true
-  nodeSelector: rack == 'a'
-"""
-
-PROFILE = """\
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: some-profile}
-"""
+from tests.fixtures.calicoctl import CALICOCTL, POOLS, PROFILE, environment, ok
 
 
 def test_empty_list_is_a_kind_list_at_the_stores_revision(ctl):

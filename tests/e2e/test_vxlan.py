@@ -13,17 +13,14 @@ a router namespace between them that knows only the host subnets (no route to wo
 from __future__ import annotations
 
 import json
-import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from benchmarks.faults import lab_traffic as lt
 from calico.datastore.client import ResourceClient
 from calico.lab.proc import sh
+from tests.fixtures.space_checks import ping_through_felix_kills
 
 from .conftest import wait_until
 
@@ -102,22 +99,9 @@ def test_crosssubnet_overlay_across_subnets_plain_within(lab):
 def test_kill_felix_under_10ms_ping_loses_nothing(lab):
     set_vxlan_mode(lab, "CrossSubnet")
     wait_until(lambda: lab.ping("w1", addr(lab, "w2"), timeout=0.5), 20, "w1 -> w2")
-    # `ip netns exec` execs ping: the pid is ping's, and SIGINT makes it print its summary.
-    ping = subprocess.Popen(["ip", "netns", "exec", lab.netns_of("w1"), "ping", "-i", "0.01",
-                             "-W", "1", addr(lab, "w2")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        time.sleep(2)
-        # Each returns once the restarted Felix has programmed the dataplane again.
-        backs = [lt.kill_felix(lab, host) for host in ("host1", "host2")]
-        time.sleep(1)
-        ping.send_signal(signal.SIGINT)
-        out, _ = ping.communicate(timeout=30)
-    finally:
-        if ping.poll() is None:
-            ping.kill()
-    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received",
-                                        out).groups())
+    got = ping_through_felix_kills(lab, lab.netns_of("w1"), addr(lab, "w2"),
+                                   ("host1", "host2"))
+    sent, received, backs, out = got["sent"], got["received"], got["backs"], got["out"]
     print(f"\nkill -9 Felix on host1 and host2: back in {backs[0]:.2f}s / {backs[1]:.2f}s; "
           f"{sent} pings every 10 ms, {sent - received} lost")
     assert sent >= 300

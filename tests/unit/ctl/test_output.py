@@ -13,36 +13,11 @@ import sys
 import yaml
 
 from calico.datastore.local import LocalBackend
-
-POOLS = """\
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4
-spec:
-  cidr: 10.0.0.0/16
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: pool-b
-  labels: {zone: "1", app: web}
-spec:
-  cidr: 10.1.0.0/24
-  natOutgoing: true
-  nodeSelector: rack == 'a'
-"""
+from tests.fixtures.calicoctl import POOLS, PROFILE
 
 
 def _revision(tmp_path):
     return LocalBackend(str(tmp_path / "calico.db")).revision()
-
-
-PROFILE = """\
-apiVersion: projectcalico.org/v3
-kind: Profile
-metadata: {name: some-profile}
-"""
 
 
 def test_empty_list_yaml_and_json(ctl, tmp_path):
