@@ -5,8 +5,8 @@ For each fixed IP inside an enabled IPPool, `claim` assigns exactly that address
 = the port id (attributes: node, namespace `openstack`, port); `release` frees every address
 of a port's handle. Addresses outside every pool are Neutron's alone and are skipped.
 A port of a network mapped to an address space (spaces.py) claims and releases in that
-space's IPAM (`space=`). IPAM failures are logged, never raised: Neutron has already committed the port, and the
-next resync claims again.
+space's IPAM (`space=`). IPAM failures are logged, never raised: Neutron has already committed
+the port, and the next resync claims again.
 
 Neutron's event handlers and the resync thread call in concurrently, while an `IPAM` instance
 serves one thread at a time (its block cache is unlocked): one lock serialises every claim and

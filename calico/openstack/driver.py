@@ -364,12 +364,12 @@ class CalicoDriver:
             ids = {p.get("project_id") or p.get("tenant_id") for p in snapshot.ports.values()}
             found = {i: self.projects.get(i) for i in ids if i}
             snapshot.projects = {i: p for i, p in found.items() if p is not None}
-        spaces = wanted_spaces(snapshot, self.region)
-        if self.spaces is not None:
+        spaces = wanted_spaces(snapshot, self.region) if self.spaces is not None else None
+        if spaces is not None:
             self.spaces.ensure(*spaces)  # before the endpoints that join them
         for syncer in (self.policies, self.subnets, self.endpoints):
             syncer.resync(snapshot)
-        if self.spaces is not None:
+        if spaces is not None:
             self.spaces.remove_stale(*spaces)  # after the endpoints that left them
         for port_id in sorted(self.endpoints.unmappable):
             self._unmappable_port(snapshot.ports[port_id], self.endpoints.unmappable[port_id])

@@ -119,7 +119,8 @@ def endpoint_in_space(doc: dict[str, Any], space: str) -> dict[str, Any]:
 class SpaceSyncer:
     """Writes the spaces and pools of `wanted` through the API client (so a space's prefix
     is allocated and claimed as calicoctl's would be) and deletes the ones this region owns
-    that Neutron no longer has."""
+    that Neutron no longer has. The driver's resync calls `ensure` before the endpoints are
+    written and `remove_stale` after them, so no endpoint names a space that is gone."""
 
     def __init__(self, client: ResourceClient, region: names.Region = names.NO_REGION) -> None:
         self.client, self.region = client, region
@@ -167,11 +168,6 @@ class SpaceSyncer:
             log.info("%s %s deleted (its Neutron object is gone)", kind, name)
         except DatastoreError as err:
             log.warning("%s %s: not deleted yet (%s); the resync retries", kind, name, err)
-
-    def resync(self, snapshot: Snapshot) -> None:
-        spaces, pools = wanted(snapshot, self.region)
-        self.ensure(spaces, pools)
-        self.remove_stale(spaces, pools)
 
     def remove_pool(self, subnet_id: str) -> None:
         """A subnet was deleted: its pool goes (its space at the next resync)."""
