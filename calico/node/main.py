@@ -36,7 +36,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import click
@@ -125,11 +124,6 @@ def _connect_with_retry(config, wait: float = DATASTORE_WAIT):
             time.sleep(1.0)
 
 
-def log_config(env: Mapping[str, str]) -> logsetup.LogConfig:
-    """calico-node's log channels (logsetup.calico_node_config); its children use the same."""
-    return logsetup.calico_node_config(env)
-
-
 def _tunnel_addrs(client, backend, nodename: str) -> None:
     """Allocate (or release) the VXLAN tunnel address before Felix starts; a failure is
     logged, and the supervised allocator retries."""
@@ -162,7 +156,7 @@ def _flag(name: str) -> bool:
 def main(hostname, run_dir, cni_socket, startup_only, no_felix, no_bgp) -> None:
     """Register this host's Calico Node and run Felix, the BGP daemon and BIRD."""
     try:
-        logsetup.configure("calico-node", log_config(os.environ))
+        logsetup.configure("calico-node", logsetup.calico_node_config(os.environ))
     except ValueError as err:
         click.echo(f"calico-node: {err}", err=True)
         sys.exit(1)

@@ -10,7 +10,6 @@ import pytest
 from calico import logsetup
 from calico.felix.config import ConfigLoader
 from calico.felix.daemon import configure_logging
-from calico.node.main import log_config
 
 
 @pytest.fixture(autouse=True)
@@ -112,11 +111,13 @@ def test_felix_file_logging_off_with_none():
 
 
 def test_calico_node_environment():
-    cfg = log_config({"CALICO_LOG_LEVEL": "debug", "CALICO_LOGFILEPATH": "/var/log/x.log",
-                      "CALICO_LOGSEVERITYSYS": "Warning"})
+    cfg = logsetup.calico_node_config({"CALICO_LOG_LEVEL": "debug",
+                                       "CALICO_LOGFILEPATH": "/var/log/x.log",
+                                       "CALICO_LOGSEVERITYSYS": "Warning"})
     assert (cfg.screen, cfg.file_path, cfg.file, cfg.sys) == ("debug", "/var/log/x.log",
                                                               "Info", "Warning")
-    assert log_config({}).file_path is None and log_config({}).sys is None
+    empty = logsetup.calico_node_config({})
+    assert empty.file_path is None and empty.sys is None
     assert logsetup.calico_node_config({"CALICO_LOGSEVERITYSCREEN": "Error"}).screen == "Error"
 
 
